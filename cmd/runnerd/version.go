@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"runtime"
+	"runtime/debug"
+)
+
+// version and commit are set at build time:
+//
+//	go build -ldflags "-X main.version=1.2.3 -X main.commit=abcdef" ./cmd/runnerd
+//
+// Without them, the module version and VCS revision from the build info are used.
+var (
+	version = ""
+	commit  = ""
+)
+
+// buildVersion returns the version and commit, falling back to build info.
+func buildVersion() (v, c string) {
+	v, c = version, commit
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" && bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "" {
+				c = s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return v, c
+}
+
+func cmdVersion(ctx context.Context, e *env, args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	if err := fs.Parse(args); err != nil {
+		return usageError{err}
+	}
+	v, c := buildVersion()
+	fmt.Fprintf(e.stdout, "runnerd %s (commit %s, %s)\n", v, c, runtime.Version())
+	return nil
+}

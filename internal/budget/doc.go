@@ -1,0 +1,5 @@
+// Package budget keeps the account inside its limits: the per-second rate, the
+// rolling 24-hour allowance counted in UTC hour buckets, the planner that admits
+// or defers runs by priority with a 24-hour look-ahead, and the classification
+// of 503 answers. It is pure: it takes now and does no I/O.
+package budget

@@ -1,0 +1,24 @@
+package budget
+
+import (
+	"time"
+
+	"runnerd/internal/atomapi"
+)
+
+// Candidate is a run the planner is asked about, or one already scheduled in the
+// look-ahead horizon.
+type Candidate struct {
+	Job      string
+	Nominal  time.Time        // when it is (or was) due
+	Priority atomapi.Priority // high runs keep their share first
+	Estimate int              // calls it is expected to spend
+	Seq      int64            // arrival order, for first come, first served among equals
+}
+
+// Decision is the planner's answer for one candidate.
+type Decision struct {
+	Admit      bool
+	Reason     string    // in words, for the run's record and the log; set on deferral
+	EarliestAt time.Time // deferral: the earliest hour at which it fits; zero if never within the horizon
+}

@@ -1,0 +1,2 @@
+-- 0001: placeholder replaced by the ledger schema (see internal/store).
+SELECT 1;

@@ -1,0 +1,11 @@
+// Package migrations holds runnerd's numbered SQL schema migrations,
+// NNNN_name.sql, embedded into the binary. A released file is never edited: a
+// change is a new file.
+package migrations
+
+import "embed"
+
+// FS holds every migration file.
+//
+//go:embed *.sql
+var FS embed.FS
