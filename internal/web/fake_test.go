@@ -1,0 +1,145 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testNow is the fixed clock of these tests.
+var testNow = time.Date(2025, 3, 4, 14, 37, 0, 0, time.UTC)
+
+// xss is planted in every free-text field of the fake source.
+const xss = `<script>alert("x")</script>`
+
+// fakeSource is a Source with canned data. It records the now it was given.
+type fakeSource struct {
+	mu        sync.Mutex
+	jobs      []JobStatus
+	budget    BudgetStatus
+	runs      []RunRow
+	calls     []CallRow
+	health    error
+	budgetNow time.Time
+	runsN     int
+	callsN    int
+}
+
+func (f *fakeSource) Jobs(context.Context) []JobStatus { return f.jobs }
+func (f *fakeSource) Budget(now time.Time) BudgetStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.budgetNow = now
+	return f.budget
+}
+func (f *fakeSource) RecentRuns(_ context.Context, n int) []RunRow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.runsN = n
+	return f.runs[:min(n, len(f.runs))]
+}
+func (f *fakeSource) RecentCalls(_ context.Context, n int) []CallRow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.callsN = n
+	return f.calls[:min(n, len(f.calls))]
+}
+func (f *fakeSource) Healthy(context.Context) error { return f.health }
+
+// hourCalls is the fake window: 24 buckets ending in the current hour, with a
+// burst that pushes the running total into the reserve.
+var hourCalls = []int{40, 35, 0, 12, 60, 80, 120, 95, 30, 0, 0, 5, 900, 1100, 700, 350, 250, 100, 90, 85, 60, 40, 30, 600}
+
+func newFakeSource() *fakeSource {
+	start := testNow.Truncate(time.Hour).Add(-23 * time.Hour)
+	b := BudgetStatus{
+		DailyLimit:           5000,
+		Reserve:              500,
+		Rate:                 5,
+		WindowStart:          start,
+		NextFreeAt:           start.Add(24 * time.Hour),
+		NextFrees:            hourCalls[0],
+		Classification:       "normal",
+		ClassificationReason: "no 503s in the last hour " + xss,
+	}
+	for i, c := range hourCalls {
+		b.Hours = append(b.Hours, HourCalls{Hour: start.Add(time.Duration(i) * time.Hour), Calls: c})
+		b.Used += c
+	}
+	b.Remaining = max(0, b.DailyLimit-b.Reserve-b.Used)
+
+	f := &fakeSource{budget: b}
+	f.jobs = []JobStatus{
+		{Name: "promote-orders", Kind: "deploy", Priority: "high", Schedule: "0 2 * * 1-5", Timezone: "Europe/Berlin",
+			Next: time.Date(2025, 3, 5, 1, 0, 0, 0, time.UTC), LastState: "succeeded", LastNominal: time.Date(2025, 3, 4, 1, 0, 0, 0, time.UTC)},
+		{Name: "orders-sync", Kind: "execute", Priority: "normal", Schedule: "@every 10m", Timezone: "UTC",
+			Next: testNow.Add(3 * time.Minute), LastState: "failed", LastNominal: testNow.Add(-7 * time.Minute), LastError: "execution ERROR: " + xss},
+		{Name: "audit-export", Kind: "export", Priority: "low", Schedule: "@hourly", Timezone: "UTC",
+			Next: testNow.Add(23 * time.Minute), LastState: "deferred", LastNominal: testNow.Add(-37 * time.Minute)},
+		{Name: "invoice-export", Kind: "execute", Priority: "low", Schedule: "30 6 * * *", Timezone: "America/New_York",
+			LastState: "unknown", LastNominal: testNow.Add(-8 * time.Hour), Paused: true},
+		{Name: "never-ran", Kind: "export", Priority: "normal", Schedule: "@daily", Timezone: "UTC",
+			Next: time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC)},
+	}
+	for i := range 25 {
+		nominal := testNow.Add(-time.Duration(i*10) * time.Minute).Truncate(10 * time.Minute)
+		state, errText := "succeeded", ""
+		if i%7 == 3 {
+			state, errText = "failed", "poll ExecutionRecord: 503 "+xss
+		}
+		f.runs = append(f.runs, RunRow{ID: int64(1000 - i), Job: "orders-sync", Kind: "execute", State: state,
+			Nominal: nominal, Started: nominal.Add(2 * time.Second), Finished: nominal.Add(48 * time.Second), Calls: 6, Error: errText})
+	}
+	for i := range 40 {
+		status, errText := 200, ""
+		switch i % 9 {
+		case 4:
+			status = 503
+		case 7:
+			status, errText = 0, "read: connection reset by peer"
+		}
+		f.calls = append(f.calls, CallRow{ID: int64(5000 - i), RunID: int64(1000 - i/6), Job: "orders-sync",
+			Operation: "ExecutionRecord.query", Method: "POST", Path: "/api/rest/v1/sim-account/ExecutionRecord/query?x=" + xss,
+			Status: status, Started: testNow.Add(-time.Duration(i*13) * time.Second), DurationMS: int64(80 + 37*i), Error: errText})
+	}
+	return f
+}
+
+// serve starts the handler on 127.0.0.1 for the test.
+func serve(t *testing.T, src Source, m *Metrics) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(Handler(src, m, func() time.Time { return testNow }))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// get fetches path from srv and returns the response with its body read.
+func get(t *testing.T, srv *httptest.Server, path string) (*http.Response, string) {
+	t.Helper()
+	return do(t, srv, http.MethodGet, path)
+}
+
+func do(t *testing.T, srv *httptest.Server, method, path string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	return resp, string(body)
+}
+
+var errStalled = errors.New("store: ping: context deadline exceeded")

@@ -1,0 +1,348 @@
+package web
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed page.gohtml style.css
+var assets embed.FS
+
+var (
+	// pageCSS is inlined in the page; its hash is the only style the
+	// Content-Security-Policy allows, and nothing else may load at all.
+	pageCSS = mustRead("style.css")
+	csp     = "default-src 'none'; style-src 'sha256-" + sha256Base64(pageCSS) + "'; img-src data:; " +
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+	pageTmpl = template.Must(template.New("page.gohtml").Funcs(template.FuncMap{
+		"utc":    fmtUTC,
+		"utcs":   fmtUTCSeconds,
+		"iso":    fmtISO,
+		"rel":    fmtRel,
+		"num":    fmtNum,
+		"state":  stateClass,
+		"status": statusClass,
+		"took":   fmtTook,
+		"ms":     fmtMS,
+		"px":     fmtPx,
+		"plus":   func(a, b float64) float64 { return a + b },
+	}).ParseFS(assets, "page.gohtml"))
+)
+
+func mustRead(name string) string {
+	b, err := assets.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func sha256Base64(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// pageData is what page.gohtml renders.
+type pageData struct {
+	Now    time.Time
+	CSS    template.CSS
+	Jobs   []JobStatus
+	Budget BudgetStatus
+	Cap    int // daily_limit − reserve: what ordinary work may use
+	Chart  chart
+	Runs   []RunRow
+	Calls  []CallRow
+}
+
+// pageHandler renders the status page. It renders into a buffer first, so a
+// template error is a clean 500 rather than half a page.
+func pageHandler(src Source, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		t := now().UTC()
+		b := src.Budget(t)
+		d := pageData{
+			Now:    t,
+			CSS:    template.CSS(pageCSS),
+			Jobs:   src.Jobs(ctx),
+			Budget: b,
+			Cap:    max(0, b.DailyLimit-b.Reserve),
+			Chart:  budgetChart(b),
+			Runs:   src.RecentRuns(ctx, DefaultRecentRuns),
+			Calls:  src.RecentCalls(ctx, DefaultRecentCalls),
+		}
+		var buf bytes.Buffer
+		if err := pageTmpl.Execute(&buf, d); err != nil {
+			http.Error(w, "render status page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		w.Write(buf.Bytes())
+	})
+}
+
+// The chart's coordinate system (SVG user units; it scales to the page).
+const (
+	chartW     = 480.0
+	chartH     = 250.0
+	plotLeft   = 44.0
+	plotRight  = 8.0
+	plotTop    = 14.0
+	plotBottom = 30.0
+	barGap     = 1.5
+)
+
+// chart is the budget chart, laid out in Go so the template only prints it.
+// Each bar is one hour's calls stacked on the hours before it (a waterfall),
+// so the bars share a scale with the daily limit and the reserve band, and
+// the top of the last bar is the window's total.
+type chart struct {
+	W, H                       float64
+	PlotX, PlotY, PlotW, PlotH float64
+	Bars                       []bar
+	XLabels                    []label
+	YTicks                     []label
+	LimitY                     float64 // the daily limit line
+	CapY                       float64 // daily_limit − reserve: bottom of the reserve band
+	ReserveH                   float64 // height of the reserve band
+	LimitText, CapText         string
+	Desc                       string // the chart in words, for screen readers
+}
+
+type bar struct {
+	X, Y, W, H float64
+	Class      string // ok | reserve | over
+	Title      string
+}
+
+type label struct {
+	X, Y float64
+	Text string
+}
+
+// budgetChart lays out the chart for b.
+func budgetChart(b BudgetStatus) chart {
+	c := chart{
+		W: chartW, H: chartH,
+		PlotX: plotLeft, PlotY: plotTop,
+		PlotW: chartW - plotLeft - plotRight,
+		PlotH: chartH - plotTop - plotBottom,
+	}
+	total := 0
+	for _, h := range b.Hours {
+		total += max(0, h.Calls)
+	}
+	limit := max(0, b.DailyLimit)
+	capacity := max(0, limit-b.Reserve)
+	top := niceCeil(float64(max(limit, total, 1)) * 1.05)
+	y := func(v float64) float64 { return c.PlotY + c.PlotH*(1-v/top) }
+
+	c.LimitY = y(float64(limit))
+	c.CapY = y(float64(capacity))
+	c.ReserveH = c.CapY - c.LimitY
+	c.LimitText = "limit " + fmtNum(limit)
+	c.CapText = "reserve " + fmtNum(limit-capacity)
+
+	step := niceStep(top / 4)
+	for v := 0.0; v <= top+step/1e6; v += step {
+		c.YTicks = append(c.YTicks, label{X: c.PlotX - 4, Y: y(v), Text: fmtShort(v)})
+	}
+
+	if n := len(b.Hours); n > 0 {
+		slot := c.PlotW / float64(n)
+		cum := 0
+		for i, h := range b.Hours {
+			calls := max(0, h.Calls)
+			base := cum
+			cum += calls
+			class := "ok"
+			switch {
+			case cum > limit:
+				class = "over"
+			case cum > capacity:
+				class = "reserve"
+			}
+			x := c.PlotX + float64(i)*slot
+			bh := y(float64(base)) - y(float64(cum))
+			if calls > 0 && bh < 1 {
+				bh = 1 // a non-empty hour stays visible
+			}
+			c.Bars = append(c.Bars, bar{
+				X: x + barGap/2, W: math.Max(slot-barGap, 0.5),
+				Y: y(float64(base)) - bh, H: bh,
+				Class: class,
+				Title: fmt.Sprintf("%s: %s calls (window total %s)", h.Hour.UTC().Format("2006-01-02 15:04 UTC"), fmtNum(calls), fmtNum(cum)),
+			})
+			if hr := h.Hour.UTC().Hour(); hr%6 == 0 {
+				c.XLabels = append(c.XLabels, label{X: x + slot/2, Y: c.PlotY + c.PlotH + 14, Text: fmt.Sprintf("%02d:00", hr)})
+			}
+		}
+	}
+	c.Desc = fmt.Sprintf("%s calls used in the rolling 24 hours, of %s available to runnerd (daily limit %s, reserve %s).",
+		fmtNum(total), fmtNum(capacity), fmtNum(limit), fmtNum(limit-capacity))
+	return c
+}
+
+// niceStep rounds x up to 1, 2, 2.5 or 5 times a power of ten.
+func niceStep(x float64) float64 {
+	if x <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
+		if m*p >= x {
+			return math.Max(m*p, 1)
+		}
+	}
+	return 10 * p
+}
+
+// niceCeil rounds x up to a multiple of a quarter of a nice step, so the top
+// tick lands on the axis.
+func niceCeil(x float64) float64 {
+	s := niceStep(x / 4)
+	return math.Ceil(x/s) * s
+}
+
+// Template helpers. Zero times print as a dash.
+
+func fmtUTC(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+func fmtUTCSeconds(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("01-02 15:04:05")
+}
+
+func fmtISO(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// fmtRel says how far t is from now: "in 2h 5m", "3m ago", "now".
+func fmtRel(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := t.Sub(now)
+	if d > -time.Minute && d < time.Minute {
+		return "now"
+	}
+	if d > 0 {
+		return "in " + fmtSpan(d)
+	}
+	return fmtSpan(-d) + " ago"
+}
+
+// fmtSpan is a coarse duration: "2d 3h", "4h 5m", "7m".
+func fmtSpan(d time.Duration) string {
+	d = d.Truncate(time.Minute)
+	days, hours, mins := int(d/(24*time.Hour)), int(d%(24*time.Hour)/time.Hour), int(d%time.Hour/time.Minute)
+	switch {
+	case days > 0:
+		return fmt.Sprintf("%dd %dh", days, hours)
+	case hours > 0:
+		return fmt.Sprintf("%dh %dm", hours, mins)
+	}
+	return fmt.Sprintf("%dm", mins)
+}
+
+// fmtTook is the time between start and finish of a run.
+func fmtTook(start, finish time.Time) string {
+	if start.IsZero() || finish.IsZero() || finish.Before(start) {
+		return "—"
+	}
+	d := finish.Sub(start)
+	if d < time.Minute {
+		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + " s"
+	}
+	return fmtSpan(d)
+}
+
+func fmtMS(ms int64) string {
+	if ms < 1000 {
+		return strconv.FormatInt(ms, 10) + " ms"
+	}
+	return strconv.FormatFloat(float64(ms)/1000, 'f', 1, 64) + " s"
+}
+
+// fmtNum groups thousands: 12345 → "12,345".
+func fmtNum(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// fmtShort is an axis label: 2500 → "2.5k".
+func fmtShort(v float64) string {
+	switch {
+	case v >= 1e6:
+		return strconv.FormatFloat(v/1e6, 'f', -1, 64) + "M"
+	case v >= 1e4:
+		return strconv.FormatFloat(v/1e3, 'f', -1, 64) + "k"
+	case v == math.Trunc(v):
+		return fmtNum(int(v))
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func fmtPx(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
+
+// stateClass maps a run state to a CSS class from a fixed set.
+func stateClass(s string) string {
+	switch s {
+	case "succeeded":
+		return "st-ok"
+	case "failed":
+		return "st-bad"
+	case "deferred", "unknown":
+		return "st-warn"
+	case "running", "admitted", "planned":
+		return "st-run"
+	}
+	return "st-none" // missed, skipped, never ran
+}
+
+// statusClass maps an HTTP status to a CSS class.
+func statusClass(code int) string {
+	switch {
+	case code >= 200 && code < 400:
+		return "st-ok"
+	case code == 503 || code == 429:
+		return "st-warn"
+	}
+	return "st-bad"
+}

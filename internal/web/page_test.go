@@ -1,0 +1,407 @@
+package web
+
+import (
+	"encoding/xml"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// node is an element of the parsed page.
+type node struct {
+	name     string
+	attr     map[string]string
+	children []*node
+	text     strings.Builder // character data directly inside, and below
+}
+
+func (n *node) class() []string { return strings.Fields(n.attr["class"]) }
+
+func (n *node) hasClass(c string) bool {
+	for _, k := range n.class() {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+// all returns the descendants of n (n included) for which match is true.
+func (n *node) all(match func(*node) bool) []*node {
+	var out []*node
+	var walk func(*node)
+	walk = func(m *node) {
+		if match(m) {
+			out = append(out, m)
+		}
+		for _, c := range m.children {
+			walk(c)
+		}
+	}
+	walk(n)
+	return out
+}
+
+func (n *node) byID(id string) *node {
+	found := n.all(func(m *node) bool { return m.attr["id"] == id })
+	if len(found) != 1 {
+		return nil
+	}
+	return found[0]
+}
+
+func byName(name string) func(*node) bool { return func(m *node) bool { return m.name == name } }
+
+// parsePage parses the page strictly as XML: the template writes well-formed
+// markup (self-closed void elements, numeric escapes), so any unbalanced tag
+// or broken escape is an error here. Element names are lower-cased local
+// names (svg children included).
+func parsePage(t *testing.T, page string) *node {
+	t.Helper()
+	d := xml.NewDecoder(strings.NewReader(page))
+	d.Strict = true
+	root := &node{name: "#document", attr: map[string]string{}}
+	stack := []*node{root}
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			line, _ := d.InputPos()
+			lines := strings.Split(page, "\n")
+			ctx := ""
+			if line-1 < len(lines) && line > 0 {
+				ctx = lines[line-1]
+			}
+			t.Fatalf("the status page does not parse: %v\nline %d: %s", err, line, ctx)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			n := &node{name: strings.ToLower(tok.Name.Local), attr: map[string]string{}}
+			for _, a := range tok.Attr {
+				n.attr[a.Name.Local] = a.Value
+			}
+			top := stack[len(stack)-1]
+			top.children = append(top.children, n)
+			stack = append(stack, n)
+		case xml.EndElement:
+			stack = stack[:len(stack)-1]
+		case xml.CharData:
+			for _, n := range stack {
+				n.text.Write(tok)
+			}
+		}
+	}
+	if len(stack) != 1 {
+		t.Fatalf("the status page leaves %d elements open", len(stack)-1)
+	}
+	return root
+}
+
+func TestStatusPage(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+	resp, page := get(t, srv, "/")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET / = %d; want 200\n%s", resp.StatusCode, page)
+	}
+	for header, want := range map[string]string{
+		"Content-Type":            "text/html; charset=utf-8",
+		"Content-Security-Policy": csp,
+		"X-Content-Type-Options":  "nosniff",
+	} {
+		if got := resp.Header.Get(header); got != want {
+			t.Errorf("GET / %s = %q; want %q", header, got, want)
+		}
+	}
+	if src.runsN != DefaultRecentRuns || src.callsN != DefaultRecentCalls {
+		t.Errorf("page asked for %d runs and %d calls; want %d and %d", src.runsN, src.callsN, DefaultRecentRuns, DefaultRecentCalls)
+	}
+	doc := parsePage(t, page)
+
+	t.Run("head", func(t *testing.T) {
+		var viewport, charset bool
+		for _, m := range doc.all(byName("meta")) {
+			viewport = viewport || (m.attr["name"] == "viewport" && strings.Contains(m.attr["content"], "width=device-width"))
+			charset = charset || m.attr["charset"] == "utf-8"
+		}
+		if !viewport || !charset {
+			t.Errorf("head: viewport meta %v, charset meta %v; want both", viewport, charset)
+		}
+		styles := doc.all(byName("style"))
+		if len(styles) != 1 {
+			t.Fatalf("page has %d <style> elements; want 1", len(styles))
+		}
+		// The CSP allows exactly this stylesheet, by hash.
+		if got := "'sha256-" + sha256Base64(styles[0].text.String()) + "'"; !strings.Contains(csp, got) {
+			t.Errorf("the inline stylesheet's hash %s is not in the CSP %q", got, csp)
+		}
+	})
+
+	t.Run("no scripts or external assets", func(t *testing.T) {
+		if s := doc.all(byName("script")); len(s) != 0 {
+			t.Errorf("page has %d <script> elements; want none", len(s))
+		}
+		for _, n := range doc.all(func(*node) bool { return true }) {
+			for _, a := range []string{"src", "href", "action", "srcset", "style"} {
+				v, ok := n.attr[a]
+				if !ok {
+					continue
+				}
+				if a == "style" || strings.Contains(v, "//") || strings.HasPrefix(v, "/") && v != "/" {
+					t.Errorf("<%s %s=%q>: want no inline style attributes and no absolute or external URLs", n.name, a, v)
+				}
+			}
+		}
+	})
+
+	t.Run("escaping", func(t *testing.T) {
+		if strings.Contains(page, xss) || strings.Contains(page, "<script") {
+			t.Errorf("the planted %q reached the page unescaped", xss)
+		}
+		// It is shown, escaped, wherever it was planted.
+		if got := strings.Count(page, "&lt;script&gt;alert("); got < 4 {
+			t.Errorf("escaped marker appears %d times; want at least 4 (job error, run error, call path, 503 reason)", got)
+		}
+	})
+
+	t.Run("jobs table", func(t *testing.T) {
+		table := doc.byID("jobs-table")
+		if table == nil {
+			t.Fatal("no table#jobs-table")
+		}
+		rows := table.all(byName("tbody"))[0].all(byName("tr"))
+		if len(rows) != len(src.jobs) {
+			t.Fatalf("jobs table has %d rows; want %d", len(rows), len(src.jobs))
+		}
+		for i, j := range src.jobs {
+			cells := rows[i].all(byName("td"))
+			if len(cells) != 6 {
+				t.Fatalf("job row %d has %d cells; want 6", i, len(cells))
+			}
+			for _, c := range cells {
+				if c.attr["data-label"] == "" {
+					t.Errorf("job row %d: a cell has no data-label (needed by the phone layout)", i)
+				}
+			}
+			if got := strings.TrimSpace(cells[0].text.String()); !strings.HasPrefix(got, j.Name) {
+				t.Errorf("job row %d name cell = %q; want it to start with %q", i, got, j.Name)
+			}
+			next := cells[4].text.String()
+			if j.Next.IsZero() {
+				if strings.TrimSpace(next) != "—" {
+					t.Errorf("job %s next run = %q; want a dash", j.Name, next)
+				}
+			} else if !strings.Contains(next, fmtUTC(j.Next)) || !strings.Contains(next, fmtRel(testNow, j.Next)) {
+				t.Errorf("job %s next run = %q; want %q and %q", j.Name, next, fmtUTC(j.Next), fmtRel(testNow, j.Next))
+			}
+			last := cells[5]
+			if j.LastState == "" {
+				if !strings.Contains(last.text.String(), "never ran") {
+					t.Errorf("job %s last run = %q; want \"never ran\"", j.Name, last.text.String())
+				}
+				continue
+			}
+			badges := last.all(func(n *node) bool { return n.hasClass("badge") })
+			if len(badges) != 1 || badges[0].text.String() != j.LastState || !badges[0].hasClass(stateClass(j.LastState)) {
+				t.Errorf("job %s last-state badge = %+v; want one %q badge with class %s", j.Name, badges, j.LastState, stateClass(j.LastState))
+			}
+		}
+		if !strings.Contains(rows[3].text.String(), "paused") {
+			t.Errorf("paused job row = %q; want a paused badge", rows[3].text.String())
+		}
+	})
+
+	t.Run("runs and calls", func(t *testing.T) {
+		for _, tt := range []struct {
+			id   string
+			want int
+		}{{"runs-table", min(len(src.runs), DefaultRecentRuns)}, {"calls-table", min(len(src.calls), DefaultRecentCalls)}} {
+			table := doc.byID(tt.id)
+			if table == nil {
+				t.Fatalf("no table#%s", tt.id)
+			}
+			if got := len(table.all(byName("tbody"))[0].all(byName("tr"))); got != tt.want {
+				t.Errorf("%s has %d rows; want %d", tt.id, got, tt.want)
+			}
+		}
+		calls := doc.byID("calls-table").text.String()
+		for _, want := range []string{"no answer", "503", "ExecutionRecord.query", fmtMS(src.calls[0].DurationMS)} {
+			if !strings.Contains(calls, want) {
+				t.Errorf("calls table does not show %q", want)
+			}
+		}
+	})
+
+	t.Run("budget chart", func(t *testing.T) {
+		svg := doc.byID("budget-chart")
+		if svg == nil || svg.name != "svg" {
+			t.Fatal("no svg#budget-chart")
+		}
+		checkChart(t, svg, src.budget)
+		facts := doc.byID("budget").text.String()
+		for _, want := range []string{fmtNum(src.budget.Used), fmtNum(src.budget.Remaining), fmtNum(src.budget.DailyLimit), "requests/s"} {
+			if !strings.Contains(facts, want) {
+				t.Errorf("budget section does not show %q", want)
+			}
+		}
+	})
+}
+
+// checkChart checks the chart's geometry against the budget it draws: one
+// bar per hour, stacked, on the same scale as the limit line and reserve band.
+func checkChart(t *testing.T, svg *node, b BudgetStatus) {
+	t.Helper()
+	num := func(n *node, a string) float64 {
+		t.Helper()
+		v, err := strconv.ParseFloat(n.attr[a], 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Fatalf("<%s %s=%q>: not a finite number", n.name, a, n.attr[a])
+		}
+		return v
+	}
+	bars := svg.all(func(n *node) bool { return n.name == "rect" && n.hasClass("bar") })
+	if len(bars) != len(b.Hours) {
+		t.Fatalf("chart has %d bars; want %d (one per hour)", len(bars), len(b.Hours))
+	}
+	limits := svg.all(func(n *node) bool { return n.name == "line" && n.hasClass("limit") })
+	bands := svg.all(func(n *node) bool { return n.name == "rect" && n.hasClass("reserve-band") })
+	if len(limits) != 1 || len(bands) != 1 {
+		t.Fatalf("chart has %d limit lines and %d reserve bands; want 1 and 1", len(limits), len(bands))
+	}
+	limitY := num(limits[0], "y1")
+	bandTop, bandH := num(bands[0], "y"), num(bands[0], "height")
+	if math.Abs(bandTop-limitY) > 0.15 {
+		t.Errorf("reserve band top %v; want it at the limit line %v", bandTop, limitY)
+	}
+	// Pixels per call from the limit line; the axis sits at the bottom bar's base.
+	base := num(bars[0], "y") + num(bars[0], "height")
+	scale := (base - limitY) / float64(b.DailyLimit)
+	if scale <= 0 {
+		t.Fatalf("limit line y=%v is not above the axis y=%v", limitY, base)
+	}
+	if want := float64(b.Reserve) * scale; math.Abs(bandH-want) > 0.3 {
+		t.Errorf("reserve band height %v; want %v (reserve %d)", bandH, want, b.Reserve)
+	}
+	cum, capacity := 0, b.DailyLimit-b.Reserve
+	prevX := -1.0
+	for i, h := range b.Hours {
+		r := bars[i]
+		cum += h.Calls
+		x, y, height := num(r, "x"), num(r, "y"), num(r, "height")
+		if x <= prevX {
+			t.Errorf("bar %d x=%v; want bars left to right", i, x)
+		}
+		prevX = x
+		// A non-empty hour is at least one unit tall, so it stays visible.
+		wantH := float64(h.Calls) * scale
+		if h.Calls > 0 {
+			wantH = math.Max(wantH, 1)
+		}
+		if math.Abs(height-wantH) > 0.3 {
+			t.Errorf("bar %d (%d calls) height %v; want %v", i, h.Calls, height, wantH)
+		}
+		// The bar stands on the running total of the hours before it.
+		if want := base - float64(cum-h.Calls)*scale; math.Abs(y+height-want) > 0.3 {
+			t.Errorf("bar %d bottom y=%v; want %v (running total before it %d)", i, y+height, want, cum-h.Calls)
+		}
+		wantClass := "ok"
+		if cum > b.DailyLimit {
+			wantClass = "over"
+		} else if cum > capacity {
+			wantClass = "reserve"
+		}
+		if !r.hasClass(wantClass) {
+			t.Errorf("bar %d (running total %d) class %q; want %q", i, cum, r.attr["class"], wantClass)
+		}
+		title := r.all(byName("title"))
+		if len(title) != 1 || !strings.Contains(title[0].text.String(), h.Hour.UTC().Format("15:04")) ||
+			!strings.Contains(title[0].text.String(), fmt.Sprintf("%s calls", fmtNum(h.Calls))) {
+			t.Errorf("bar %d title = %v; want the hour and its calls", i, title)
+		}
+	}
+	texts := svg.text.String()
+	for _, want := range []string{"limit " + fmtNum(b.DailyLimit), "reserve " + fmtNum(b.Reserve), "hour (UTC)"} {
+		if !strings.Contains(texts, want) {
+			t.Errorf("chart has no label %q", want)
+		}
+	}
+}
+
+func TestBudgetChart(t *testing.T) {
+	start := testNow.Truncate(time.Hour).Add(-23 * time.Hour)
+	hours := func(calls ...int) []HourCalls {
+		var hs []HourCalls
+		for i, c := range calls {
+			hs = append(hs, HourCalls{Hour: start.Add(time.Duration(i) * time.Hour), Calls: c})
+		}
+		return hs
+	}
+	flat := make([]int, 24)
+	for i := range flat {
+		flat[i] = 10
+	}
+	tests := []struct {
+		name string
+		b    BudgetStatus
+	}{
+		{"typical", newFakeSource().budget},
+		{"empty window", BudgetStatus{DailyLimit: 1000, Reserve: 100, Hours: hours(make([]int, 24)...)}},
+		{"over the limit", BudgetStatus{DailyLimit: 200, Reserve: 20, Hours: hours(append(flat[:23:23], 9)...)}},
+		{"reached exactly", BudgetStatus{DailyLimit: 240, Reserve: 24, Hours: hours(flat...)}},
+		{"no reserve", BudgetStatus{DailyLimit: 100000, Reserve: 0, Hours: hours(flat...)}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := tt.b
+			b.Used = 0
+			for _, h := range b.Hours {
+				b.Used += h.Calls
+			}
+			src := newFakeSource()
+			src.budget = b
+			srv := serve(t, src, nil)
+			_, page := get(t, srv, "/")
+			svg := parsePage(t, page).byID("budget-chart")
+			if svg == nil {
+				t.Fatal("no svg#budget-chart")
+			}
+			checkChart(t, svg, b)
+		})
+	}
+	// A budget with no limit and no hours still lays out finite numbers.
+	c := budgetChart(BudgetStatus{})
+	for _, v := range []float64{c.LimitY, c.CapY, c.ReserveH} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Errorf("budgetChart(zero) = %+v; want finite coordinates", c)
+		}
+	}
+	if len(c.Bars) != 0 {
+		t.Errorf("budgetChart(zero) has %d bars; want 0", len(c.Bars))
+	}
+}
+
+// TestStatusPageEmpty renders a daemon with nothing configured yet.
+func TestStatusPageEmpty(t *testing.T) {
+	srv := serve(t, &fakeSource{budget: BudgetStatus{DailyLimit: 1000, Reserve: 100, Remaining: 900, Rate: 5}}, nil)
+	_, page := get(t, srv, "/")
+	doc := parsePage(t, page)
+	for _, want := range []string{"No jobs configured.", "No runs yet.", "No calls recorded yet."} {
+		if !strings.Contains(page, want) {
+			t.Errorf("empty page does not say %q", want)
+		}
+	}
+	if doc.byID("budget-chart") == nil {
+		t.Error("empty page has no budget chart")
+	}
+	if ok, _ := regexp.MatchString(`NaN|Inf`, page); ok {
+		t.Error("empty page has NaN or Inf in it")
+	}
+}

@@ -1,0 +1,131 @@
+// Package web is runnerd's HTTP surface for [http] listen: Prometheus metrics
+// at /metrics, a health check at /healthz and a server-rendered status page at
+// /. It reads the daemon's state through the Source interface it declares, so
+// it knows nothing about the store, the budget or the scheduler.
+package web
+
+import (
+	"context"
+	"net/http"
+	"time"
+)
+
+// Source is what the HTTP surface needs from the daemon. Every method must be
+// safe to call concurrently and return quickly; results should be in UTC.
+type Source interface {
+	// Jobs lists the configured jobs, in display order.
+	Jobs(ctx context.Context) []JobStatus
+	// Budget is the rolling-window view at now.
+	Budget(now time.Time) BudgetStatus
+	// RecentRuns returns up to n runs, newest first.
+	RecentRuns(ctx context.Context, n int) []RunRow
+	// RecentCalls returns up to n ledger rows, newest first.
+	RecentCalls(ctx context.Context, n int) []CallRow
+	// Healthy reports whether the scheduler loop and the store are alive. An
+	// exhausted budget is not ill health.
+	Healthy(ctx context.Context) error
+}
+
+// JobStatus is one configured job and where it stands.
+type JobStatus struct {
+	Name     string `json:"name"`
+	Kind     string `json:"kind"`     // execute | deploy | export
+	Priority string `json:"priority"` // high | normal | low
+	Schedule string `json:"schedule"`
+	Timezone string `json:"timezone"`
+	// Next is the next fire time; zero when none (paused, disabled).
+	Next        time.Time `json:"next"`
+	LastState   string    `json:"last_state"` // a store.RunState, "" if it never ran
+	LastNominal time.Time `json:"last_nominal"`
+	LastError   string    `json:"last_error"`
+	Paused      bool      `json:"paused"`
+}
+
+// HourCalls is one hour bucket of the rolling window.
+type HourCalls struct {
+	Hour  time.Time `json:"hour"`
+	Calls int       `json:"calls"`
+}
+
+// BudgetStatus is the budget at a moment. The JSON names follow DESIGN 3.2.
+type BudgetStatus struct {
+	DailyLimit int     `json:"daily_limit"`
+	Reserve    int     `json:"reserve"`
+	Rate       float64 `json:"rate"`
+	Used       int     `json:"used"`      // calls in the current rolling window
+	Remaining  int     `json:"remaining"` // max(0, daily_limit − reserve − used)
+	// WindowStart is the start of the oldest hour bucket in the window.
+	WindowStart time.Time `json:"window_start"`
+	// Hours are the window's buckets, oldest first (24 of them).
+	Hours []HourCalls `json:"hours"`
+	// NextFreeAt is when the oldest non-empty bucket leaves the window, and
+	// NextFrees how many calls it frees then. Zero when the window is empty.
+	NextFreeAt time.Time `json:"next_free_at"`
+	NextFrees  int       `json:"next_frees"`
+	// Classification is the planner's reading of recent 503s (e.g. whether
+	// someone else is spending the account), with the reason in words.
+	Classification       string `json:"classification"`
+	ClassificationReason string `json:"classification_reason"`
+}
+
+// RunRow is one run, as the status page lists it.
+type RunRow struct {
+	ID       int64     `json:"id"`
+	Job      string    `json:"job"`
+	Kind     string    `json:"kind"`
+	State    string    `json:"state"`
+	Nominal  time.Time `json:"nominal_time"`
+	Started  time.Time `json:"started_at"`
+	Finished time.Time `json:"finished_at"`
+	Calls    int       `json:"calls"`
+	Error    string    `json:"error"`
+}
+
+// CallRow is one ledger row (one HTTP attempt). Status 0: no answer.
+type CallRow struct {
+	ID         int64     `json:"id"`
+	RunID      int64     `json:"run_id"`
+	Job        string    `json:"job"`
+	Operation  string    `json:"operation"`
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Status     int       `json:"status"`
+	Started    time.Time `json:"started_at"`
+	DurationMS int64     `json:"duration_ms"`
+	Error      string    `json:"error"`
+}
+
+// Page sizes of the status page's tables.
+const (
+	DefaultRecentRuns  = 20
+	DefaultRecentCalls = 30
+)
+
+// healthTimeout bounds a /healthz check, so a stalled store answers 503
+// instead of hanging the prober.
+const healthTimeout = 5 * time.Second
+
+// Handler serves GET /metrics, /healthz and the status page at /. now is the
+// clock for the budget view and the page; m may be nil (no counters, only the
+// gauges read from src).
+func Handler(src Source, m *Metrics, now func() time.Time) http.Handler {
+	if m == nil {
+		m = NewMetrics()
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.handler(src, now))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		if err := src.Healthy(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("unhealthy: " + err.Error() + "\n"))
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /{$}", pageHandler(src, now))
+	return mux
+}
