@@ -1,0 +1,5 @@
+//go:build race
+
+package atomsim_test
+
+const raceEnabled = true
