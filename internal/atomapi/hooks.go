@@ -109,5 +109,5 @@ func (nopGate) Wait(ctx context.Context, c *Call) error { return ctx.Err() }
 
 type nopRecorder struct{}
 
-func (nopRecorder) Begin(context.Context, *Call) error    { return nil }
+func (nopRecorder) Begin(context.Context, *Call) error { return nil }
 func (nopRecorder) End(context.Context, *Call, Result) {}
