@@ -1,0 +1,193 @@
+package kinds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"runnerd/internal/atomapi"
+	"runnerd/internal/scheduler"
+	"runnerd/internal/store"
+)
+
+// Execute methods.
+const (
+	MethodRequest        = "request"        // ExecutionRequest: trackable by requestId (default)
+	MethodExecuteProcess = "executeProcess" // the legacy action: no id, found by a window QUERY
+)
+
+// ExecuteClient is what the execute kind needs from the AtomSphere client.
+type ExecuteClient interface {
+	PollClient
+	CreateExecutionRequest(ctx context.Context, r atomapi.ExecutionRequest) (atomapi.ExecutionRequest, error)
+	ExecuteProcess(ctx context.Context, r atomapi.ExecuteProcessRequest) error
+}
+
+// Execute starts a process and, with Wait, follows it to a terminal status.
+type Execute struct {
+	Client      ExecuteClient
+	ProcessID   string
+	ProcessName string // used only when ProcessID is empty
+	AtomID      string
+	Method      string // MethodRequest (default) or MethodExecuteProcess
+	Wait        bool
+	Properties  map[string]string
+	Priority    atomapi.Priority
+	// Poller follows the executions of all execute runs; nil: a private one.
+	Poller *Poller
+	Now    func() time.Time
+	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
+	IsBudgetStop func(error) bool
+}
+
+// ExecuteDetail is the run's Detail for an execute run.
+type ExecuteDetail struct {
+	Method      string    `json:"method"`
+	RequestID   string    `json:"request_id,omitempty"`
+	ExecutionID string    `json:"execution_id,omitempty"`
+	Status      string    `json:"status,omitempty"`
+	Message     string    `json:"message,omitempty"`
+	SentAt      time.Time `json:"sent_at,omitzero"`
+	// Correlated is "window" when the execution was found by time (executeProcess).
+	Correlated string `json:"correlated,omitempty"`
+}
+
+// Run implements scheduler.Kind.
+func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Outcome {
+	now := clock(k.Now, rc.Now)
+	isBudget := k.IsBudgetStop
+	if isBudget == nil {
+		isBudget = defaultIsBudgetStop
+	}
+	ctx = callCtx(ctx, rc, k.Priority)
+	d := ExecuteDetail{Method: k.Method}
+	if d.Method == "" {
+		d.Method = MethodRequest
+	}
+	if err := ctx.Err(); err != nil {
+		return scheduler.Outcome{State: store.StateFailed, Err: fmt.Errorf("execute: not sent: %w", err), Retryable: true}
+	}
+
+	d.SentAt = now().UTC()
+	target := Target{ProcessID: k.ProcessID, AtomID: k.AtomID, SentAt: d.SentAt}
+	var err error
+	switch d.Method {
+	case MethodRequest:
+		var ans atomapi.ExecutionRequest
+		ans, err = k.Client.CreateExecutionRequest(ctx, k.request())
+		d.RequestID = ans.RequestID
+		target.RequestID = ans.RequestID
+	case MethodExecuteProcess:
+		err = k.Client.ExecuteProcess(ctx, k.executeProcess())
+		d.Correlated = "window"
+	default:
+		return scheduler.Outcome{State: store.StateFailed, Err: fmt.Errorf("execute: unknown method %q", k.Method)}
+	}
+	op := "execute " + d.Method
+	switch class := classifySend(err, isBudget); class {
+	case sendAccepted:
+	default:
+		return sendFailure(op, class, err, d)
+	}
+	if d.Method == MethodRequest && d.RequestID == "" {
+		// Accepted, but without the id we cannot follow it: reconcile by lookup.
+		return scheduler.Outcome{State: store.StateUnknown, Err: errors.New("execute request: accepted without a requestId"), Detail: toJSON(d)}
+	}
+	if !k.Wait {
+		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+	}
+	if target.ProcessID == "" {
+		// executeProcess by name only: the window needs the id.
+		return scheduler.Outcome{State: store.StateUnknown, Err: errors.New("execute: cannot follow an execution started by process name without process_id"), Detail: toJSON(d)}
+	}
+
+	p := k.Poller
+	if p == nil {
+		p = &Poller{Client: k.Client, Now: now, IsBudgetStop: k.IsBudgetStop}
+	}
+	w := p.Track(ctx, target)
+	defer w.Stop()
+	select {
+	case r := <-w.Done():
+		if r.Err != nil {
+			// The execution was started; its outcome is not known. The recorded
+			// requestId (or the window) lets reconciliation find it later.
+			d.fill(w.Last())
+			return scheduler.Outcome{State: store.StateUnknown, Err: fmt.Errorf("execute: following: %w", r.Err), Detail: toJSON(d)}
+		}
+		return d.outcome(r.Record)
+	case <-ctx.Done():
+		d.fill(w.Last())
+		err := fmt.Errorf("execute: stopped waiting (last status %q): %w", d.Status, ctx.Err())
+		return scheduler.Outcome{State: store.StateFailed, Err: err, Detail: toJSON(d)}
+	}
+}
+
+func (d *ExecuteDetail) fill(rec atomapi.ExecutionRecord) {
+	if rec.ExecutionID != "" {
+		d.ExecutionID = rec.ExecutionID
+	}
+	d.Status, d.Message = rec.Status, rec.Message
+}
+
+// outcome maps a terminal record: COMPLETE and COMPLETE_WARN succeed (the
+// warning is kept in Detail); ERROR, ABORTED and DISCARDED fail with the
+// record's message. A failed execution is not retryable by runnerd: the process
+// ran, and whether running it again is safe is the process owner's call (the
+// job's retries setting).
+func (d ExecuteDetail) outcome(rec atomapi.ExecutionRecord) scheduler.Outcome {
+	d.fill(rec)
+	if atomapi.SucceededStatus(rec.Status) {
+		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+	}
+	msg := rec.Message
+	if msg == "" {
+		msg = "no message"
+	}
+	return scheduler.Outcome{
+		State:  store.StateFailed,
+		Err:    fmt.Errorf("execution %s ended %s: %s", rec.ExecutionID, rec.Status, msg),
+		Detail: toJSON(d),
+	}
+}
+
+func (k *Execute) request() atomapi.ExecutionRequest {
+	r := atomapi.ExecutionRequest{Type: "ExecutionRequest", AtomID: k.AtomID, ProcessID: k.ProcessID}
+	if k.ProcessID == "" {
+		r.ProcessName = k.ProcessName
+	}
+	if len(k.Properties) > 0 {
+		r.DynamicProcessProperties = &atomapi.DynamicProcessProperties{}
+		for _, name := range sortedKeys(k.Properties) {
+			r.DynamicProcessProperties.DynamicProcessProperty = append(r.DynamicProcessProperties.DynamicProcessProperty,
+				atomapi.DynamicProcessProperty{Name: name, Value: k.Properties[name]})
+		}
+	}
+	return r
+}
+
+func (k *Execute) executeProcess() atomapi.ExecuteProcessRequest {
+	r := atomapi.ExecuteProcessRequest{AtomID: k.AtomID, ProcessID: k.ProcessID}
+	if k.ProcessID == "" {
+		r.ProcessName = k.ProcessName
+	}
+	if len(k.Properties) > 0 {
+		r.ProcessProperties = &atomapi.ProcessProperties{Type: "ProcessProperties"}
+		for _, name := range sortedKeys(k.Properties) {
+			r.ProcessProperties.ProcessProperty = append(r.ProcessProperties.ProcessProperty,
+				atomapi.ProcessProperty{Type: "", Name: name, Value: k.Properties[name]})
+		}
+	}
+	return r
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,220 @@
+package kinds
+
+import (
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"runnerd/internal/atomapi"
+	"runnerd/internal/store"
+)
+
+func newExecute(f *fakeExec, c *fakeClock, process, method string, wait bool) *Execute {
+	return &Execute{
+		Client: f, ProcessID: process, AtomID: "atom-test", Method: method, Wait: wait,
+		Priority: atomapi.PriorityHigh, Now: c.Now,
+		Poller: &Poller{Client: f, Now: c.Now, Sleep: c.Sleep},
+	}
+}
+
+func TestExecuteRequestWait(t *testing.T) {
+	tests := []struct {
+		name    string
+		process string
+		state   store.RunState
+		status  string
+		errHas  string
+	}{
+		{"complete", "proc-orders", store.StateSucceeded, atomapi.StatusComplete, ""},
+		{"warn kept in detail", "proc-invoices", store.StateSucceeded, atomapi.StatusCompleteWarn, ""},
+		{"error fails with the message", "proc-fails", store.StateFailed, atomapi.StatusError, "host unreachable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock(t0)
+			f := newFakeExec(c)
+			k := newExecute(f, c, tt.process, MethodRequest, true)
+			k.Properties = map[string]string{"B": "2", "A": "1"}
+			out := k.Run(context.Background(), runCtx("run-orders", t0, c))
+			if out.State != tt.state {
+				t.Fatalf("Run() state = %s (%v); want %s", out.State, out.Err, tt.state)
+			}
+			if out.Retryable {
+				t.Errorf("Run() Retryable = true; want false (the process ran)")
+			}
+			if tt.errHas != "" && (out.Err == nil || !strings.Contains(out.Err.Error(), tt.errHas)) {
+				t.Errorf("Run() err = %v; want it to contain %q", out.Err, tt.errHas)
+			}
+			d := detailOf[ExecuteDetail](t, out)
+			if d.RequestID != "executionrecord-1" || d.ExecutionID == "" || d.Status != tt.status {
+				t.Errorf("Detail = %+v; want request id, execution id and status %s", d, tt.status)
+			}
+			if tt.status == atomapi.StatusCompleteWarn && d.Message != "2 documents skipped" {
+				t.Errorf("Detail.Message = %q; want the warning", d.Message)
+			}
+			props := f.lastRequest.DynamicProcessProperties
+			if props == nil || len(props.DynamicProcessProperty) != 2 || props.DynamicProcessProperty[0] != (atomapi.DynamicProcessProperty{Name: "A", Value: "1"}) {
+				t.Errorf("request properties = %+v; want A=1, B=2 in order", props)
+			}
+			if info := f.infos[0]; info.RunID != 7 || info.Job != "run-orders" || info.Priority != atomapi.PriorityHigh {
+				t.Errorf("CallInfo = %+v; want run 7, job run-orders, high", info)
+			}
+			// One execution in flight: followed by async alone.
+			if q := f.count("query"); q != 0 {
+				t.Errorf("QueryExecutionRecords calls = %d; want 0 with one execution in flight", q)
+			}
+		})
+	}
+}
+
+func TestExecuteNoWait(t *testing.T) {
+	c := newClock(t0)
+	f := newFakeExec(c)
+	out := newExecute(f, c, "proc-orders", MethodRequest, false).Run(context.Background(), runCtx("j", t0, c))
+	if out.State != store.StateSucceeded {
+		t.Fatalf("Run() = %s (%v); want succeeded", out.State, out.Err)
+	}
+	if d := detailOf[ExecuteDetail](t, out); d.RequestID == "" {
+		t.Errorf("Detail = %q; want the request id", out.Detail)
+	}
+	if n := f.count("async") + f.count("query"); n != 0 {
+		t.Errorf("poll calls = %d; want 0 without wait", n)
+	}
+}
+
+func TestExecuteSendErrors(t *testing.T) {
+	deadline := &atomapi.TransportError{Operation: "ExecutionRequest.create", Sent: true, Err: context.DeadlineExceeded}
+	tests := []struct {
+		name      string
+		err       error
+		state     store.RunState
+		retryable bool
+	}{
+		{"transport sent", &atomapi.TransportError{Sent: true, Err: io.ErrUnexpectedEOF}, store.StateUnknown, false},
+		{"deadline after send", deadline, store.StateUnknown, false},
+		{"decode error", &atomapi.DecodeError{Status: 200, Err: errors.New("bad json")}, store.StateUnknown, false},
+		{"server error", &atomapi.APIError{Status: 502}, store.StateUnknown, false},
+		{"transport not sent", &atomapi.TransportError{Sent: false, Err: errors.New("connection refused")}, store.StateFailed, true},
+		{"rate limited", &atomapi.APIError{Status: 503}, store.StateFailed, true},
+		{"bad request", &atomapi.APIError{Status: 400, Message: "invalid process"}, store.StateFailed, false},
+		{"budget", budgetErr(), store.StateDeferred, false},
+	}
+	for _, method := range []string{MethodRequest, MethodExecuteProcess} {
+		for _, tt := range tests {
+			t.Run(method+"/"+tt.name, func(t *testing.T) {
+				c := newClock(t0)
+				f := newFakeExec(c)
+				f.createErr, f.executeErr = tt.err, tt.err
+				out := newExecute(f, c, "proc-orders", method, true).Run(context.Background(), runCtx("j", t0, c))
+				if out.State != tt.state || out.Retryable != tt.retryable {
+					t.Errorf("Run() = %s retryable=%v (%v); want %s retryable=%v", out.State, out.Retryable, out.Err, tt.state, tt.retryable)
+				}
+				if !errors.Is(out.Err, tt.err) {
+					t.Errorf("Run() err = %v; want it to wrap %v", out.Err, tt.err)
+				}
+				if n := f.count("async") + f.count("query"); n != 0 {
+					t.Errorf("poll calls = %d; want 0 after a failed send", n)
+				}
+			})
+		}
+	}
+}
+
+func TestExecuteFollowErrors(t *testing.T) {
+	t.Run("budget stop while following is unknown with the request id", func(t *testing.T) {
+		c := newClock(t0)
+		f := newFakeExec(c)
+		f.asyncErr = budgetErr()
+		out := newExecute(f, c, "proc-orders", MethodRequest, true).Run(context.Background(), runCtx("j", t0, c))
+		if out.State != store.StateUnknown {
+			t.Fatalf("Run() = %s (%v); want unknown", out.State, out.Err)
+		}
+		if d := detailOf[ExecuteDetail](t, out); d.RequestID == "" {
+			t.Errorf("Detail = %s; want the request id for reconciliation", out.Detail)
+		}
+	})
+	t.Run("transient poll errors are waited out", func(t *testing.T) {
+		c := newClock(t0)
+		f := newFakeExec(c)
+		f.asyncErr = &atomapi.APIError{Status: 503}
+		k := newExecute(f, c, "proc-orders", MethodRequest, true)
+		k.Poller.Sleep = func(ctx context.Context, d time.Duration) error {
+			if c.Now().Sub(t0) > 30*time.Second {
+				f.mu.Lock()
+				f.asyncErr = nil
+				f.mu.Unlock()
+			}
+			return c.Sleep(ctx, d)
+		}
+		out := k.Run(context.Background(), runCtx("j", t0, c))
+		if out.State != store.StateSucceeded {
+			t.Errorf("Run() = %s (%v); want succeeded after the 503s pass", out.State, out.Err)
+		}
+	})
+	t.Run("timeout while following fails with the ids", func(t *testing.T) {
+		c := newClock(t0)
+		f := newFakeExec(c)
+		f.specs["proc-orders"] = procSpec{runFor: time.Hour, final: atomapi.StatusComplete}
+		k := newExecute(f, c, "proc-orders", MethodRequest, true)
+		ctx, cancel := context.WithCancel(context.Background())
+		runDone := make(chan struct{})
+		k.Poller.Sleep = func(sctx context.Context, d time.Duration) error {
+			if f.count("async") >= 3 {
+				cancel()
+				<-runDone // time stands still until Run has given up
+				return context.Canceled
+			}
+			return c.Sleep(sctx, d)
+		}
+		out := k.Run(ctx, runCtx("j", t0, c))
+		close(runDone)
+		if out.State != store.StateFailed || out.Retryable {
+			t.Fatalf("Run() = %s retryable=%v (%v); want failed, not retryable", out.State, out.Retryable, out.Err)
+		}
+		d := detailOf[ExecuteDetail](t, out)
+		if d.RequestID == "" || d.ExecutionID == "" || d.Status != atomapi.StatusInProcess {
+			t.Errorf("Detail = %+v; want ids and the last status", d)
+		}
+		if n := k.Poller.InFlight(); n != 0 {
+			t.Errorf("InFlight() = %d after Run; want 0", n)
+		}
+	})
+}
+
+func TestExecuteProcessCorrelation(t *testing.T) {
+	c := newClock(t0)
+	f := newFakeExec(c)
+	// Someone else's runs: the same process long before (outside the skew), the
+	// same process on another atom, and another process right now.
+	f.start("proc-fails", "atom-test", "", t0.Add(-10*time.Minute)).process = "proc-orders"
+	f.start("proc-orders", "atom-prod", "", t0)
+	f.start("proc-invoices", "atom-test", "", t0)
+	f.execs[0].spec = f.specs["proc-fails"]
+	k := newExecute(f, c, "proc-orders", MethodExecuteProcess, true)
+	k.Properties = map[string]string{"priority": "medium"}
+	out := k.Run(context.Background(), runCtx("j", t0, c))
+	if out.State != store.StateSucceeded {
+		t.Fatalf("Run() = %s (%v); want succeeded (the ERROR run 10 minutes before is not ours)", out.State, out.Err)
+	}
+	d := detailOf[ExecuteDetail](t, out)
+	if want := f.execs[3].id; d.ExecutionID != want || d.Correlated != "window" {
+		t.Errorf("Detail = %+v; want execution %s correlated by window", d, want)
+	}
+	pp := f.lastExecute.ProcessProperties
+	if pp == nil || len(pp.ProcessProperty) != 1 || pp.ProcessProperty[0].Name != "priority" || pp.ProcessProperty[0].Value != "medium" {
+		t.Errorf("executeProcess properties = %+v; want Name=priority Value=medium", pp)
+	}
+	if f.count("async") != 0 {
+		t.Errorf("async calls = %d; want 0 for executeProcess", f.count("async"))
+	}
+	// The window: process, atom, executionTime >= send − skew.
+	e := f.exprs[0]
+	if e.Operator != atomapi.OpAnd || len(e.NestedExpression) != 3 ||
+		e.NestedExpression[2].Operator != atomapi.OpGreaterThanOrEqual ||
+		string(e.NestedExpression[2].Argument[0]) != atomapi.FormatTime(t0.Add(-DefaultPollSkew)) {
+		t.Errorf("window filter = %+v; want processId, atomId, executionTime >= send-skew", e)
+	}
+}

@@ -1,0 +1,363 @@
+package kinds
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"runnerd/internal/atomapi"
+	"runnerd/internal/scheduler"
+	"runnerd/internal/store"
+)
+
+// Export defaults.
+const (
+	DefaultFirstWindow = 24 * time.Hour
+	DefaultMaxWindow   = 24 * time.Hour
+	DefaultOverlap     = time.Hour
+)
+
+// Export formats.
+const (
+	FormatJSONL = "jsonl"
+	FormatCSV   = "csv"
+)
+
+// fileTimeLayout formats window bounds in file names: sortable and free of
+// characters that are awkward in paths (no ':').
+const fileTimeLayout = "20060102T150405Z"
+
+// QueryClient is what the export kind needs from the AtomSphere client.
+type QueryClient interface {
+	Query(ctx context.Context, object string, q atomapi.QueryConfig) iter.Seq2[*atomapi.QueryResult, error]
+}
+
+// WatermarkStore keeps an export job's watermark and the windows it wrote.
+type WatermarkStore interface {
+	JobState(ctx context.Context, job string) (store.JobState, error)
+	SetWatermark(ctx context.Context, job string, t time.Time) error
+	RecordExportWindow(ctx context.Context, w store.ExportWindow) error
+}
+
+// AuditSink stores AuditLog records for runnerd audit.
+type AuditSink interface {
+	UpsertAudit(ctx context.Context, recs []store.AuditRecord) (int, error)
+}
+
+// Export copies the records of an object to files, one window at a time.
+type Export struct {
+	Client QueryClient
+	Sink   AuditSink // AuditLog records also go here, page by page; nil: files only
+	State  WatermarkStore
+	Object string
+	// WindowProperty is the date property the window filters on (AuditLog date,
+	// ExecutionRecord executionTime, Event eventDate); "" exports everything on
+	// every run.
+	WindowProperty string
+	FirstWindow    time.Duration // how far back the first run reaches (default 24h)
+	// Output is the file name template: {job} {window_start} {window_end} {date}
+	// (the UTC date of the window start). Times are formatted 20060102T150405Z.
+	// For a full export (no WindowProperty) both window placeholders are the
+	// time of the snapshot.
+	Output    string
+	Format    string // FormatJSONL (default) or FormatCSV
+	Filters   []atomapi.Expression
+	MaxWindow time.Duration // a longer window is split into sub-windows of this size (default 24h)
+	// Overlap: ExecutionRecord exports start this long before the watermark, so
+	// that executions recorded as INPROCESS are read again once finished (default 1h).
+	Overlap  time.Duration
+	Priority atomapi.Priority
+	Now      func() time.Time
+	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
+	IsBudgetStop func(error) bool
+}
+
+// ExportDetail is the run's Detail for an export run.
+type ExportDetail struct {
+	Object   string       `json:"object"`
+	From     time.Time    `json:"from"`
+	To       time.Time    `json:"to"`
+	Full     bool         `json:"full,omitempty"`
+	Files    []ExportFile `json:"files"`
+	Rows     int          `json:"rows"`
+	AuditNew int          `json:"audit_new,omitempty"`
+}
+
+// ExportFile is one file written by an export run.
+type ExportFile struct {
+	Path   string    `json:"path"`
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Rows   int       `json:"rows"`
+	SHA256 string    `json:"sha256"`
+}
+
+type window struct{ from, to time.Time }
+
+// Run implements scheduler.Kind.
+func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Outcome {
+	now := clock(k.Now, rc.Now)
+	isBudget := k.IsBudgetStop
+	if isBudget == nil {
+		isBudget = defaultIsBudgetStop
+	}
+	ctx = callCtx(ctx, rc, k.Priority)
+	job := rc.Run.Job
+	d := &ExportDetail{Object: k.Object, Files: []ExportFile{}}
+	fail := func(err error, retryable bool) scheduler.Outcome {
+		return scheduler.Outcome{State: store.StateFailed, Err: err, Retryable: retryable, Detail: toJSON(d)}
+	}
+	switch k.Format {
+	case "", FormatJSONL, FormatCSV:
+	default:
+		return fail(fmt.Errorf("export: unknown format %q", k.Format), false)
+	}
+
+	st, err := k.State.JobState(ctx, job)
+	if err != nil {
+		return fail(fmt.Errorf("export: read watermark: %w", err), true)
+	}
+	wm := st.Watermark
+	backfill := !rc.WindowFrom.IsZero() || !rc.WindowTo.IsZero()
+	to := rc.Run.NominalTime
+	if to.IsZero() {
+		to = now()
+	}
+	var from time.Time
+	switch {
+	case backfill:
+		from = rc.WindowFrom
+		if !rc.WindowTo.IsZero() {
+			to = rc.WindowTo
+		}
+		if from.IsZero() {
+			return fail(errors.New("export: a backfill needs a window start"), false)
+		}
+	case k.WindowProperty == "":
+		d.Full = true
+	case wm.IsZero():
+		from = to.Add(-orDefault(k.FirstWindow, DefaultFirstWindow))
+	default:
+		from = wm
+		if k.Object == "ExecutionRecord" {
+			from = wm.Add(-orDefault(k.Overlap, DefaultOverlap))
+		}
+	}
+	// The platform's timestamps have second precision: whole-second bounds keep
+	// consecutive windows exactly adjacent.
+	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	d.From, d.To = from, to
+
+	var subs []window
+	switch {
+	case d.Full:
+		subs = []window{{to, to}}
+	case !from.Before(to):
+		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)} // nothing new
+	default:
+		subs = split(from, to, orDefault(k.MaxWindow, DefaultMaxWindow))
+	}
+	paths := make([]string, len(subs))
+	seen := map[string]bool{}
+	for i, w := range subs {
+		paths[i] = k.render(job, w)
+		if seen[paths[i]] {
+			return fail(fmt.Errorf("export: output %q names the same file %s for two sub-windows; add {window_start}", k.Output, paths[i]), false)
+		}
+		seen[paths[i]] = true
+	}
+
+	for i, w := range subs {
+		f, newAudit, err := k.exportWindow(ctx, w, paths[i])
+		d.AuditNew += newAudit
+		if err != nil {
+			err = fmt.Errorf("export %s window %s..%s: %w", k.Object, atomapi.FormatTime(w.from), atomapi.FormatTime(w.to), err)
+			if isBudget(err) {
+				// A safe point: the files of the completed sub-windows stay, the
+				// watermark stays at the last of them.
+				return scheduler.Outcome{State: store.StateDeferred, Err: err, Detail: toJSON(d)}
+			}
+			return readFailure("export", err, func(error) bool { return false }, d)
+		}
+		d.Files = append(d.Files, f)
+		d.Rows += f.Rows
+		rec := store.ExportWindow{Job: job, Object: k.Object, From: f.From, To: f.To, Rows: f.Rows, RunID: rc.Run.ID, File: f.Path}
+		if err := k.State.RecordExportWindow(ctx, rec); err != nil {
+			return fail(fmt.Errorf("export: record window: %w", err), true)
+		}
+		// The watermark moves only after the file is safely in place, and
+		// never backwards. A backfill moves it only when it continues the
+		// exported range (starts at or before the watermark).
+		advance := w.to.After(wm) && ((wm.IsZero() && !backfill) || (!wm.IsZero() && !w.from.After(wm)))
+		if advance {
+			if err := k.State.SetWatermark(ctx, job, w.to); err != nil {
+				return fail(fmt.Errorf("export: set watermark: %w", err), true)
+			}
+			wm = w.to
+		}
+	}
+	return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+}
+
+// split cuts [from, to) into consecutive windows of at most size.
+func split(from, to time.Time, size time.Duration) []window {
+	var out []window
+	for s := from; s.Before(to); s = s.Add(size) {
+		e := s.Add(size)
+		if e.After(to) {
+			e = to
+		}
+		out = append(out, window{s, e})
+	}
+	return out
+}
+
+func (k *Export) render(job string, w window) string {
+	return strings.NewReplacer(
+		"{job}", job,
+		"{window_start}", w.from.Format(fileTimeLayout),
+		"{window_end}", w.to.Format(fileTimeLayout),
+		"{date}", w.from.Format(time.DateOnly),
+	).Replace(k.Output)
+}
+
+// filter is the job's filters AND the window [from, to). The window uses
+// GREATER_THAN_OR_EQUAL from AND LESS_THAN to, both documented operators, rather
+// than BETWEEN: BETWEEN includes both bounds, so a record stamped exactly on a
+// boundary second would land in two consecutive windows. Half-open windows tile
+// time: every record falls in exactly one.
+func (k *Export) filter(w window, full bool) *atomapi.Expression {
+	es := append([]atomapi.Expression(nil), k.Filters...)
+	if !full {
+		es = append(es,
+			simple(atomapi.OpGreaterThanOrEqual, k.WindowProperty, atomapi.FormatTime(w.from)),
+			simple(atomapi.OpLessThan, k.WindowProperty, atomapi.FormatTime(w.to)))
+	}
+	return and(es...)
+}
+
+// exportWindow writes one sub-window: every page is streamed to a temporary file
+// in the target directory as it arrives, which is then synced, renamed to path,
+// and the directory synced. On any error the temporary file is removed and
+// path is left as it was.
+func (k *Export) exportWindow(ctx context.Context, w window, path string) (f ExportFile, newAudit int, err error) {
+	f = ExportFile{Path: path, From: w.from, To: w.to}
+	if k.WindowProperty == "" {
+		f.From = time.Unix(0, 0).UTC() // a full export covers everything up to the snapshot
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return f, 0, err
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return f, 0, err
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 64<<10)
+	out := newRecordWriter(k.Format, k.Object, bw)
+	audit := k.Sink != nil && k.Object == "AuditLog"
+
+	q := atomapi.QueryConfig{QueryFilter: atomapi.QueryFilter{Expression: k.filter(w, k.WindowProperty == "")}}
+	for page, err := range k.Client.Query(ctx, k.Object, q) {
+		if err != nil {
+			return f, newAudit, err
+		}
+		if err := out.page(page.Result); err != nil {
+			return f, newAudit, err
+		}
+		f.Rows += len(page.Result)
+		if audit && len(page.Result) > 0 {
+			recs, err := auditRecords(page.Result)
+			if err != nil {
+				return f, newAudit, err
+			}
+			n, err := k.Sink.UpsertAudit(ctx, recs)
+			if err != nil {
+				return f, newAudit, fmt.Errorf("store audit records: %w", err)
+			}
+			newAudit += n
+		}
+	}
+	if err := out.close(); err != nil {
+		return f, newAudit, err
+	}
+	if err := bw.Flush(); err != nil {
+		return f, newAudit, err
+	}
+	if err := tmp.Chmod(0o640); err != nil {
+		return f, newAudit, err
+	}
+	if err := tmp.Sync(); err != nil {
+		return f, newAudit, err
+	}
+	if err := tmp.Close(); err != nil {
+		return f, newAudit, err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return f, newAudit, err
+	}
+	done = true
+	if err := syncDir(dir); err != nil {
+		return f, newAudit, err
+	}
+	f.SHA256 = hex.EncodeToString(h.Sum(nil))
+	return f, newAudit, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// auditRecords converts a page of AuditLog records for the store.
+func auditRecords(raws []json.RawMessage) ([]store.AuditRecord, error) {
+	out := make([]store.AuditRecord, 0, len(raws))
+	for i, raw := range raws {
+		var a atomapi.AuditLog
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, fmt.Errorf("audit record %d: %w", i, err)
+		}
+		if a.DocumentID == "" {
+			return nil, fmt.Errorf("audit record %d: no documentId", i)
+		}
+		date, err := atomapi.ParseTime(a.Date)
+		if err != nil {
+			return nil, fmt.Errorf("audit record %s: %w", a.DocumentID, err)
+		}
+		r := store.AuditRecord{
+			DocumentID: a.DocumentID, AccountID: a.AccountID, ContainerID: a.ContainerID, UserID: a.UserID,
+			Date: date, Type: a.AuditType, Action: a.Action, Modifier: a.Modifier, Level: a.Level,
+			Source: a.Source, Message: a.Message,
+		}
+		for _, p := range a.AuditLogProperty {
+			r.Properties = append(r.Properties, store.AuditProperty{Name: p.Name, Value: p.Value, PreviousValue: p.PreviousValue})
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
