@@ -1,0 +1,269 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// MaxErrorExcerpt caps the error text kept on a call row.
+const MaxErrorExcerpt = 1024
+
+// BeginCall records an attempt before it is sent: it inserts the row, bumps
+// the hour rollup and (if c.RunID != 0) the run's call count in one
+// transaction, and returns the row id only once that transaction has
+// committed. c.StartedAt defaults to Now(). An error means nothing was
+// recorded, and the request must not be sent.
+func (db *DB) BeginCall(ctx context.Context, c Call) (int64, error) {
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("store: begin call: %w", err)
+	}
+	defer tx.Rollback()
+	id, err := beginCall(ctx, tx, c)
+	if err != nil {
+		return 0, fmt.Errorf("store: begin call: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("store: begin call: %w", err)
+	}
+	return id, nil
+}
+
+func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
+	if c.StartedAt.IsZero() {
+		c.StartedAt = tx.now
+	}
+	if c.RunID != 0 {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET calls = calls + 1 WHERE id = ?`, c.RunID)
+		if err != nil {
+			return 0, err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return 0, err
+		} else if n == 0 {
+			return 0, fmt.Errorf("run %d: %w", c.RunID, ErrNotFound)
+		}
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO calls
+		(run_id, job, request_id, operation, method, path, safe, recovery, attempt,
+		 started_at, finished_at, status, duration_ms, bytes, error, platform_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		nullID(c.RunID), c.Job, nullString(c.RequestID), c.Operation, c.Method, c.Path,
+		boolInt(c.Safe), boolInt(c.Recovery), c.Attempt,
+		ms(c.StartedAt), ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID)
+	if err != nil {
+		return 0, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO hourly_usage (hour, calls) VALUES (?, 1)
+		ON CONFLICT (hour) DO UPDATE SET calls = calls + 1`, hourMS(c.StartedAt)); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+// EndCall completes the row c.ID: FinishedAt (default Now()), Status,
+// DurationMS, Bytes, Error (capped at MaxErrorExcerpt bytes) and PlatformID.
+func (db *DB) EndCall(ctx context.Context, c Call) error {
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: end call %d: %w", c.ID, err)
+	}
+	defer tx.Rollback()
+	if c.FinishedAt.IsZero() {
+		c.FinishedAt = tx.now
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE calls SET finished_at = ?, status = ?, duration_ms = ?, bytes = ?,
+		error = ?, platform_id = ? WHERE id = ?`,
+		ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID, c.ID)
+	if err != nil {
+		return fmt.Errorf("store: end call %d: %w", c.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: end call %d: %w", c.ID, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: end call %d: %w", c.ID, ErrNotFound)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: end call %d: %w", c.ID, err)
+	}
+	return nil
+}
+
+// excerpt caps s at MaxErrorExcerpt bytes without splitting a UTF-8 sequence,
+// marking the cut with "…".
+func excerpt(s string) string {
+	if len(s) <= MaxErrorExcerpt {
+		return s
+	}
+	const mark = "…"
+	cut := MaxErrorExcerpt - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}
+
+const hourlyUsageQuery = `SELECT hour, calls FROM hourly_usage WHERE hour >= ? ORDER BY hour`
+
+// HourlyUsage returns the calls begun per UTC hour from the hour containing
+// since onwards, oldest first. It reads the rollup, never the call rows, so
+// its cost does not depend on how many calls are kept.
+func (db *DB) HourlyUsage(ctx context.Context, since time.Time) ([]HourUsage, error) {
+	rows, err := db.reader.QueryContext(ctx, hourlyUsageQuery, hourMS(since))
+	if err != nil {
+		return nil, fmt.Errorf("store: hourly usage: %w", err)
+	}
+	defer rows.Close()
+	var out []HourUsage
+	for rows.Next() {
+		var h int64
+		var u HourUsage
+		if err := rows.Scan(&h, &u.Calls); err != nil {
+			return nil, fmt.Errorf("store: hourly usage: %w", err)
+		}
+		u.Hour = time.UnixMilli(h).UTC()
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: hourly usage: %w", err)
+	}
+	return out, nil
+}
+
+// CallFilter selects calls for ListCalls. Zero fields do not filter, except
+// Status: -1 is any status, 0 is "no answer" (open, or ended without a
+// response), anything else is that HTTP status.
+type CallFilter struct {
+	Job    string
+	RunID  int64
+	Since  time.Time // started at or after
+	Status int
+	Limit  int // 0: no limit
+}
+
+const callColumns = `id, COALESCE(run_id, 0), job, COALESCE(request_id, ''), operation, method, path, safe, recovery,
+	attempt, started_at, finished_at, status, duration_ms, bytes, error, platform_id`
+
+// ListCalls returns the calls matching f, newest first.
+func (db *DB) ListCalls(ctx context.Context, f CallFilter) ([]Call, error) {
+	q, args := listCallsQuery(f)
+	calls, err := db.queryCalls(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list calls: %w", err)
+	}
+	return calls, nil
+}
+
+func listCallsQuery(f CallFilter) (string, []any) {
+	var where []string
+	var args []any
+	if f.Job != "" {
+		where, args = append(where, "job = ?"), append(args, f.Job)
+	}
+	if f.RunID != 0 {
+		where, args = append(where, "run_id = ?"), append(args, f.RunID)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "started_at >= ?"), append(args, f.Since.UnixMilli())
+	}
+	if f.Status >= 0 {
+		where, args = append(where, "status = ?"), append(args, f.Status)
+	}
+	q := "SELECT " + callColumns + " FROM calls"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY started_at DESC, id DESC"
+	if f.Limit > 0 {
+		q, args = q+" LIMIT ?", append(args, f.Limit)
+	}
+	return q, args
+}
+
+// OpenCalls returns the calls of run runID that were begun and never ended,
+// oldest first: after a crash, these are the attempts whose outcome is
+// unknown. runID 0 returns the open calls of every run and of none.
+func (db *DB) OpenCalls(ctx context.Context, runID int64) ([]Call, error) {
+	q := "SELECT " + callColumns + " FROM calls WHERE finished_at IS NULL"
+	var args []any
+	if runID != 0 {
+		q, args = q+" AND run_id = ?", append(args, runID)
+	}
+	q += " ORDER BY started_at, id"
+	calls, err := db.queryCalls(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: open calls of run %d: %w", runID, err)
+	}
+	return calls, nil
+}
+
+func (db *DB) queryCalls(ctx context.Context, q string, args ...any) ([]Call, error) {
+	rows, err := db.reader.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Call
+	for rows.Next() {
+		var c Call
+		var safe, recovery int
+		var started, finished sql.NullInt64
+		if err := rows.Scan(&c.ID, &c.RunID, &c.Job, &c.RequestID, &c.Operation, &c.Method, &c.Path,
+			&safe, &recovery, &c.Attempt, &started, &finished, &c.Status, &c.DurationMS, &c.Bytes,
+			&c.Error, &c.PlatformID); err != nil {
+			return nil, err
+		}
+		c.Safe, c.Recovery = safe != 0, recovery != 0
+		c.StartedAt, c.FinishedAt = fromMS(started), fromMS(finished)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// pruneBatch bounds how many rows one prune transaction deletes, so the writer
+// is never held for long.
+const pruneBatch = 5000
+
+// Prune deletes call rows begun before Now()-olderThan and returns how many
+// it deleted. The hour rollups are kept, so the budget's view of the past is
+// unchanged. It deletes in small transactions so that BeginCall never waits
+// long behind it.
+func (db *DB) Prune(ctx context.Context, olderThan time.Duration) (int64, error) {
+	if olderThan <= 0 {
+		return 0, fmt.Errorf("store: prune: retention %v: want a positive age", olderThan)
+	}
+	cutoff := db.now().Add(-olderThan).UnixMilli()
+	var total int64
+	for {
+		tx, err := db.begin(ctx)
+		if err != nil {
+			return total, fmt.Errorf("store: prune: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM calls WHERE id IN
+			(SELECT id FROM calls WHERE started_at < ? ORDER BY started_at LIMIT ?)`, cutoff, pruneBatch)
+		if err != nil {
+			tx.Rollback()
+			return total, fmt.Errorf("store: prune: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			tx.Rollback()
+			return total, fmt.Errorf("store: prune: %w", err)
+		}
+		if err := tx.Commit(); err != nil {
+			return total, fmt.Errorf("store: prune: %w", err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

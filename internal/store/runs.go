@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+const runColumns = `id, job, kind, nominal_time, state, reason, not_before, estimate, calls, attempt,
+	started_at, finished_at, error, detail`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanRun(s rowScanner) (Run, error) {
+	var r Run
+	var state string
+	var nominal int64
+	var notBefore, started, finished sql.NullInt64
+	if err := s.Scan(&r.ID, &r.Job, &r.Kind, &nominal, &state, &r.Reason, &notBefore, &r.Estimate, &r.Calls,
+		&r.Attempt, &started, &finished, &r.Error, &r.Detail); err != nil {
+		return Run{}, err
+	}
+	r.State = RunState(state)
+	r.NominalTime = time.UnixMilli(nominal).UTC()
+	r.NotBefore, r.StartedAt, r.FinishedAt = fromMS(notBefore), fromMS(started), fromMS(finished)
+	return r, nil
+}
+
+// CreateRun stores a new run for (r.Job, r.NominalTime) and returns it with
+// created=true. If that slot already has a run, nothing is written and the
+// existing run is returned with created=false: a slot can never be started
+// twice. State defaults to planned; r.ID and r.Calls are ignored.
+func (db *DB) CreateRun(ctx context.Context, r Run) (Run, bool, error) {
+	if r.Job == "" || r.NominalTime.IsZero() {
+		return Run{}, false, fmt.Errorf("store: create run: job %q at %v: need a job and a nominal time", r.Job, r.NominalTime)
+	}
+	if r.State == "" {
+		r.State = StatePlanned
+	}
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO runs
+		(job, kind, nominal_time, state, reason, not_before, estimate, calls, attempt,
+		 started_at, finished_at, error, detail, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (job, nominal_time) DO NOTHING`,
+		r.Job, r.Kind, r.NominalTime.UnixMilli(), string(r.State), r.Reason, ms(r.NotBefore), r.Estimate, r.Attempt,
+		ms(r.StartedAt), ms(r.FinishedAt), r.Error, r.Detail, tx.now.UnixMilli(), tx.now.UnixMilli())
+	if err != nil {
+		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+	}
+	stored, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE job = ? AND nominal_time = ?`,
+		r.Job, r.NominalTime.UnixMilli()))
+	if err != nil {
+		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+	}
+	return stored, n == 1, nil
+}
+
+// UpdateRun writes the mutable fields of run r.ID: State, Reason, NotBefore,
+// Estimate, Attempt, StartedAt, FinishedAt, Error and Detail. Job, Kind and
+// NominalTime are the run's identity and are not changed. Calls is not
+// written either: it is kept in step with the ledger by BeginCall, and a
+// caller's copy may be stale.
+func (db *DB) UpdateRun(ctx context.Context, r Run) error {
+	if r.State == "" {
+		return fmt.Errorf("store: update run %d: empty state", r.ID)
+	}
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: update run %d: %w", r.ID, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, reason = ?, not_before = ?, estimate = ?,
+		attempt = ?, started_at = ?, finished_at = ?, error = ?, detail = ?, updated_at = ? WHERE id = ?`,
+		string(r.State), r.Reason, ms(r.NotBefore), r.Estimate, r.Attempt, ms(r.StartedAt), ms(r.FinishedAt),
+		r.Error, r.Detail, tx.now.UnixMilli(), r.ID)
+	if err != nil {
+		return fmt.Errorf("store: update run %d: %w", r.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("store: update run %d: %w", r.ID, err)
+	} else if n == 0 {
+		return fmt.Errorf("store: update run %d: %w", r.ID, ErrNotFound)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: update run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
+// GetRun returns run id, or ErrNotFound.
+func (db *DB) GetRun(ctx context.Context, id int64) (Run, error) {
+	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("store: run %d: %w", id, ErrNotFound)
+	} else if err != nil {
+		return Run{}, fmt.Errorf("store: run %d: %w", id, err)
+	}
+	return r, nil
+}
+
+// RunByNominal returns the run of job for the slot nominal, or ErrNotFound.
+func (db *DB) RunByNominal(ctx context.Context, job string, nominal time.Time) (Run, error) {
+	r, err := scanRun(db.reader.QueryRowContext(ctx,
+		`SELECT `+runColumns+` FROM runs WHERE job = ? AND nominal_time = ?`, job, nominal.UnixMilli()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), ErrNotFound)
+	} else if err != nil {
+		return Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), err)
+	}
+	return r, nil
+}
+
+// RunFilter selects runs for ListRuns. Zero fields do not filter.
+type RunFilter struct {
+	Job    string
+	States []RunState
+	Since  time.Time // nominal time at or after
+	Limit  int       // 0: no limit
+}
+
+// ListRuns returns the runs matching f, newest nominal time first.
+func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+	var where []string
+	var args []any
+	if f.Job != "" {
+		where, args = append(where, "job = ?"), append(args, f.Job)
+	}
+	if len(f.States) > 0 {
+		marks := strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")
+		where = append(where, "state IN ("+marks+")")
+		for _, s := range f.States {
+			args = append(args, string(s))
+		}
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "nominal_time >= ?"), append(args, f.Since.UnixMilli())
+	}
+	q := "SELECT " + runColumns + " FROM runs"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY nominal_time DESC, id DESC"
+	if f.Limit > 0 {
+		q, args = q+" LIMIT ?", append(args, f.Limit)
+	}
+	rows, err := db.reader.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: list runs: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	return out, nil
+}
+
+// RecentCallCounts returns the call counts of job's last n finished runs
+// (succeeded or failed), newest nominal time first: the estimator's input.
+func (db *DB) RecentCallCounts(ctx context.Context, job string, n int) ([]int, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT calls FROM runs
+		WHERE job = ? AND state IN ('succeeded', 'failed') ORDER BY nominal_time DESC, id DESC LIMIT ?`, job, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
+	}
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var c int
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
+	}
+	return out, nil
+}
