@@ -1,0 +1,131 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"runnerd/internal/store"
+)
+
+// resume picks up the runs the last process left planned (waiting for jitter
+// or a queue) or deferred (waiting for the budget): each goes on where it was,
+// if its catch-up window is still open.
+func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
+	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []store.RunState{store.StatePlanned, store.StateDeferred}})
+	if err != nil {
+		return fmt.Errorf("pick up runs left planned or deferred: %w", err)
+	}
+	slices.SortFunc(runs, func(a, b store.Run) int {
+		if c := a.NominalTime.Compare(b.NominalTime); c != 0 {
+			return c
+		}
+		return int(a.ID - b.ID)
+	})
+	for _, r := range runs {
+		j, rt, ok := s.lookup(r.Job)
+		if !ok || !j.Enabled {
+			s.end(ctx, r, store.StateSkipped, "the job is no longer configured, or is disabled")
+			continue
+		}
+		if deadline := r.NominalTime.Add(j.CatchUpWindow); !now.Before(deadline) {
+			s.end(ctx, r, store.StateMissed, fmt.Sprintf("its catch-up window closed at %s while runnerd was down",
+				describeSlot(deadline)))
+			continue
+		}
+		at := now
+		if r.State == store.StateDeferred && r.NotBefore.After(now) {
+			at = r.NotBefore
+		}
+		s.log.Info("run picked up", "job", r.Job, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State, "at", at)
+		s.track(func() { s.lifecycle(j, rt, r, runOpts{resumeAt: at}) })
+	}
+	return nil
+}
+
+// catchUp handles, for each enabled job, the slots that passed while runnerd
+// was down: those after the job's last handled slot, up to now. A job the
+// store has never seen does not backfill. Slots older than the catch-up
+// window are missed; of the others, catch_up = none misses all, latest runs
+// the newest and misses the rest, all runs each, oldest first. Missed slots
+// are recorded as missed runs, so history shows them.
+func (s *Scheduler) catchUp(ctx context.Context, now time.Time) error {
+	var errs []error
+	for _, e := range s.snapshot() {
+		j := e.job
+		if !j.Enabled {
+			continue
+		}
+		st, err := s.store.JobState(ctx, j.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("catch up job %q: %w", j.Name, err))
+			continue
+		}
+		e.rt.paused.Store(st.Paused)
+		if st.LastNominal.IsZero() {
+			// New: from now on. Recording now lets the next start catch up
+			// a downtime that begins before this job's first fire.
+			s.advance(ctx, j.Name, e.rt, now.Truncate(time.Second))
+			continue
+		}
+		slots, dropped := slotsBetween(e.sched, st.LastNominal, now, maxCatchUpSlots)
+		if len(slots) == 0 {
+			continue
+		}
+		last := slots[len(slots)-1]
+		if st.Paused {
+			s.advance(ctx, j.Name, e.rt, last)
+			s.log.Info("catch-up: job paused; slots passed", "job", j.Name, "slots", len(slots)+dropped)
+			continue
+		}
+		cutoff := now.Add(-j.CatchUpWindow)
+		var toRun []store.Run
+		missed := 0
+		for i, t := range slots {
+			var reason string
+			switch {
+			case t.Before(cutoff):
+				reason = fmt.Sprintf("runnerd was down; older than the catch-up window (%s)", j.CatchUpWindow)
+			case j.CatchUp == CatchUpNone:
+				reason = "runnerd was down; catch_up = none"
+			case j.CatchUp == CatchUpLatest && i < len(slots)-1:
+				reason = fmt.Sprintf("runnerd was down; catch_up = latest runs only the slot at %s", describeSlot(last))
+			}
+			state := store.StatePlanned
+			if reason != "" {
+				state = store.StateMissed
+			}
+			r, created, err := s.store.CreateRun(ctx, store.Run{Job: j.Name, Kind: j.Kind, NominalTime: t.UTC(), State: state, Reason: reason})
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("catch up job %q at %s: %w", j.Name, describeSlot(t), err))
+			case !created:
+				// Handled already (a run left planned or deferred is resumed).
+			case state == store.StateMissed:
+				missed++
+			default:
+				toRun = append(toRun, r)
+			}
+		}
+		s.advance(ctx, j.Name, e.rt, last)
+		s.log.Info("catch-up", "job", j.Name, "since", st.LastNominal, "slots", len(slots)+dropped,
+			"missed", missed, "not_recorded", dropped, "to_run", len(toRun), "catch_up", j.CatchUp)
+		if len(toRun) > 0 {
+			rt := e.rt
+			s.track(func() {
+				for _, r := range toRun {
+					if s.isStopping() {
+						return // stopping: the rest stay planned for the next start
+					}
+					s.lifecycle(j, rt, r, runOpts{jitter: true})
+				}
+			})
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
