@@ -71,13 +71,26 @@ func (k *Deploy) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 
 func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBudget func(error) bool) scheduler.Outcome {
 	d := &DeployDetail{Method: MethodPackage}
-	active := func(env string) *atomapi.Expression {
-		return and(eq("environmentId", env), eq("componentId", k.ProcessID), eq("active", "true"))
-	}
+	// One lookup answers both questions: what is active for the process in the
+	// source, and whether the target already runs it. A second run of a
+	// promotion that is already done therefore costs exactly one call.
 	d.Calls++
-	src, err := k.Client.QueryDeployedPackages(ctx, active(k.FromEnv))
+	pkgs, err := k.Client.QueryDeployedPackages(ctx, and(
+		eq("componentId", k.ProcessID),
+		eq("active", "true"),
+		*or(eq("environmentId", k.FromEnv), eq("environmentId", k.ToEnv)),
+	))
 	if err != nil {
-		return readFailure("deploy: source package", err, isBudget, d)
+		return readFailure("deploy: active packages", err, isBudget, d)
+	}
+	var src, dst []atomapi.DeployedPackage
+	for _, p := range pkgs {
+		switch p.EnvironmentID {
+		case k.FromEnv:
+			src = append(src, p)
+		case k.ToEnv:
+			dst = append(dst, p)
+		}
 	}
 	from, ok := latestPackage(src)
 	if !ok {
@@ -85,12 +98,6 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 			Err: fmt.Errorf("deploy: process %s has no active package in environment %s", k.ProcessID, k.FromEnv)}
 	}
 	d.PackageID, d.PackageVersion = from.PackageID, from.PackageVersion
-
-	d.Calls++
-	dst, err := k.Client.QueryDeployedPackages(ctx, active(k.ToEnv))
-	if err != nil {
-		return readFailure("deploy: target package", err, isBudget, d)
-	}
 	for _, p := range dst {
 		if p.PackageID == from.PackageID && p.Active {
 			d.Result, d.DeploymentID = "already deployed", p.DeploymentID

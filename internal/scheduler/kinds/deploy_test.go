@@ -41,29 +41,35 @@ func TestDeployPackage(t *testing.T) {
 		t.Fatalf("first Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	d := detailOf[DeployDetail](t, out)
-	if d.Result != "deployed" || d.PackageID != "pkg-orders-3" || d.Calls != 3 {
-		t.Errorf("first Run() detail = %+v; want deployed pkg-orders-3 in 3 calls", d)
+	if d.Result != "deployed" || d.PackageID != "pkg-orders-3" || d.Calls != 2 {
+		t.Errorf("first Run() detail = %+v; want deployed pkg-orders-3 in 2 calls (one lookup, one write)", d)
 	}
 	want := atomapi.DeployedPackage{EnvironmentID: "env-prod", PackageID: "pkg-orders-3", ListenerStatus: "RUNNING",
 		Notes: "runnerd promote-orders 2026-01-05T10:00:00Z"}
 	if len(f.created) != 1 || f.created[0] != want {
 		t.Errorf("CreateDeployedPackage got %+v; want one %+v", f.created, want)
 	}
-	src := f.exprs[0]
-	if src.Operator != atomapi.OpAnd || len(src.NestedExpression) != 3 {
-		t.Fatalf("source filter = %+v; want an and of 3", src)
+	// One lookup for both environments: componentId AND active AND (source OR target).
+	lookup := f.exprs[0]
+	if lookup.Operator != atomapi.OpAnd || len(lookup.NestedExpression) != 3 {
+		t.Fatalf("lookup filter = %+v; want an and of 3", lookup)
 	}
-	for i, e := range []atomapi.Expression{eq("environmentId", "env-test"), eq("componentId", "proc-orders"), eq("active", "true")} {
-		if got := src.NestedExpression[i]; got.Property != e.Property || string(got.Argument[0]) != string(e.Argument[0]) {
-			t.Errorf("source filter part %d = %+v; want %+v", i, got, e)
+	for i, e := range []atomapi.Expression{eq("componentId", "proc-orders"), eq("active", "true")} {
+		if got := lookup.NestedExpression[i]; got.Property != e.Property || string(got.Argument[0]) != string(e.Argument[0]) {
+			t.Errorf("lookup filter part %d = %+v; want %+v", i, got, e)
 		}
 	}
+	envs := lookup.NestedExpression[2]
+	if envs.Operator != atomapi.OpOr || len(envs.NestedExpression) != 2 ||
+		string(envs.NestedExpression[0].Argument[0]) != "env-test" || string(envs.NestedExpression[1].Argument[0]) != "env-prod" {
+		t.Errorf("lookup filter part 2 = %+v; want environmentId env-test or env-prod", envs)
+	}
 
-	// Second run: the target runs that package already. Two lookups, no write.
+	// Second run: the target runs that package already. One lookup, no write.
 	out = k.Run(context.Background(), rc)
 	d = detailOf[DeployDetail](t, out)
-	if out.State != store.StateSucceeded || d.Result != "already deployed" || d.Calls != 2 {
-		t.Errorf("second Run() = %s %+v; want succeeded, already deployed, 2 calls", out.State, d)
+	if out.State != store.StateSucceeded || d.Result != "already deployed" || d.Calls != 1 {
+		t.Errorf("second Run() = %s %+v; want succeeded, already deployed, 1 call", out.State, d)
 	}
 	if f.calls["createPackage"] != 1 {
 		t.Errorf("CreateDeployedPackage calls = %d; want 1 over two runs", f.calls["createPackage"])
