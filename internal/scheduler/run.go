@@ -397,7 +397,7 @@ func (s *Scheduler) continueLater(f func()) {
 }
 
 // RunNow runs a job now, outside its schedule (`runnerd run JOB`): the nominal
-// time is now truncated to the second, the run goes through the same overlap
+// time is now, to the millisecond, the run goes through the same overlap
 // policy, planner and ledger, and RunNow returns its outcome. A deferred run is
 // returned as such at once; in a started scheduler it goes on waiting for the
 // budget in the background. from/to set the export window (zero: none).
@@ -426,13 +426,25 @@ func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) 
 		return store.Run{}, fmt.Errorf("run %q: %w", job, ErrStopped)
 	}
 	defer s.wg.Done()
-	nominal := s.now().Truncate(time.Second).UTC()
-	r, created, err := s.store.CreateRun(ctx, store.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned})
-	if err != nil {
-		return store.Run{}, fmt.Errorf("run %q: %w", job, err)
-	}
-	if !created {
-		return r, fmt.Errorf("run %q at %s: %w", job, describeSlot(nominal), ErrSlotTaken)
+	// A manual run is not a cron slot: its nominal time is now, to the
+	// millisecond (the ledger's precision), moved on a millisecond if an
+	// earlier manual run or a fire already holds it.
+	nominal := s.now().Truncate(time.Millisecond).UTC()
+	var r store.Run
+	for try := 0; ; try++ {
+		var created bool
+		var err error
+		r, created, err = s.store.CreateRun(ctx, store.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned})
+		if err != nil {
+			return store.Run{}, fmt.Errorf("run %q: %w", job, err)
+		}
+		if created {
+			break
+		}
+		if try == 9 {
+			return r, fmt.Errorf("run %q at %s: %w", job, describeSlot(nominal), ErrSlotTaken)
+		}
+		nominal = nominal.Add(time.Millisecond)
 	}
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()

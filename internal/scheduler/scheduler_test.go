@@ -555,8 +555,8 @@ func TestRunNow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.State != store.StateSucceeded || !r.NominalTime.Equal(utc(t, "2026-01-10 00:30:20")) {
-			t.Errorf("RunNow = %s at %v; want succeeded at 00:30:20 (now, to the second)", r.State, r.NominalTime)
+		if r.State != store.StateSucceeded || !r.NominalTime.Equal(utc(t, "2026-01-10 00:30:20.5")) {
+			t.Errorf("RunNow = %s at %v; want succeeded at 00:30:20.5 (now, to the millisecond)", r.State, r.NominalTime)
 		}
 		if got := time.Now(); !got.Equal(utc(t, "2026-01-10 00:32:20.5")) {
 			t.Errorf("RunNow returned at %v; want after the run (00:32:20.5), with no jitter", got)
@@ -590,8 +590,18 @@ func TestRunNowSlotTakenAndBusy(t *testing.T) {
 		s := newTestScheduler(t, st, Options{})
 		mustSetJobs(t, s, Job{Name: "n", Schedule: "0 1 * * *", Enabled: true, Runner: k})
 		st.CreateRun(t.Context(), store.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:30"), State: store.StateSucceeded})
+		// A slot that is taken moves the manual run on by a millisecond: two
+		// `runnerd run` in the same instant are two runs, never one answer twice.
+		r, err := s.RunNow(t.Context(), "n", time.Time{}, time.Time{})
+		if err != nil || !r.NominalTime.Equal(utc(t, "2026-01-10 00:30").Add(time.Millisecond)) {
+			t.Errorf("RunNow(taken instant) = %v, %v; want a new run at 00:30:00.001", r.NominalTime, err)
+		}
+		for i := range 10 {
+			st.CreateRun(t.Context(), store.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:31").Add(time.Duration(i) * time.Millisecond), State: store.StateSucceeded})
+		}
+		sleepUntil(t, utc(t, "2026-01-10 00:31"))
 		if _, err := s.RunNow(t.Context(), "n", time.Time{}, time.Time{}); !errors.Is(err, ErrSlotTaken) {
-			t.Errorf("RunNow(same second) error = %v; want ErrSlotTaken", err)
+			t.Errorf("RunNow(ten taken instants) error = %v; want ErrSlotTaken", err)
 		}
 		time.Sleep(time.Second)
 		done := make(chan error, 1)
