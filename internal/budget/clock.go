@@ -1,0 +1,35 @@
+package budget
+
+import (
+	"context"
+	"time"
+)
+
+// Clock is the time source of the Gate: tests give a fake one, or run the real
+// one inside a testing/synctest bubble.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d, or until ctx is done, and then returns ctx.Err().
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// RealClock returns the wall clock.
+func RealClock() Clock { return realClock{} }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,235 @@
+package budget
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"runnerd/internal/atomapi"
+)
+
+const (
+	low    = atomapi.PriorityLow
+	normal = atomapi.PriorityNormal
+	high   = atomapi.PriorityHigh
+)
+
+func cand(job string, at time.Time, p atomapi.Priority, est int, seq int64) Candidate {
+	return Candidate{Job: job, Nominal: at, Priority: p, Estimate: est, Seq: seq}
+}
+
+func TestAdmit(t *testing.T) {
+	l := Limits{DailyLimit: 440, Reserve: 40} // Cap 400
+	now := mon.Add(34 * time.Hour)            // Tuesday 10:00
+	hr := func(n int) time.Time { return now.Add(time.Duration(n) * time.Hour) }
+	tests := []struct {
+		name     string
+		real     map[int]int // hour offset from now → calls
+		c        Candidate
+		upcoming []Candidate
+		admit    bool
+		earliest time.Time
+		reason   string // exact when set
+	}{
+		{
+			name:  "empty window",
+			c:     cand("export", now, low, 120, 10),
+			admit: true,
+		},
+		{
+			name: "high runs keep their share",
+			real: map[int]int{-20: 60}, // Monday 14:00: falls out at Tuesday 14:00
+			c:    cand("export", now, low, 100, 10),
+			upcoming: []Candidate{
+				cand("deploy", hr(1), high, 150, 3),
+				cand("promote", hr(3), high, 150, 4),
+			},
+			earliest: hr(4),
+			reason:   "needs 100 calls; 40 left in the window until 14:00 after 300 reserved for 2 high-priority runs",
+		},
+		{
+			name: "lower priority and later arrivals are not counted",
+			real: map[int]int{-20: 60},
+			c:    cand("export", now, normal, 100, 10),
+			upcoming: []Candidate{
+				cand("cleanup", hr(1), low, 300, 3),
+				cand("export-2", hr(2), normal, 300, 11),
+			},
+			admit: true,
+		},
+		{
+			name: "equal priority first come first served",
+			real: map[int]int{-20: 60},
+			c:    cand("export", now, normal, 100, 10),
+			upcoming: []Candidate{
+				cand("export-1", hr(2), normal, 250, 9),
+				cand("deploy", hr(1), high, 50, 12),
+			},
+			earliest: hr(4),
+			reason:   "needs 100 calls; 40 left in the window until 14:00 after 50 reserved for 1 high-priority run and 250 for 1 earlier normal-priority run",
+		},
+		{
+			name:     "the candidate itself in upcoming is ignored",
+			c:        cand("export", now, high, 300, 10),
+			upcoming: []Candidate{cand("export", now, high, 300, 10)},
+			admit:    true,
+		},
+		{
+			name:     "never within 24 hours",
+			real:     map[int]int{0: 10},
+			c:        cand("export", now, low, 100, 10),
+			upcoming: []Candidate{cand("deploy", hr(23), high, 340, 1)},
+			reason:   "needs 100 calls; 50 left in the window for the next 24 h after 340 reserved for 1 high-priority run",
+			earliest: time.Time{},
+		},
+		{
+			name:     "room exactly 24 hours ahead",
+			real:     map[int]int{0: 350},
+			c:        cand("export", now, low, 100, 10),
+			earliest: hr(24),
+		},
+		{
+			name:   "bigger than the cap",
+			c:      cand("export", now, high, 401, 10),
+			reason: "needs 401 calls, more than the cap of 400 in any window",
+		},
+		{
+			name:     "a future candidate is projected in its own hour",
+			real:     map[int]int{-23: 350}, // falls out at 11:00
+			c:        cand("export", hr(1), low, 100, 10),
+			upcoming: []Candidate{cand("deploy", hr(5), high, 20, 1)},
+			admit:    true,
+		},
+		{
+			name:     "a candidate due now does not fit before the old bucket falls out",
+			real:     map[int]int{-23: 350},
+			c:        cand("export", now, low, 100, 10),
+			earliest: hr(1),
+			reason:   "needs 100 calls; 50 left in the window until 11:00",
+		},
+		{
+			name:     "an overdue candidate is projected now",
+			real:     map[int]int{-23: 350},
+			c:        cand("export", hr(-5), low, 100, 10),
+			earliest: hr(1),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := NewWindow(l)
+			for off, n := range tt.real {
+				w.Add(hr(off).Add(5*time.Minute), n)
+			}
+			got := NewPlanner(l).Admit(now, w, tt.c, tt.upcoming)
+			if got.Admit != tt.admit || !got.EarliestAt.Equal(tt.earliest) {
+				t.Fatalf("Admit(%+v) = %+v; want admit=%v earliest=%v", tt.c, got, tt.admit, tt.earliest)
+			}
+			if tt.reason != "" && got.Reason != tt.reason {
+				t.Errorf("Admit(%+v).Reason = %q; want %q", tt.c, got.Reason, tt.reason)
+			}
+			if !got.Admit && got.Reason == "" {
+				t.Errorf("Admit(%+v): a deferral without a reason", tt.c)
+			}
+			// Check EarliestAt the slow way: admitted when placed there, and not
+			// at any earlier hour.
+			if !got.Admit && !got.EarliestAt.IsZero() {
+				c := tt.c
+				c.Nominal = got.EarliestAt
+				if d := NewPlanner(l).Admit(now, w, c, tt.upcoming); !d.Admit {
+					t.Errorf("placed at EarliestAt %v: %+v; want admitted", got.EarliestAt, d)
+				}
+				c.Nominal = got.EarliestAt.Add(-time.Hour)
+				if d := NewPlanner(l).Admit(now, w, c, tt.upcoming); d.Admit && c.Nominal.After(now) {
+					t.Errorf("placed an hour before EarliestAt: admitted; EarliestAt is not the earliest")
+				}
+			}
+		})
+	}
+}
+
+func TestPlan(t *testing.T) {
+	l := Limits{DailyLimit: 110, Reserve: 10} // Cap 100
+	now := mon.Add(10*time.Hour + 30*time.Minute)
+	hr := func(n int) time.Time { return mon.Add(time.Duration(10+n) * time.Hour) }
+	w := NewWindow(l)
+	w.Add(mon.Add(-13*time.Hour), 30) // Sunday 11:00: falls out at Monday 11:00
+	w.Add(now, 10)
+	upcoming := []Candidate{
+		cand("deploy", hr(5), high, 40, 1),
+		cand("export-a", hr(1), low, 30, 2),
+		cand("export-b", hr(2), low, 30, 3),
+		cand("sync", hr(1).Add(10*time.Minute), normal, 10, 4),
+		cand("far", hr(30), low, 5, 5),
+	}
+	steps := NewPlanner(l).Plan(now, w, 24, upcoming)
+	type row struct {
+		job       string
+		admit     bool
+		remaining int
+	}
+	want := []row{
+		// 11:00: 10 used; sync (normal) goes first in its hour, then export-a.
+		{"sync", true, 80},
+		{"export-a", true, 50},
+		// 12:00: 50 used, 40 kept for the deploy: export-b (30) does not fit.
+		{"export-b", false, 50},
+		{"deploy", true, 10},
+	}
+	if len(steps) != len(want) {
+		t.Fatalf("Plan: %d steps; want %d: %+v", len(steps), len(want), steps)
+	}
+	for i, s := range steps {
+		w := want[i]
+		if s.Job != w.job || s.Admit != w.admit || s.RemainingAfter != w.remaining {
+			t.Errorf("step %d = %s admit=%v remaining=%d (%s); want %s admit=%v remaining=%d",
+				i, s.Job, s.Admit, s.RemainingAfter, s.Reason, w.job, w.admit, w.remaining)
+		}
+		if i > 0 && s.Hour.Before(steps[i-1].Hour) {
+			t.Errorf("step %d at %v before step %d at %v", i, s.Hour, i-1, steps[i-1].Hour)
+		}
+	}
+	if r := steps[2].Reason; !strings.Contains(r, "reserved for 1 high-priority run") {
+		t.Errorf("deferral reason = %q; want it to name the high-priority run", r)
+	}
+}
+
+// upcomingRuns makes n runs spread over the next 24 hours.
+func upcomingRuns(n int, now time.Time) []Candidate {
+	rng := rand.New(rand.NewPCG(7, 7))
+	out := make([]Candidate, n)
+	for i := range out {
+		out[i] = cand(fmt.Sprintf("job-%d", i), now.Add(time.Duration(rng.Int64N(int64(24*time.Hour)))),
+			atomapi.Priority(rng.IntN(3)), 1+rng.IntN(20), int64(i))
+	}
+	return out
+}
+
+func BenchmarkAdmit(b *testing.B) {
+	l := Limits{DailyLimit: 10000, Reserve: 1000}
+	now := mon.Add(50 * time.Hour)
+	w := NewWindow(l)
+	for h := 0; h < 24; h++ {
+		w.Add(now.Add(-time.Duration(h)*time.Hour), 200)
+	}
+	upcoming := upcomingRuns(1000, now)
+	p := NewPlanner(l)
+	c := cand("export", now, normal, 300, 500)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Admit(now, w, c, upcoming)
+	}
+}
+
+func BenchmarkPlan(b *testing.B) {
+	l := Limits{DailyLimit: 10000, Reserve: 1000}
+	now := mon.Add(50 * time.Hour)
+	w := NewWindow(l)
+	upcoming := upcomingRuns(1000, now)
+	p := NewPlanner(l)
+	b.ReportAllocs()
+	for b.Loop() {
+		p.Plan(now, w, 24, upcoming)
+	}
+}
