@@ -61,17 +61,45 @@ type command struct {
 
 // commands lists the subcommands. Each has its own flag set.
 var commands = map[string]command{
-	"version": {"print version, commit and Go version", cmdVersion},
+	"serve":    {"run the daemon", cmdServe},
+	"validate": {"check the configuration; show next fire times and estimated cost", cmdValidate},
+	"run":      {"run one job now (through the daemon when one is running)", cmdRun},
+	"plan":     {"what will run, when, at what cost, and the budget left after each hour", cmdPlan},
+	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", cmdBudget},
+	"history":  {"runs: job, nominal time, state, calls, duration, error", cmdHistory},
+	"calls":    {"the call ledger", cmdCalls},
+	"pause":    {"pause a job (persisted)", cmdPause},
+	"resume":   {"resume a paused job", cmdResume},
+	"migrate":  {"apply database migrations", cmdMigrate},
+	"backup":   {"write a consistent copy of the database", cmdBackup},
+	"sim":      {"serve the simulated AtomSphere API", cmdSim},
+	"demo":     {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
+	"version":  {"print version, commit and Go version", cmdVersion},
 }
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+func main() { os.Exit(mainExit()) }
+
+// mainExit runs the command line and returns the process exit code.
+func mainExit() int {
+	ctx, stop := signalContext()
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if err != nil && !errors.Is(err, errSilent) {
 		fmt.Fprintf(os.Stderr, "runnerd: %v\n", err)
 	}
-	os.Exit(exitCode(err))
+	return exitCode(err)
+}
+
+// signalContext is cancelled by the first SIGINT or SIGTERM. After it, the
+// default action is restored: a second signal ends the process at once (SQLite's
+// WAL keeps the database consistent).
+func signalContext() (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	return ctx, stop
 }
 
 // errSilent is returned when the command already told the user what went wrong.

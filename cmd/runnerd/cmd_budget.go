@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"runnerd/internal/budget"
+	"runnerd/internal/config"
+	"runnerd/internal/store"
+)
+
+// budgetJSON is `runnerd budget -json` (DESIGN 3.2); next_frees and the
+// classification fields are additions.
+type budgetJSON struct {
+	DailyLimit           int        `json:"daily_limit"`
+	Reserve              int        `json:"reserve"`
+	Rate                 float64    `json:"rate"`
+	Used                 int        `json:"used"`
+	Remaining            int        `json:"remaining"`
+	WindowStart          string     `json:"window_start"`
+	Hours                []hourJSON `json:"hours"`
+	NextFreeAt           string     `json:"next_free_at"`
+	NextFrees            int        `json:"next_frees"`
+	Classification       string     `json:"classification"`
+	ClassificationReason string     `json:"classification_reason,omitempty"`
+	ClassificationUntil  string     `json:"classification_until,omitempty"`
+}
+
+type hourJSON struct {
+	Hour  string `json:"hour"`
+	Calls int    `json:"calls"`
+}
+
+// budgetView is the budget as the ledger shows it at now.
+type budgetView struct {
+	limits budget.Limits
+	window *budget.Window
+	class  budget.Classification
+	now    time.Time
+}
+
+// loadBudgetView rebuilds the window from the ledger's hourly rollup and reads
+// the last recorded 503 classification.
+func loadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*budgetView, error) {
+	v := &budgetView{
+		limits: budget.Limits{DailyLimit: cfg.Budget.DailyLimit, Reserve: cfg.Budget.Reserve, Rate: cfg.Budget.Rate},
+		now:    now,
+	}
+	v.window = budget.NewWindow(v.limits)
+	usage, err := db.HourlyUsage(ctx, now.Add(-25*time.Hour))
+	if err != nil {
+		return nil, err
+	}
+	hours := make([]budget.HourCount, len(usage))
+	for i, u := range usage {
+		hours[i] = budget.HourCount{Hour: u.Hour, Calls: u.Calls}
+	}
+	v.window.Load(hours)
+	// The daemon records each change of its 503 classification; what it last
+	// believed holds until its Until (an "ok" has none).
+	v.class = budget.Classification{Kind: "ok"}
+	if s, err := db.Meta(ctx, metaClassification); err == nil && s != "" {
+		var c budget.Classification
+		if json.Unmarshal([]byte(s), &c) == nil && (c.Until.IsZero() || c.Until.After(now)) {
+			v.class = c
+		}
+	}
+	return v, nil
+}
+
+func (v *budgetView) json() budgetJSON {
+	hours := v.window.Hours(v.now)
+	j := budgetJSON{
+		DailyLimit: v.limits.DailyLimit, Reserve: v.limits.Reserve, Rate: v.limits.Rate,
+		Used: v.window.Used(v.now), Remaining: v.window.Remaining(v.now),
+		Classification: v.class.Kind, ClassificationReason: v.class.Reason, ClassificationUntil: rfc3339(v.class.Until),
+	}
+	if len(hours) > 0 {
+		j.WindowStart = rfc3339(hours[0].Hour)
+	}
+	for _, h := range hours {
+		j.Hours = append(j.Hours, hourJSON{Hour: rfc3339(h.Hour), Calls: h.Calls})
+	}
+	at, frees := v.window.NextFree(v.now)
+	j.NextFreeAt, j.NextFrees = rfc3339(at), frees
+	return j
+}
+
+func cmdBudget(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "budget", &c, true)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	v, err := loadBudgetView(ctx, cfg, db, time.Now())
+	if err != nil {
+		return err
+	}
+	j := v.json()
+	if c.json {
+		return jsonLines(e.stdout, j)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s\n", j.DailyLimit, j.Reserve, j.Rate)
+	fmt.Fprintf(w, "used %d in the rolling 24 h since %s; %d left for runnerd's work\n", j.Used, j.WindowStart, j.Remaining)
+	if j.NextFreeAt != "" {
+		fmt.Fprintf(w, "next capacity frees at %s (%d calls)\n", j.NextFreeAt, j.NextFrees)
+	}
+	fmt.Fprintf(w, "503 classification: %s", j.Classification)
+	if j.ClassificationReason != "" {
+		fmt.Fprintf(w, " (%s)", j.ClassificationReason)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w)
+	writeBars(w, j.Hours)
+	return nil
+}
+
+// writeBars draws the hour buckets as a small text bar chart.
+func writeBars(w io.Writer, hours []hourJSON) {
+	max := 1
+	for _, h := range hours {
+		if h.Calls > max {
+			max = h.Calls
+		}
+	}
+	const width = 40
+	for _, h := range hours {
+		n := h.Calls * width / max
+		if h.Calls > 0 && n == 0 {
+			n = 1
+		}
+		t, _ := time.Parse(time.RFC3339, h.Hour)
+		fmt.Fprintf(w, "%s %-*s %d\n", t.Format("Jan 02 15h"), width, strings.Repeat("█", n), h.Calls)
+	}
+}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"runnerd/internal/store"
+)
+
+// callJSON is the -json shape of a ledger row (DESIGN 3.2); request_id,
+// safe and bytes are additions.
+type callJSON struct {
+	ID         int64  `json:"id"`
+	RunID      int64  `json:"run_id"`
+	Job        string `json:"job"`
+	StartedAt  string `json:"started_at"`
+	FinishedAt string `json:"finished_at"`
+	Method     string `json:"method"`
+	Path       string `json:"path"`
+	Operation  string `json:"operation"`
+	Status     int    `json:"status"`
+	DurationMS int64  `json:"duration_ms"`
+	Attempt    int    `json:"attempt"`
+	Error      string `json:"error"`
+	RequestID  string `json:"request_id"`
+	Bytes      int64  `json:"bytes"`
+}
+
+func toCallJSON(c store.Call) callJSON {
+	return callJSON{
+		ID: c.ID, RunID: c.RunID, Job: c.Job, StartedAt: rfc3339(c.StartedAt), FinishedAt: rfc3339(c.FinishedAt),
+		Method: c.Method, Path: c.Path, Operation: c.Operation, Status: c.Status, DurationMS: c.DurationMS,
+		Attempt: c.Attempt, Error: c.Error, RequestID: c.RequestID, Bytes: c.Bytes,
+	}
+}
+
+// runJSON is the -json shape of a run (DESIGN 3.2); reason, estimate,
+// not_before and detail are additions.
+type runJSON struct {
+	ID          int64           `json:"id"`
+	Job         string          `json:"job"`
+	Kind        string          `json:"kind"`
+	NominalTime string          `json:"nominal_time"`
+	StartedAt   string          `json:"started_at"`
+	FinishedAt  string          `json:"finished_at"`
+	State       string          `json:"state"`
+	Calls       int             `json:"calls"`
+	Error       string          `json:"error"`
+	Reason      string          `json:"reason,omitempty"`
+	Estimate    int             `json:"estimate"`
+	NotBefore   string          `json:"not_before,omitempty"`
+	Detail      json.RawMessage `json:"detail,omitempty"`
+}
+
+func toRunJSON(r store.Run) runJSON {
+	j := runJSON{
+		ID: r.ID, Job: r.Job, Kind: r.Kind, NominalTime: rfc3339(r.NominalTime), StartedAt: rfc3339(r.StartedAt),
+		FinishedAt: rfc3339(r.FinishedAt), State: string(r.State), Calls: r.Calls, Error: r.Error,
+		Reason: r.Reason, Estimate: r.Estimate, NotBefore: rfc3339(r.NotBefore),
+	}
+	if r.Detail != "" && json.Valid([]byte(r.Detail)) {
+		j.Detail = json.RawMessage(r.Detail)
+	}
+	return j
+}
+
+func cmdCalls(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "calls", &c, true)
+	job := fs.String("job", "", "only calls of this `job`")
+	run := fs.Int64("run", 0, "only calls of this run `id`")
+	since := fs.String("since", "", "only calls since `T` (RFC 3339, or an age such as 36h, 7d)")
+	status := fs.String("status", "", "only calls answered with this HTTP `status` (0 = no answer)")
+	limit := fs.Int("limit", 100, "at most `N` rows (0 = all)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	f := store.CallFilter{Job: *job, RunID: *run, Status: -1, Limit: *limit}
+	var err error
+	if f.Since, err = parseSince(*since, time.Now()); err != nil {
+		return usagef("calls: -since: %v", err)
+	}
+	if *status != "" {
+		if f.Status, err = strconv.Atoi(*status); err != nil || f.Status < 0 {
+			return usagef("calls: -status %q: want an HTTP status code, or 0 for unanswered calls", *status)
+		}
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	calls, err := db.ListCalls(ctx, f)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		for _, cl := range calls {
+			if err := jsonLines(e.stdout, toCallJSON(cl)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t := newTable(e.stdout, "ID", "RUN", "JOB", "STARTED", "OPERATION", "METHOD", "PATH", "STATUS", "MS", "TRY", "ERROR")
+	for _, cl := range calls {
+		st := strconv.Itoa(cl.Status)
+		if cl.FinishedAt.IsZero() {
+			st = "open"
+		} else if cl.Status == 0 {
+			st = "-"
+		}
+		t.row(strconv.FormatInt(cl.ID, 10), strconv.FormatInt(cl.RunID, 10), dash(cl.Job), shortTime(cl.StartedAt),
+			cl.Operation, cl.Method, cl.Path, st, strconv.FormatInt(cl.DurationMS, 10), strconv.Itoa(cl.Attempt), dash(cl.Error))
+	}
+	return t.flush()
+}
+
+func cmdHistory(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "history", &c, true)
+	job := fs.String("job", "", "only runs of this `job`")
+	limit := fs.Int("limit", 50, "at most `N` runs (0 = all)")
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	runs, err := db.ListRuns(ctx, store.RunFilter{Job: *job, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	return writeRuns(e, c.json, runs)
+}
+
+func writeRuns(e *env, asJSON bool, runs []store.Run) error {
+	if asJSON {
+		for _, r := range runs {
+			if err := jsonLines(e.stdout, toRunJSON(r)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	t := newTable(e.stdout, "ID", "JOB", "KIND", "NOMINAL", "STATE", "CALLS", "DURATION", "ERROR/REASON")
+	for _, r := range runs {
+		dur := "-"
+		if !r.StartedAt.IsZero() && !r.FinishedAt.IsZero() {
+			dur = r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond).String()
+		}
+		why := r.Error
+		if why == "" {
+			why = r.Reason
+		}
+		t.row(strconv.FormatInt(r.ID, 10), r.Job, r.Kind, shortTime(r.NominalTime), string(r.State),
+			strconv.Itoa(r.Calls), dur, dash(why))
+	}
+	return t.flush()
+}
+
+func cmdMigrate(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "migrate", &c, false)
+	if _, err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, store.Options{NoMigrate: true})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	cur, _, err := db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	for _, a := range applied {
+		fmt.Fprintf(e.stdout, "applied %s\n", a)
+	}
+	fmt.Fprintf(e.stdout, "%s: schema version %d, up to date\n", db.Path(), cur)
+	return nil
+}
+
+func cmdBackup(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "backup", &c, false)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("backup: want exactly one FILE to write the copy to")
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	db, err := openStore(ctx, cfg, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Backup(ctx, pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "wrote a consistent copy of %s to %s\n", db.Path(), pos[0])
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

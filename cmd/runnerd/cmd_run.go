@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"runnerd/internal/store"
+)
+
+// cmdRun runs one job now. With a daemon running, the run is handed to it
+// through the control socket (one budget spender); otherwise this process takes
+// the spender lock and runs the job through the same planner and ledger.
+func cmdRun(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "run", &c, true)
+	from := fs.String("from", "", "export backfill: window start `T` (RFC 3339 or an age such as 7d)")
+	to := fs.String("to", "", "export backfill: window end `T` (RFC 3339 or an age; default now)")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("run: want exactly one JOB")
+	}
+	now := time.Now()
+	var fromT, toT time.Time
+	if *from != "" || *to != "" {
+		if fromT, err = parseSince(*from, now); err != nil || fromT.IsZero() {
+			return usagef("run: -from: want a time when -to is given: %v", err)
+		}
+		if toT, err = parseSince(*to, now); err != nil {
+			return usagef("run: -to: %v", err)
+		}
+		if toT.IsZero() {
+			toT = now
+		}
+		if !fromT.Before(toT) {
+			return usagef("run: -from %s is not before -to %s", rfc3339(fromT), rfc3339(toT))
+		}
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	req := controlRequest{Op: "run", Job: pos[0], From: rfc3339(fromT), To: rfc3339(toT)}
+	resp, viaDaemon, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), req)
+	if err != nil {
+		return err
+	}
+	if !viaDaemon {
+		log, _, err := newLogger(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
+		if err != nil {
+			return usageError{err}
+		}
+		d, err := newDaemon(ctx, e, cfg, log, daemonOptions{waitLock: true})
+		if err != nil {
+			return err
+		}
+		defer d.close()
+		resp = d.handleControl(ctx, req)
+	}
+	return reportRun(e, c.json, resp)
+}
+
+// reportRun prints the outcome of a run and maps it to the exit code: 0 when it
+// succeeded, 1 when it failed or was deferred, 2 for a usage error.
+func reportRun(e *env, asJSON bool, resp controlResponse) error {
+	if !resp.OK && resp.Run == nil {
+		if resp.Usage {
+			return usageError{errors.New(resp.Error)}
+		}
+		return errors.New(resp.Error)
+	}
+	r := resp.Run
+	if asJSON {
+		if err := jsonLines(e.stdout, r); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(e.stdout, "run %d: job %s %s: %s, %d calls", r.ID, r.Job, r.NominalTime, r.State, r.Calls)
+		if r.Error != "" {
+			fmt.Fprintf(e.stdout, ": %s", r.Error)
+		} else if r.Reason != "" {
+			fmt.Fprintf(e.stdout, ": %s", r.Reason)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	if r.State != string(store.StateSucceeded) {
+		return errSilent
+	}
+	return nil
+}
+
+func cmdPause(ctx context.Context, e *env, args []string) error {
+	return pauseResume(ctx, e, "pause", args)
+}
+func cmdResume(ctx context.Context, e *env, args []string) error {
+	return pauseResume(ctx, e, "resume", args)
+}
+
+func pauseResume(ctx context.Context, e *env, op string, args []string) error {
+	var c common
+	fs := newFlagSet(e, op, &c, false)
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("%s: want exactly one JOB", op)
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, j := range cfg.Jobs {
+		found = found || j.Name == pos[0]
+	}
+	if !found {
+		return usagef("%s: no job %q in %s", op, pos[0], cfg.File)
+	}
+	req := controlRequest{Op: op, Job: pos[0]}
+	resp, viaDaemon, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), req)
+	if err != nil {
+		return err
+	}
+	if !viaDaemon {
+		lock, err := acquireLock(ctx, cfg.Store.Path, true)
+		if err != nil {
+			return err
+		}
+		defer lock.release()
+		db, err := openStore(ctx, cfg, store.Options{})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if err := db.SetPaused(ctx, pos[0], op == "pause"); err != nil {
+			return err
+		}
+		resp.OK = true
+	}
+	if !resp.OK {
+		if resp.Usage {
+			return usageError{errors.New(resp.Error)}
+		}
+		return errors.New(resp.Error)
+	}
+	fmt.Fprintf(e.stdout, "%s: %sd\n", pos[0], op)
+	return nil
+}
