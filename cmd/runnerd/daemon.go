@@ -126,6 +126,7 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		Estimator: estimatorAdapter{d},
 		Logger:    log,
 		Now:       o.now,
+		OnRun:     d.onRun,
 	})
 	jobs, err := d.buildJobs(cfg)
 	if err != nil {
@@ -251,6 +252,11 @@ func (d *daemon) estimate(ctx context.Context, job, kind string) budget.Estimate
 		recent = nil
 	}
 	return budget.EstimateRun(kind, recent, budget.DefaultEstimates())
+}
+
+// onRun hears every run outcome once it is recorded (metrics, notifications).
+func (d *daemon) onRun(r store.Run) {
+	d.metrics.ObserveRun(r.Job, string(r.State))
 }
 
 var errNoSuchJob = errors.New("no such job")

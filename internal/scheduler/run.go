@@ -292,6 +292,13 @@ func (s *Scheduler) update(ctx context.Context, r *store.Run) {
 	if err := s.store.UpdateRun(ctx, *r); err != nil {
 		s.log.Error("could not record the run", "job", r.Job, "run_id", r.ID, "state", r.State, "err", err)
 	}
+	if s.onRun != nil {
+		switch r.State {
+		case store.StatePlanned, store.StateAdmitted, store.StateRunning:
+		default:
+			s.onRun(*r)
+		}
+	}
 }
 
 // refreshCalls reads the calls the ledger counted for r, for the log line.

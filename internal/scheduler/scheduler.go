@@ -122,6 +122,10 @@ type Options struct {
 	RetryBackoff func(attempt int) time.Duration
 	// DeferCheck: see DefaultDeferCheck.
 	DeferCheck time.Duration
+	// OnRun, if set, is told of every run that reaches an outcome or a waiting
+	// state (succeeded, failed, deferred, missed, unknown, skipped), after it is
+	// recorded. It must not block: metrics and notifications hang off it.
+	OnRun func(store.Run)
 }
 
 // DefaultRetryBackoff is 30s·2^attempt, capped at 10 minutes.
@@ -143,6 +147,7 @@ type Scheduler struct {
 	rand       func(int64) int64
 	backoff    func(int) time.Duration
 	deferCheck time.Duration
+	onRun      func(store.Run)
 
 	cron *cron.Cron
 
@@ -201,6 +206,7 @@ func New(o Options) *Scheduler {
 		rand:       o.Rand,
 		backoff:    o.RetryBackoff,
 		deferCheck: o.DeferCheck,
+		onRun:      o.OnRun,
 		entries:    map[string]*entry{},
 		rts:        map[string]*jobRT{},
 		stopCh:     make(chan struct{}),

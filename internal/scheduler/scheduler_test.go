@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -888,4 +889,31 @@ func TestRunNowWithSQLiteStore(t *testing.T) {
 	if err := s.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// OnRun hears each outcome once it is recorded, and nothing while a run is on its way.
+func TestOnRunHook(t *testing.T) {
+	inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
+		st := newFakeStore()
+		var mu sync.Mutex
+		var seen []store.RunState
+		s := newTestScheduler(t, st, Options{OnRun: func(r store.Run) {
+			mu.Lock()
+			defer mu.Unlock()
+			if got, err := st.GetRun(context.Background(), r.ID); err != nil || got.State != r.State {
+				t.Errorf("OnRun(%s) before the store had it (store: %s, %v)", r.State, got.State, err)
+			}
+			seen = append(seen, r.State)
+		}})
+		mustSetJobs(t, s, Job{Name: "ok", Schedule: "0 1 * * *", Runner: sleepKind(time.Second)})
+		if _, err := s.RunNow(t.Context(), "ok", time.Time{}, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		mustStop(t, s)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 || seen[0] != store.StateSucceeded {
+			t.Errorf("OnRun saw %v; want [succeeded]", seen)
+		}
+	})
 }
