@@ -330,10 +330,25 @@ func (p *Poller) updateLocked(w *Tracking, rec atomapi.ExecutionRecord) {
 	}
 	w.last = rec
 	if rec.ExecutionID != "" {
+		if w.target.RequestID != "" && w.execID == "" {
+			p.releaseLegacyLocked(w, rec.ExecutionID)
+		}
 		w.execID = rec.ExecutionID
 	}
 	if atomapi.TerminalStatus(rec.Status) {
 		p.finishLocked(w, PollResult{Record: rec})
+	}
+}
+
+// releaseLegacyLocked: a requestId waiter has just been bound to execID by the
+// platform itself. An executeProcess waiter that took the same record by time
+// (its ExecutionRequest was answered after the window was read) gives it back
+// and correlates again: the async answer is authoritative, the window a guess.
+func (p *Poller) releaseLegacyLocked(bound *Tracking, execID string) {
+	for _, o := range p.tracked {
+		if o != bound && !o.finished && o.target.RequestID == "" && o.execID == execID {
+			o.execID, o.last = "", atomapi.ExecutionRecord{}
+		}
 	}
 }
 
