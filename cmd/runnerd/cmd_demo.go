@@ -68,6 +68,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	cfg.Account.PasswordFile, cfg.Account.PasswordEnv, cfg.Account.Credential = "", pwEnv, ""
 	cfg.Store.Path = filepath.Join(*dir, "runnerd.db")
 	cfg.HTTP.Listen = ""
+	cfg.Notify = nil // the example's targets point at hosts the demo does not run
 	logger, _, err := newLogger(e.stderr, "info", "text", e.getenv)
 	if err != nil {
 		return err

@@ -47,6 +47,7 @@ type daemon struct {
 	poller     *kinds.Poller
 	sched      *scheduler.Scheduler
 	metrics    *web.Metrics
+	notify     *daemonNotify // nil until started; see daemon_notify.go
 
 	outputDir string      // relative export paths are resolved here (demo); "" = as given
 	stopped   atomic.Bool // the scheduler has been stopped
@@ -89,6 +90,9 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 	d.gate = budget.NewGate(d.limits, d.window, d.limiter, budget.RealClock(), d.classifier)
 	d.planner = budget.NewPlanner(d.limits)
 	d.hooks = &callHooks{d: d}
+	if err := d.startNotifier(cfg); err != nil {
+		return nil, err
+	}
 
 	pw, err := cfg.Account.Password(e.getenv)
 	if err != nil {
@@ -111,7 +115,7 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		BaseURL:     cfg.Account.URL,
 		AccountID:   cfg.Account.ID,
 		Credentials: atomapi.NewCredentials(cfg.Account.User, pw.Reveal()),
-		Gate:        d.gate,
+		Gate:        d.gate.Paced(),
 		Recorder:    d.hooks,
 		RootCAs:     roots,
 		Logger:      log,
@@ -174,6 +178,7 @@ func (d *daemon) seedRecent(ctx context.Context) error {
 }
 
 func (d *daemon) close() {
+	d.stopNotifier()
 	if d.db != nil {
 		d.db.Checkpoint(context.Background())
 		d.db.Close()
@@ -214,6 +219,7 @@ func (h *callHooks) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) 
 	if r.Status == 503 || r.Status == 429 {
 		h.d.metrics.Observe503(after.Kind)
 	}
+	h.d.notifyCall(r.Status, before, after)
 	if after.Kind != before.Kind {
 		h.d.log.Warn("budget: 503 classification changed", "from", before.Kind, "to", after.Kind, "reason", after.Reason)
 		if b, err := json.Marshal(after); err == nil {
@@ -257,6 +263,7 @@ func (d *daemon) estimate(ctx context.Context, job, kind string) budget.Estimate
 // onRun hears every run outcome once it is recorded (metrics, notifications).
 func (d *daemon) onRun(r store.Run) {
 	d.metrics.ObserveRun(r.Job, string(r.State))
+	d.notifyRun(r)
 }
 
 var errNoSuchJob = errors.New("no such job")

@@ -90,6 +90,14 @@ type Gate interface {
 	Wait(ctx context.Context, c *Call) error
 }
 
+// Pacer is an optional interface of a Gate. When the Gate has it, Wait only
+// admits the call (budget) and Pace, called after Recorder.Begin and right before
+// the request is written, waits for the rate slot. An error from Pace means the
+// request is not sent; the begun row is ended with that error.
+type Pacer interface {
+	Pace(ctx context.Context, c *Call) error
+}
+
 // Recorder keeps the ledger. Begin must make the attempt durable before it
 // returns; if it fails the request is not sent. End completes the row.
 type Recorder interface {
