@@ -350,6 +350,16 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 	if err := c.rec.Begin(ctx, call); err != nil {
 		return attemptResult{err: fmt.Errorf("atomapi: %s: record call: %w", o.name, err), final: true}
 	}
+	if p, ok := c.gate.(Pacer); ok {
+		// The rate wait comes after the ledger's commit, right before the
+		// request is written: a slow commit cannot bunch requests up at the
+		// server. The row is begun, so it is ended, as not sent.
+		if err := p.Pace(ctx, call); err != nil {
+			err = fmt.Errorf("atomapi: %s: gate: %w", o.name, err)
+			c.rec.End(context.WithoutCancel(ctx), call, Result{Err: err})
+			return attemptResult{err: err, final: true}
+		}
+	}
 	res, retryAfter := c.send(ctx, o, call)
 	c.rec.End(context.WithoutCancel(ctx), call, res)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "atomapi call",
