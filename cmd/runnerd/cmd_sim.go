@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"runnerd/internal/atomapi/atomsim"
 )
@@ -23,8 +24,9 @@ func cmdSim(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	return atomsim.ListenAndServe(ctx, *addr, o, func(url string) {
-		fmt.Fprintf(e.stdout, "atomsim: serving the simulated AtomSphere API\n")
-		fmt.Fprintf(e.stdout, "  url      %s\n  user     %s\n  password %s\n", url, o.User, o.Password)
+		base := strings.TrimSuffix(url, "/"+o.Account)
+		fmt.Fprintf(e.stdout, "atomsim: serving the simulated AtomSphere API at %s\n", url)
+		fmt.Fprintf(e.stdout, "  [account] url = %q\n  id       %s\n  user     %s\n  password %s\n", base, o.Account, o.User, o.Password)
 		fmt.Fprintf(e.stdout, "  limits   %d requests/s, %d per rolling 24h (hour buckets)\n", o.Rate, o.DailyLimit)
 	})
 }
