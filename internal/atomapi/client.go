@@ -360,7 +360,13 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 			return attemptResult{err: err, final: true}
 		}
 	}
+	if !o.safe {
+		Failpoint(FailAfterBegin)
+	}
 	res, retryAfter := c.send(ctx, o, call)
+	if !o.safe {
+		Failpoint(FailAfterAnswer)
+	}
 	c.rec.End(context.WithoutCancel(ctx), call, res)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "atomapi call",
 		slog.String("op", o.name), slog.Int("attempt", n), slog.String("request_id", call.RequestID),
@@ -375,6 +381,11 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 	defer cancel()
 	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wrote.Store(true) },
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			if !o.safe {
+				Failpoint(FailAfterWrite)
+			}
+		},
 	})
 	target := c.prefix + o.path
 	if o.rawQuery != "" {

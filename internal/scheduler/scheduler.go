@@ -420,7 +420,9 @@ func (s *Scheduler) SetJobs(ctx context.Context, jobs []Job) error {
 	return nil
 }
 
-// Start catches up on slots missed while runnerd was down, picks up runs left
+// Start marks the runs the last process left admitted or running as unknown
+// (an unsafe call may have taken effect) or planned (nothing unsafe was sent),
+// catches up on slots missed while runnerd was down, picks up runs left
 // planned or deferred by the last process, and then starts cron. Runs use ctx
 // (and its values): cancelling it cancels runs in flight, so pass a context
 // that outlives the shutdown signal and let Stop end the runs.
@@ -441,7 +443,9 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	s.mu.Unlock()
 
 	now := s.now()
-	err := errors.Join(s.resume(ctx, now), s.catchUp(ctx, now))
+	// Runs the last process left mid-flight first: unknown, or planned again
+	// (and then resumed with the others).
+	err := errors.Join(s.recoverInterrupted(ctx), s.resume(ctx, now), s.catchUp(ctx, now))
 	s.cron.Start()
 	s.log.Info("scheduler started", "jobs", len(s.snapshot()))
 	return err

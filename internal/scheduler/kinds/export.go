@@ -284,6 +284,7 @@ func (k *Export) exportWindow(ctx context.Context, w window, path string) (f Exp
 			return f, newAudit, err
 		}
 		f.Rows += len(page.Result)
+		atomapi.Failpoint(atomapi.FailMidExport)
 		if audit && len(page.Result) > 0 {
 			recs, err := auditRecords(page.Result)
 			if err != nil {

@@ -1,0 +1,585 @@
+// Package reconcile settles runs whose outcome is unknown: runnerd stopped (or
+// lost the answer) after a non-idempotent call was sent and before its answer
+// was recorded (DESIGN 3.4). It never re-sends blindly; it looks.
+//
+// For each unknown run it finds the run's last unsafe call in the ledger, then:
+//
+//   - execute: the execution id already claimed by the run (followed until its
+//     record is terminal); else the recorded requestId (ExecutionRecord/async);
+//     else an ExecutionRecord QUERY by process, atom and a window of ±Skew
+//     around the send time.
+//   - deploy (package): a DeployedPackage QUERY of the target environment for
+//     the deployment whose notes name the run ("runnerd JOB NOMINAL"), which the
+//     deploy kind writes on every DeployedPackage it creates.
+//   - deploy (deployProcess): a Deployment QUERY of the target environment by
+//     deployedOn within the window.
+//
+// Then: one unclaimed match is claimed (a UNIQUE claim in the ledger: an
+// execution or deployment can satisfy only one run) and followed to its
+// terminal status; none, once the grace period after the send has passed,
+// hands the run to the job's on_unknown (skip, or refire: a new attempt);
+// several flag the run for an operator — it stays unknown with a reason that
+// says so and is never acted on again. Every lookup carries
+// atomapi.CallInfo{Recovery: true}, so the budget lets it use the reserve.
+package reconcile
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"runnerd/internal/atomapi"
+	"runnerd/internal/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultGrace = 10 * time.Minute // how long after the send a missing record may still appear
+	DefaultSkew  = time.Minute      // clock tolerance of the window around the send
+	DefaultEvery = time.Minute      // the timer of Loop
+)
+
+// OnUnknown values (config on_unknown).
+const (
+	OnUnknownSkip   = "skip"
+	OnUnknownRefire = "refire"
+)
+
+// Client is what reconciliation needs from the AtomSphere client: lookups only.
+type Client interface {
+	ExecutionRecordAsync(ctx context.Context, requestID string) (rec atomapi.ExecutionRecord, pending bool, err error)
+	QueryExecutionRecords(ctx context.Context, expr *atomapi.Expression, sort *atomapi.QuerySort) ([]atomapi.ExecutionRecord, error)
+	QueryDeployedPackages(ctx context.Context, expr *atomapi.Expression) ([]atomapi.DeployedPackage, error)
+	QueryDeployments(ctx context.Context, expr *atomapi.Expression) ([]atomapi.Deployment, error)
+}
+
+// Store is what reconciliation needs from the ledger. *store.DB implements it.
+type Store interface {
+	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	ListCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error)
+	UpdateRun(ctx context.Context, r store.Run) error
+	// Claim records that run runID is satisfied by platform object id; another
+	// run's claim on it is store.ErrClaimed.
+	Claim(ctx context.Context, id, kind string, runID int64) error
+	// ClaimedBy returns the run holding id, 0 for none.
+	ClaimedBy(ctx context.Context, id string) (int64, error)
+}
+
+// Target is what a job did, from its configuration.
+type Target struct {
+	Kind      string // execute | deploy
+	Method    string // execute: request | executeProcess; deploy: package | deployProcess
+	ProcessID string
+	AtomID    string // execute
+	ToEnv     string // deploy
+	OnUnknown string // skip (default) | refire
+	Priority  atomapi.Priority
+}
+
+// Options configure a Reconciler. Client, Store and Jobs are required.
+type Options struct {
+	Client Client
+	Store  Store
+	// Jobs returns the configured target of a job; false if the job is gone.
+	Jobs func(job string) (Target, bool)
+	// Refire starts a new attempt of run (on_unknown = refire). nil: refire
+	// is treated as skip.
+	Refire func(ctx context.Context, r store.Run, reason string) error
+	// OnRun is told of every run reconciliation records (metrics, notifications).
+	OnRun  func(store.Run)
+	Now    func() time.Time
+	Grace  time.Duration // DefaultGrace if 0
+	Skew   time.Duration // DefaultSkew if 0
+	Logger *slog.Logger
+}
+
+// Reconciler settles unknown runs. Pass and Loop are safe to call from one
+// goroutine at a time; a mutex serialises passes.
+type Reconciler struct {
+	o  Options
+	mu sync.Mutex
+}
+
+// New returns a Reconciler.
+func New(o Options) *Reconciler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Grace <= 0 {
+		o.Grace = DefaultGrace
+	}
+	if o.Skew <= 0 {
+		o.Skew = DefaultSkew
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{o: o}
+}
+
+// Verdict is what one pass decided for a run.
+type Verdict string
+
+// Verdicts.
+const (
+	Waiting   Verdict = "waiting"   // still unknown: a record may yet appear, or the claimed one is running
+	Succeeded Verdict = "succeeded" // matched, and it ended well
+	Failed    Verdict = "failed"    // matched, and it ended badly
+	Skipped   Verdict = "skipped"   // none found after the grace period; on_unknown = skip
+	Refired   Verdict = "refired"   // none found after the grace period; on_unknown = refire
+	Flagged   Verdict = "flagged"   // several match: an operator decides
+	Error     Verdict = "error"     // the lookup failed; tried again next pass
+)
+
+// Summary counts a pass's verdicts.
+type Summary map[Verdict]int
+
+// Detail keys reconciliation adds to a run's Detail JSON.
+const (
+	keyExecutionID  = "execution_id"
+	keyDeploymentID = "deployment_id"
+	keyStatus       = "status"
+	keyMessage      = "message"
+	keyReconciled   = "reconciled" // how the match was found: request_id | window | notes
+	keyFlagged      = "flagged"    // true: several matched; never acted on
+	keyCandidates   = "candidates" // the ids that matched, when flagged
+)
+
+// Pass reconciles every unknown run once and returns what it decided.
+func (rc *Reconciler) Pass(ctx context.Context) (Summary, error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{States: []store.RunState{store.StateUnknown}})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile: list unknown runs: %w", err)
+	}
+	sum := Summary{}
+	var errs []error
+	for i := len(runs) - 1; i >= 0; i-- { // oldest first
+		if ctx.Err() != nil {
+			break
+		}
+		v, err := rc.Run(ctx, runs[i])
+		sum[v]++
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return sum, errors.Join(errs...)
+}
+
+// Loop runs Pass now and then every interval until ctx ends.
+func (rc *Reconciler) Loop(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = DefaultEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if sum, err := rc.Pass(ctx); err != nil {
+			rc.o.Logger.Warn("reconcile: pass incomplete; trying again", "every", every, "err", err)
+		} else if len(sum) > 0 {
+			rc.o.Logger.Info("reconcile: pass", "summary", fmt.Sprint(map[Verdict]int(sum)))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lookup is the state of one run's reconciliation.
+type lookup struct {
+	run    store.Run
+	target Target
+	detail map[string]any
+	call   store.Call // the run's last unsafe call; zero if none is recorded
+	sentAt time.Time
+	reqID  string // the platform's requestId, if it was recorded
+}
+
+// Run reconciles one unknown run and records the outcome.
+func (rc *Reconciler) Run(ctx context.Context, r store.Run) (Verdict, error) {
+	if r.State != store.StateUnknown {
+		return Waiting, nil
+	}
+	l := &lookup{run: r, detail: parseDetail(r.Detail)}
+	if b, _ := l.detail[keyFlagged].(bool); b {
+		return Flagged, nil // an operator's decision; never acted on
+	}
+	t, ok := rc.o.Jobs(r.Job)
+	if !ok {
+		return Waiting, nil // the job is gone: an operator decides (history shows the run unknown)
+	}
+	l.target = t
+	calls, err := rc.o.Store.ListCalls(ctx, store.CallFilter{RunID: r.ID, Status: -1})
+	if err != nil {
+		return Error, fmt.Errorf("reconcile run %d: %w", r.ID, err)
+	}
+	for _, c := range calls { // newest first
+		if !c.Safe && !c.Recovery {
+			l.call = c
+			break
+		}
+	}
+	l.sentAt = l.call.StartedAt
+	if l.sentAt.IsZero() {
+		if s, _ := l.detail["sent_at"].(string); s != "" {
+			l.sentAt, _ = time.Parse(time.RFC3339Nano, s)
+		}
+	}
+	if l.sentAt.IsZero() {
+		l.sentAt = r.StartedAt
+	}
+	l.reqID = l.call.PlatformID
+	if l.reqID == "" {
+		l.reqID, _ = l.detail["request_id"].(string)
+	}
+	ctx = atomapi.WithCallInfo(ctx, atomapi.CallInfo{RunID: r.ID, Job: r.Job, Priority: t.Priority, Recovery: true})
+
+	var v Verdict
+	switch {
+	case t.Kind == "execute":
+		v, err = rc.execute(ctx, l)
+	case t.Kind == "deploy" && t.Method == "deployProcess":
+		v, err = rc.deployProcess(ctx, l)
+	case t.Kind == "deploy":
+		v, err = rc.deployPackage(ctx, l)
+	default:
+		return Waiting, nil // other kinds make no unsafe calls
+	}
+	if err != nil {
+		rc.o.Logger.Warn("reconcile: lookup failed; trying again", "job", r.Job, "run_id", r.ID, "err", err)
+		return Error, fmt.Errorf("reconcile run %d: %w", r.ID, err)
+	}
+	return v, nil
+}
+
+func (rc *Reconciler) window(l *lookup) (from, to time.Time) {
+	return l.sentAt.Add(-rc.o.Skew).Truncate(time.Second), l.sentAt.Add(rc.o.Skew)
+}
+
+// execute reconciles an execute run.
+func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
+	c := rc.o.Client
+	if id, _ := l.detail[keyExecutionID].(string); id != "" {
+		// Claimed (or identified before the crash): follow it.
+		recs, err := c.QueryExecutionRecords(ctx, atomapi.And(atomapi.Eq("executionId", id)), nil)
+		if err != nil {
+			return Error, err
+		}
+		if len(recs) == 0 {
+			return rc.wait(ctx, l, fmt.Sprintf("execution %s is not visible yet", id))
+		}
+		how, _ := l.detail[keyReconciled].(string)
+		return rc.matched(ctx, l, recs[0], orStr(how, "execution_id"))
+	}
+	if l.reqID != "" {
+		rec, pending, err := c.ExecutionRecordAsync(ctx, l.reqID)
+		switch {
+		case err == nil && pending:
+			return rc.wait(ctx, l, fmt.Sprintf("request %s was accepted; its record is not available yet", l.reqID))
+		case err == nil:
+			return rc.matched(ctx, l, rec, "request_id")
+		case errors.Is(err, atomapi.ErrNotFound), errors.Is(err, atomapi.ErrBadRequest):
+			// Expired or unknown: fall back to the window.
+		default:
+			return Error, err
+		}
+	}
+	if l.target.ProcessID == "" || l.target.AtomID == "" {
+		return rc.flag(ctx, l, nil, "the job names no process_id and atom_id, so the execution cannot be looked up")
+	}
+	from, to := rc.window(l)
+	recs, err := c.QueryExecutionRecords(ctx, atomapi.And(
+		atomapi.Eq("processId", l.target.ProcessID),
+		atomapi.Eq("atomId", l.target.AtomID),
+		atomapi.Between("executionTime", atomapi.FormatTime(from), atomapi.FormatTime(to)),
+	), nil)
+	if err != nil {
+		return Error, err
+	}
+	taken, busy, err := rc.takenExecutions(ctx, l, from, to)
+	if err != nil {
+		return Error, err
+	}
+	var cands []atomapi.ExecutionRecord
+	for _, rec := range recs {
+		if rec.ExecutionID == "" || taken[rec.ExecutionID] {
+			continue
+		}
+		holder, err := rc.o.Store.ClaimedBy(ctx, rec.ExecutionID)
+		if err != nil {
+			return Error, err
+		}
+		if holder != 0 && holder != l.run.ID {
+			continue
+		}
+		cands = append(cands, rec)
+	}
+	if len(cands) > 1 && busy != 0 {
+		// Another run sent into the same window and is still following its
+		// execution: once it knows its id, the window may hold only ours.
+		return rc.wait(ctx, l, fmt.Sprintf("%d executions in the window; run %d, which sent into it too, is still in flight",
+			len(cands), busy))
+	}
+	switch len(cands) {
+	case 0:
+		return rc.none(ctx, l, fmt.Sprintf("no unclaimed execution of %s on %s between %s and %s",
+			l.target.ProcessID, l.target.AtomID, atomapi.FormatTime(from), atomapi.FormatTime(to)))
+	case 1:
+		if err := rc.o.Store.Claim(ctx, cands[0].ExecutionID, "execution", l.run.ID); err != nil {
+			if errors.Is(err, store.ErrClaimed) {
+				return rc.wait(ctx, l, "the matching execution was claimed by another run meanwhile")
+			}
+			return Error, err
+		}
+		return rc.matched(ctx, l, cands[0], "window")
+	}
+	ids := make([]string, len(cands))
+	for i, x := range cands {
+		ids[i] = x.ExecutionID
+	}
+	return rc.flag(ctx, l, ids, fmt.Sprintf("%d unclaimed executions match the window %s..%s", len(ids),
+		atomapi.FormatTime(from), atomapi.FormatTime(to)))
+}
+
+// takenExecutions returns the executions other runs are known to have
+// started: those named in their Detail, and those their recorded requestIds
+// resolve to (one async lookup per such request sent within the window). busy
+// is a run that sent an unsafe call into the window and is still in flight
+// (admitted or running), 0 if none.
+func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to time.Time) (taken map[string]bool, busy int64, err error) {
+	taken = map[string]bool{}
+	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{Since: from.Add(-48 * time.Hour)})
+	if err != nil {
+		return nil, 0, err
+	}
+	state := map[int64]store.RunState{}
+	for _, o := range runs {
+		state[o.ID] = o.State
+		if o.ID == l.run.ID {
+			continue
+		}
+		if id, _ := parseDetail(o.Detail)[keyExecutionID].(string); id != "" {
+			taken[id] = true
+		}
+	}
+	calls, err := rc.o.Store.ListCalls(ctx, store.CallFilter{Since: from, Status: -1})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, c := range calls {
+		if c.RunID == 0 || c.RunID == l.run.ID || c.Safe || c.StartedAt.After(to) {
+			continue
+		}
+		if c.PlatformID == "" {
+			if st := state[c.RunID]; st == store.StateRunning || st == store.StateAdmitted {
+				busy = c.RunID
+			}
+			continue
+		}
+		rec, pending, err := rc.o.Client.ExecutionRecordAsync(ctx, c.PlatformID)
+		if err == nil && !pending && rec.ExecutionID != "" {
+			taken[rec.ExecutionID] = true
+		}
+	}
+	return taken, busy, nil
+}
+
+// deployPackage reconciles a DeployedPackage deploy by the notes the kind
+// writes: "runnerd JOB NOMINAL".
+func (rc *Reconciler) deployPackage(ctx context.Context, l *lookup) (Verdict, error) {
+	notes := fmt.Sprintf("runnerd %s %s", l.run.Job, atomapi.FormatTime(l.run.NominalTime))
+	pkgs, err := rc.o.Client.QueryDeployedPackages(ctx, atomapi.And(
+		atomapi.Eq("environmentId", l.target.ToEnv),
+		atomapi.Eq("componentId", l.target.ProcessID),
+	))
+	if err != nil {
+		return Error, err
+	}
+	var ids []string
+	for _, p := range pkgs {
+		if p.Notes == notes && p.DeploymentID != "" {
+			ids = append(ids, p.DeploymentID)
+		}
+	}
+	return rc.deployMatches(ctx, l, ids, "notes", fmt.Sprintf("no deployment of %s in %s with notes %q",
+		l.target.ProcessID, l.target.ToEnv, notes))
+}
+
+// deployProcess reconciles a legacy deployProcess by deployedOn in the window.
+func (rc *Reconciler) deployProcess(ctx context.Context, l *lookup) (Verdict, error) {
+	from, to := rc.window(l)
+	deps, err := rc.o.Client.QueryDeployments(ctx, atomapi.And(
+		atomapi.Eq("processId", l.target.ProcessID),
+		atomapi.Eq("environmentId", l.target.ToEnv),
+	))
+	if err != nil {
+		return Error, err
+	}
+	var ids []string
+	for _, d := range deps {
+		at, err := atomapi.ParseTime(d.DeployedOn)
+		if err != nil || d.ID == "" || at.Before(from) || at.After(to) {
+			continue
+		}
+		holder, err := rc.o.Store.ClaimedBy(ctx, d.ID)
+		if err != nil {
+			return Error, err
+		}
+		if holder != 0 && holder != l.run.ID {
+			continue
+		}
+		ids = append(ids, d.ID)
+	}
+	return rc.deployMatches(ctx, l, ids, "window", fmt.Sprintf("no unclaimed deployment of %s in %s between %s and %s",
+		l.target.ProcessID, l.target.ToEnv, atomapi.FormatTime(from), atomapi.FormatTime(to)))
+}
+
+func (rc *Reconciler) deployMatches(ctx context.Context, l *lookup, ids []string, how, none string) (Verdict, error) {
+	switch len(ids) {
+	case 0:
+		return rc.none(ctx, l, none)
+	case 1:
+		if err := rc.o.Store.Claim(ctx, ids[0], "deployment", l.run.ID); err != nil {
+			if errors.Is(err, store.ErrClaimed) {
+				return rc.none(ctx, l, "the matching deployment is claimed by another run")
+			}
+			return Error, err
+		}
+		l.detail[keyDeploymentID], l.detail[keyReconciled], l.detail["result"] = ids[0], how, "deployed"
+		return Succeeded, rc.finish(ctx, l, store.StateSucceeded, "", "")
+	}
+	sort.Strings(ids)
+	return rc.flag(ctx, l, ids, fmt.Sprintf("%d deployments match", len(ids)))
+}
+
+// matched records what the execution rec says about the run.
+func (rc *Reconciler) matched(ctx context.Context, l *lookup, rec atomapi.ExecutionRecord, how string) (Verdict, error) {
+	if rec.ExecutionID != "" {
+		if err := rc.o.Store.Claim(ctx, rec.ExecutionID, "execution", l.run.ID); err != nil {
+			if errors.Is(err, store.ErrClaimed) {
+				return rc.flag(ctx, l, []string{rec.ExecutionID}, "its execution is claimed by another run")
+			}
+			return Error, err
+		}
+		l.detail[keyExecutionID] = rec.ExecutionID
+	}
+	l.detail[keyReconciled], l.detail[keyStatus] = how, rec.Status
+	if rec.Message != "" {
+		l.detail[keyMessage] = rec.Message
+	}
+	if !atomapi.TerminalStatus(rec.Status) {
+		return rc.wait(ctx, l, fmt.Sprintf("found execution %s (%s); following it", rec.ExecutionID, rec.Status))
+	}
+	if atomapi.SucceededStatus(rec.Status) {
+		return Succeeded, rc.finish(ctx, l, store.StateSucceeded, "", "")
+	}
+	msg := orStr(rec.Message, "no message")
+	return Failed, rc.finish(ctx, l, store.StateFailed, "",
+		fmt.Sprintf("execution %s ended %s: %s (found by reconciliation)", rec.ExecutionID, rec.Status, msg))
+}
+
+// none: nothing matches. Within the grace period the run waits; after it,
+// on_unknown decides.
+func (rc *Reconciler) none(ctx context.Context, l *lookup, what string) (Verdict, error) {
+	deadline := l.sentAt.Add(rc.o.Grace)
+	now := rc.o.Now()
+	if now.Before(deadline) {
+		return rc.wait(ctx, l, fmt.Sprintf("%s yet; looking again until %s", what, deadline.UTC().Format(time.RFC3339)))
+	}
+	reason := fmt.Sprintf("%s within the grace period (%s after the send at %s)", what, rc.o.Grace,
+		l.sentAt.UTC().Format(time.RFC3339))
+	if l.target.OnUnknown == OnUnknownRefire && rc.o.Refire != nil {
+		r := l.run
+		r.Detail = toJSON(l.detail)
+		reason = "on_unknown = refire: " + reason
+		if err := rc.o.Refire(ctx, r, reason); err != nil {
+			return Error, fmt.Errorf("refire: %w", err)
+		}
+		rc.o.Logger.Warn("reconcile: refired", "job", r.Job, "run_id", r.ID, "reason", reason)
+		return Refired, nil
+	}
+	return Skipped, rc.finish(ctx, l, store.StateSkipped, "on_unknown = skip: "+reason, "")
+}
+
+// wait keeps the run unknown with reason.
+func (rc *Reconciler) wait(ctx context.Context, l *lookup, reason string) (Verdict, error) {
+	r := l.run
+	r.Reason, r.Detail = "reconciling: "+reason, toJSON(l.detail)
+	if r.Reason == l.run.Reason && r.Detail == l.run.Detail {
+		return Waiting, nil
+	}
+	return Waiting, rc.o.Store.UpdateRun(ctx, r)
+}
+
+// flag marks the run for an operator; it is never acted on again.
+func (rc *Reconciler) flag(ctx context.Context, l *lookup, ids []string, why string) (Verdict, error) {
+	r := l.run
+	l.detail[keyFlagged] = true
+	if len(ids) > 0 {
+		l.detail[keyCandidates] = ids
+	}
+	r.Reason = "flagged for an operator: " + why + "; runnerd will not act on this run"
+	if len(ids) > 0 {
+		r.Reason += " (" + strings.Join(ids, ", ") + ")"
+	}
+	r.Detail = toJSON(l.detail)
+	if err := rc.o.Store.UpdateRun(ctx, r); err != nil {
+		return Error, err
+	}
+	rc.o.Logger.Error("reconcile: run flagged for an operator", "job", r.Job, "run_id", r.ID, "reason", r.Reason)
+	if rc.o.OnRun != nil {
+		rc.o.OnRun(r)
+	}
+	return Flagged, nil
+}
+
+func (rc *Reconciler) finish(ctx context.Context, l *lookup, state store.RunState, reason, errText string) error {
+	r := l.run
+	r.State, r.Reason, r.Error, r.Detail = state, reason, errText, toJSON(l.detail)
+	r.FinishedAt = rc.o.Now()
+	if err := rc.o.Store.UpdateRun(ctx, r); err != nil {
+		return err
+	}
+	rc.o.Logger.Info("reconcile: run settled", "job", r.Job, "run_id", r.ID, "state", r.State,
+		"how", l.detail[keyReconciled], "reason", reason, "err", errText)
+	if rc.o.OnRun != nil {
+		rc.o.OnRun(r)
+	}
+	return nil
+}
+
+func parseDetail(s string) map[string]any {
+	m := map[string]any{}
+	if s != "" {
+		json.Unmarshal([]byte(s), &m)
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m
+}
+
+func toJSON(m map[string]any) string {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+func orStr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
