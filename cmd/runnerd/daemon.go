@@ -66,9 +66,12 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		o.now = time.Now
 	}
 	d = &daemon{e: e, log: log, now: o.now, cfg: cfg, outputDir: o.outputDir, metrics: web.NewMetrics()}
+	// Every failure below returns (nil, err), which sets the named d to nil:
+	// close what was opened through a copy of the pointer.
+	opened := d
 	defer func() {
 		if err != nil {
-			d.close()
+			opened.close()
 		}
 	}()
 	if d.lock, err = acquireLock(ctx, cfg.Store.Path, o.waitLock); err != nil {

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"runnerd/internal/budget"
+	"runnerd/internal/config"
+	"runnerd/internal/notify"
+	"runnerd/internal/store"
+)
+
+// notifyStopGrace is how long closing the daemon waits for queued
+// notifications (one attempt each) before dropping them.
+const notifyStopGrace = 5 * time.Second
+
+// daemonNotify is the daemon's side of notifications: the notifier and what
+// the call hooks keep to tell an opened auth breaker.
+type daemonNotify struct {
+	n *notify.Notifier
+
+	mu        sync.Mutex
+	authFails int // consecutive 401/403 answers, as the client's breaker counts them
+}
+
+// notifyTargets reads the [[notify]] targets' secret files.
+func notifyTargets(e *env, cfg *config.Config) ([]notify.Target, error) {
+	targets := make([]notify.Target, 0, len(cfg.Notify))
+	for _, nc := range cfg.Notify {
+		s, err := nc.Secret(config.LoadOptions{Getenv: e.getenv})
+		if err != nil {
+			return nil, usageError{fmt.Errorf("%s: %w", cfg.File, err)}
+		}
+		targets = append(targets, notify.Target{Config: nc, Secret: s})
+	}
+	return targets, nil
+}
+
+// startNotifier builds the notifier for cfg's targets and starts its workers.
+// With no targets it is inert.
+func (d *daemon) startNotifier(cfg *config.Config) error {
+	targets, err := notifyTargets(d.e, cfg)
+	if err != nil {
+		return err
+	}
+	n, err := notify.New(notify.Options{
+		Targets:  targets,
+		Now:      d.now,
+		Recorder: deliveryRecorder{d.db},
+		Logger:   d.log,
+		Budget:   d.budgetUse,
+	})
+	if err != nil {
+		return usageError{fmt.Errorf("%s: %w", cfg.File, err)}
+	}
+	d.notify = &daemonNotify{n: n}
+	return nil
+}
+
+// stopNotifier lets queued notifications go out for a moment, then stops.
+func (d *daemon) stopNotifier() {
+	if d.notify == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), notifyStopGrace)
+	defer cancel()
+	d.notify.n.Close(ctx)
+}
+
+// budgetUse is the rolling window's use and capacity now.
+func (d *daemon) budgetUse() (used, capacity int) {
+	return d.window.Used(d.now()), d.limits.Cap()
+}
+
+// notifyRun hands a recorded run outcome to the notifier, with the job's
+// priority. It never blocks on delivery.
+func (d *daemon) notifyRun(r store.Run) {
+	if d.notify == nil {
+		return
+	}
+	priority := ""
+	if j, err := d.findJob(r.Job); err == nil {
+		priority = j.Priority
+	}
+	d.notify.n.RunOutcome(notify.Run{
+		ID: r.ID, Job: r.Job, Kind: r.Kind, Priority: priority, NominalTime: r.NominalTime,
+		State: string(r.State), Reason: r.Reason, Error: r.Error, Calls: r.Calls,
+	})
+}
+
+// notifyCall hears each call's answer (from callHooks.End): budget
+// thresholds, a change of the 503 classification to or from external, and the
+// auth breaker opening at the second 401/403 in a row.
+func (d *daemon) notifyCall(status int, before, after budget.Classification) {
+	if d.notify == nil {
+		return
+	}
+	n := d.notify.n
+	n.BudgetUsage(d.budgetUse())
+	if before.Kind != after.Kind {
+		n.ClassificationChanged(before.Kind, after.Kind, after.Reason)
+	}
+	if status == 0 {
+		return // no answer: the breaker counts answers only
+	}
+	d.notify.mu.Lock()
+	opened := false
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		d.notify.authFails++
+		opened = d.notify.authFails == authBreakerTrips
+	} else {
+		d.notify.authFails = 0
+	}
+	d.notify.mu.Unlock()
+	if opened {
+		n.AuthFailed(fmt.Sprintf("HTTP %d from the platform; check account.user and the password", status))
+	}
+}
+
+// authBreakerTrips is the client's: consecutive 401/403 answers that open
+// its auth breaker.
+const authBreakerTrips = 2
+
+// deliveryRecorder keeps notification outcomes in the ledger.
+type deliveryRecorder struct{ db *store.DB }
+
+func (r deliveryRecorder) RecordDelivery(ctx context.Context, d notify.Delivery) error {
+	_, err := r.db.RecordNotifyDelivery(ctx, store.NotifyDelivery{
+		Target: d.Target, EventID: d.EventID, Event: d.Event, Job: d.Job, RunID: d.RunID,
+		EventTime: d.Time, FinishedAt: d.FinishedAt, Attempts: d.Attempts, Status: d.Status,
+		HTTPStatus: d.HTTPStatus, Error: d.Error,
+	})
+	return err
+}
+
+var _ notify.Recorder = deliveryRecorder{}
+
+// notifyStats returns each target's delivery counters (for /metrics); nil
+// without targets.
+func (d *daemon) notifyStats() []notify.Stats {
+	if d.notify == nil {
+		return nil
+	}
+	return d.notify.n.Stats()
+}
