@@ -166,13 +166,20 @@ func (d *daemon) loadWindow(ctx context.Context) error {
 // earlier process made in the last seconds (the ledger has them): one process
 // after another must not spend the same second twice.
 func (d *daemon) seedRecent(ctx context.Context) error {
-	calls, err := d.db.ListCalls(ctx, store.CallFilter{Since: d.now().Add(-2 * time.Second), Status: -1})
+	calls, err := d.db.ListCalls(ctx, store.CallFilter{Since: d.now().Add(-3 * time.Second), Status: -1})
 	if err != nil {
 		return err
 	}
+	// A row's started_at is taken before its commit and the rate wait; the
+	// request went out at finished_at − duration. A row still open (its
+	// process died mid-call) is taken as sent just now: the cautious reading.
 	starts := make([]time.Time, 0, len(calls))
-	for i := len(calls) - 1; i >= 0; i-- { // ListCalls is newest first
-		starts = append(starts, calls[i].StartedAt)
+	for _, c := range calls {
+		sent := d.now()
+		if !c.FinishedAt.IsZero() {
+			sent = c.FinishedAt.Add(-time.Duration(c.DurationMS) * time.Millisecond)
+		}
+		starts = append(starts, sent)
 	}
 	sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
 	d.limiter.Seed(starts)
