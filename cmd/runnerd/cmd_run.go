@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
+	"runnerd/internal/budget"
+	"runnerd/internal/config"
+	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
 )
 
@@ -17,6 +21,8 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "run", &c, true)
 	from := fs.String("from", "", "export backfill: window start `T` (RFC 3339 or an age such as 7d)")
 	to := fs.String("to", "", "export backfill: window end `T` (RFC 3339 or an age; default now)")
+	yes := fs.Bool("yes", false, "export backfill: proceed although the estimate is above the threshold")
+	maxCalls := fs.Int("max-calls", 0, "export backfill: ask for -yes above `N` estimated calls (default: 10% of the budget remaining)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -40,9 +46,17 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 			return usagef("run: -from %s is not before -to %s", rfc3339(fromT), rfc3339(toT))
 		}
 	}
+	if *maxCalls < 0 {
+		return usagef("run: -max-calls %d: want a positive number", *maxCalls)
+	}
 	cfg, err := loadConfig(e, c.config)
 	if err != nil {
 		return err
+	}
+	if !fromT.IsZero() {
+		if err := checkBackfill(ctx, e, cfg, pos[0], fromT, toT, now, *maxCalls, *yes); err != nil {
+			return err
+		}
 	}
 	req := controlRequest{Op: "run", Job: pos[0], From: rfc3339(fromT), To: rfc3339(toT)}
 	resp, viaDaemon, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), req)
@@ -149,5 +163,117 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 		return errors.New(resp.Error)
 	}
 	fmt.Fprintf(e.stdout, "%s: %sd\n", pos[0], op)
+	return nil
+}
+
+// Backfill estimate.
+const (
+	backfillShare   = 10  // without -max-calls, -yes is needed above this percentage of the remaining budget
+	backfillHistory = 48  // windows of the job's history the records-per-hour rate is taken from
+	pageSize        = 100 // records per QUERY/queryMore page (atomsphere-api.md 2.3)
+)
+
+// backfillEstimate is what re-exporting a window is expected to cost.
+type backfillEstimate struct {
+	Windows int     // sub-windows the export splits the window into (kinds.DefaultMaxWindow each)
+	Records float64 // expected records
+	Calls   int     // expected calls: the pages of every sub-window, at least one each
+	Basis   string  // in words
+}
+
+// estimateBackfill estimates the calls of exporting [from, to) for job: every
+// sub-window costs max(1, ceil(records/100)) pages, where records = the job's
+// records per hour of window, over its latest 48 recorded windows (rows ÷
+// hours), times the sub-window's hours. A job with no recorded window uses
+// the export default (budget.DefaultEstimates().Export pages per sub-window).
+func estimateBackfill(ws []store.ExportWindow, job string, from, to time.Time) backfillEstimate {
+	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
+	var rows int
+	var hours float64
+	seen := 0
+	for i := len(ws) - 1; i >= 0 && seen < backfillHistory; i-- { // ws are oldest first
+		w := ws[i]
+		if w.Job != job || !w.To.After(w.From) {
+			continue
+		}
+		rows += w.Rows
+		hours += w.To.Sub(w.From).Hours()
+		seen++
+	}
+	var est backfillEstimate
+	perHour := -1.0
+	if hours > 0 {
+		perHour = float64(rows) / hours
+		est.Basis = fmt.Sprintf("%.1f records/hour over the job's last %d exported windows (%.0f h)", perHour, seen, hours)
+	} else {
+		est.Basis = fmt.Sprintf("no exported window yet: the export default of %d pages per window", budget.DefaultEstimates().Export)
+	}
+	for s := from; s.Before(to); s = s.Add(kinds.DefaultMaxWindow) {
+		e := s.Add(kinds.DefaultMaxWindow)
+		if e.After(to) {
+			e = to
+		}
+		est.Windows++
+		if perHour < 0 {
+			est.Calls += budget.DefaultEstimates().Export
+			est.Records += float64(budget.DefaultEstimates().Export * pageSize)
+			continue
+		}
+		n := perHour * e.Sub(s).Hours()
+		est.Records += n
+		est.Calls += max(1, int(math.Ceil(n/pageSize)))
+	}
+	return est
+}
+
+// checkBackfill vets runnerd run JOB -from -to before anything is sent: the
+// job must be a windowed export; the estimate is printed; above the threshold
+// (-max-calls, else 10% of the budget remaining) it needs -yes.
+func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string, from, to, now time.Time, maxCalls int, yes bool) error {
+	var job *config.Job
+	for i := range cfg.Jobs {
+		if cfg.Jobs[i].Name == name {
+			job = &cfg.Jobs[i]
+		}
+	}
+	switch {
+	case job == nil:
+		return usagef("run: no job %q in %s", name, cfg.File)
+	case job.Kind != "export":
+		return usagef("run: -from/-to re-export a past window; job %q is a %s job", name, job.Kind)
+	case job.WindowProperty == "":
+		return usagef("run: -from/-to: export job %q exports all of %s every run (no window_property): there is no window to re-export", name, job.Object)
+	}
+	db, err := openStore(ctx, cfg, store.Options{})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ws, err := db.ExportWindows(ctx, job.Object)
+	if err != nil {
+		return err
+	}
+	est := estimateBackfill(ws, name, from, to)
+	view, err := loadBudgetView(ctx, cfg, db, now)
+	if err != nil {
+		return err
+	}
+	remaining := view.window.Remaining(now)
+	threshold, why := maxCalls, "-max-calls"
+	if threshold == 0 {
+		threshold = max(1, remaining*backfillShare/100)
+		why = fmt.Sprintf("%d%% of the %d calls remaining in the budget", backfillShare, remaining)
+	}
+	fmt.Fprintf(e.stderr, "backfill %s: %s from %s to %s (%s, %d window(s)): ≈ %.0f records → ≈ %d calls (%s); threshold %d (%s)\n",
+		name, job.Object, rfc3339(from), rfc3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
+		est.Basis, threshold, why)
+	if est.Calls > threshold && !yes {
+		return usagef("run: the backfill of %s is estimated at %d calls, above the threshold of %d; nothing was sent: add -yes to proceed (or narrow -from/-to)",
+			name, est.Calls, threshold)
+	}
+	if est.Calls > remaining {
+		fmt.Fprintf(e.stderr, "backfill %s: only %d calls remain in the budget: the export will stop there, keep what it completed and be deferred\n",
+			name, remaining)
+	}
 	return nil
 }

@@ -68,6 +68,7 @@ var commands = map[string]command{
 	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", cmdBudget},
 	"history":  {"runs: job, nominal time, state, calls, duration, error", cmdHistory},
 	"calls":    {"the call ledger", cmdCalls},
+	"audit":    {"query the audit-log records export jobs stored (no API calls); -coverage for gaps", cmdAudit},
 	"pause":    {"pause a job (persisted)", cmdPause},
 	"resume":   {"resume a paused job", cmdResume},
 	"migrate":  {"apply database migrations", cmdMigrate},
@@ -75,6 +76,8 @@ var commands = map[string]command{
 	"sim":      {"serve the simulated AtomSphere API", cmdSim},
 	"demo":     {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
 	"version":  {"print version, commit and Go version", cmdVersion},
+
+	"notify-test": {"send a sample event to a [[notify]] target; -deliveries lists deliveries", cmdNotifyTest},
 }
 
 func main() { os.Exit(mainExit()) }

@@ -82,19 +82,31 @@ func (db *DB) UpsertAudit(ctx context.Context, recs []AuditRecord) (inserted int
 	return inserted, nil
 }
 
-// AuditFilter selects audit records for ListAudit. Zero fields do not filter;
-// string fields match exactly. Property and PropertyValue select records
-// having a property of that name (and value, if given).
+// AuditFilter selects audit records for ListAudit and CountAudit. Zero fields
+// do not filter; string fields match exactly. Property and PropertyValue
+// select records having a property of that name (and value, if given).
 type AuditFilter struct {
 	UserID, Type, Action, Modifier, Level, Source, ContainerID string
-	Property, PropertyValue                                    string
-	Since, Until                                               time.Time // Since <= date < Until
-	Limit                                                      int       // 0: no limit
+	// Actions selects records whose action is any of these (ANDed with Action).
+	Actions                 []string
+	Property, PropertyValue string
+	// Text selects records whose message contains it, ASCII letters compared
+	// case-insensitively (SQLite LIKE); other characters match exactly.
+	Text         string
+	Since, Until time.Time // Since <= date < Until
+	Newest       bool      // newest first; default oldest first (a log reads forwards)
+	Limit        int       // 0: no limit
 }
 
-// ListAudit returns the stored audit records matching f with their
-// properties, oldest first (a log reads forwards).
-func (db *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+// escapeLike escapes LIKE's wildcards (% and _) and the escape character itself.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// where returns f's WHERE clause ("" for none) and its arguments. A property
+// filter is written as "id IN (the records having it)", or with probe as an
+// EXISTS test of each candidate record: see ListAudit.
+func (f AuditFilter) where(probe bool) (string, []any, error) {
 	var where []string
 	var args []any
 	for _, c := range []struct{ col, v string }{
@@ -105,6 +117,12 @@ func (db *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, erro
 			where, args = append(where, c.col+" = ?"), append(args, c.v)
 		}
 	}
+	if len(f.Actions) > 0 {
+		where = append(where, "action IN ("+strings.TrimSuffix(strings.Repeat("?, ", len(f.Actions)), ", ")+")")
+		for _, a := range f.Actions {
+			args = append(args, a)
+		}
+	}
 	if !f.Since.IsZero() {
 		where, args = append(where, "date >= ?"), append(args, f.Since.UnixMilli())
 	}
@@ -112,22 +130,89 @@ func (db *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, erro
 		where, args = append(where, "date < ?"), append(args, f.Until.UnixMilli())
 	}
 	if f.Property != "" {
+		props := "SELECT record_id FROM audit_properties WHERE name = ?"
+		args = append(args, f.Property)
 		if f.PropertyValue != "" {
-			where = append(where, "id IN (SELECT record_id FROM audit_properties WHERE name = ? AND value = ?)")
-			args = append(args, f.Property, f.PropertyValue)
+			props += " AND value = ?"
+			args = append(args, f.PropertyValue)
+		}
+		if probe {
+			where = append(where, "EXISTS ("+props+" AND record_id = audit_records.id)")
 		} else {
-			where = append(where, "id IN (SELECT record_id FROM audit_properties WHERE name = ?)")
-			args = append(args, f.Property)
+			where = append(where, "id IN ("+props+")")
 		}
 	} else if f.PropertyValue != "" {
-		return nil, fmt.Errorf("store: list audit: a property value needs a property name")
+		return "", nil, fmt.Errorf("a property value needs a property name")
+	}
+	if f.Text != "" {
+		where = append(where, `message LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+escapeLike(f.Text)+"%")
+	}
+	if len(where) == 0 {
+		return "", args, nil
+	}
+	return " WHERE " + strings.Join(where, " AND "), args, nil
+}
+
+// CountAudit returns how many stored audit records match f (f.Limit and
+// f.Newest are ignored).
+func (db *DB) CountAudit(ctx context.Context, f AuditFilter) (int, error) {
+	w, args, err := f.where(false)
+	if err != nil {
+		return 0, fmt.Errorf("store: count audit: %w", err)
+	}
+	var n int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM audit_records`+w, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count audit: %w", err)
+	}
+	return n, nil
+}
+
+// probeProperty decides how a limited query filters on a property. "id IN
+// (records having it)" reads every such record and sorts them by date: cheap
+// for a rare property, slow for a common one (100,000 of 1,000,000 records:
+// 0.7 s). Testing each record while walking the date index newest first stops
+// after Limit matches: about Limit × records / matches steps, cheap for a
+// common property and a full scan for a rare one. The walk is chosen when it
+// is expected to take fewer steps: matches² > Limit × records. Both counts
+// come from indexes (the property index, the largest record id).
+func (db *DB) probeProperty(ctx context.Context, f AuditFilter) (bool, error) {
+	if f.Property == "" || f.Limit <= 0 {
+		return false, nil
+	}
+	q, args := `SELECT count(*) FROM audit_properties WHERE name = ?`, []any{f.Property}
+	if f.PropertyValue != "" {
+		q, args = q+` AND value = ?`, append(args, f.PropertyValue)
+	}
+	var matches, records int64
+	if err := db.reader.QueryRowContext(ctx, q, args...).Scan(&matches); err != nil {
+		return false, err
+	}
+	if err := db.reader.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM audit_records`).Scan(&records); err != nil {
+		return false, err
+	}
+	return matches*matches > int64(f.Limit)*records, nil
+}
+
+// ListAudit returns the stored audit records matching f with their
+// properties, oldest first (a log reads forwards), or newest first with
+// f.Newest.
+func (db *DB) ListAudit(ctx context.Context, f AuditFilter) ([]AuditRecord, error) {
+	probe, err := db.probeProperty(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit: %w", err)
+	}
+	w, args, err := f.where(probe)
+	if err != nil {
+		return nil, fmt.Errorf("store: list audit: %w", err)
 	}
 	q := `SELECT id, document_id, account_id, container_id, user_id, date, type, action, modifier, level, source, message
-		FROM audit_records`
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
+		FROM audit_records` + w
+	if f.Newest {
+		q += " ORDER BY date DESC, id DESC"
+	} else {
+		q += " ORDER BY date, id"
 	}
-	q += " ORDER BY date, id"
 	if f.Limit > 0 {
 		q, args = q+" LIMIT ?", append(args, f.Limit)
 	}
