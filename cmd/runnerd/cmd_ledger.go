@@ -144,7 +144,23 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeRuns(e, c.json, runs)
+	if err := writeRuns(e, c.json, runs); err != nil {
+		return err
+	}
+	// Notifications that could not be delivered are part of what happened.
+	if !c.json {
+		counts, err := db.NotifyDeliveryCounts(ctx, time.Now().Add(-24*time.Hour))
+		if err == nil {
+			failed := 0
+			for _, byStatus := range counts {
+				failed += byStatus["failed"] + byStatus["dropped"]
+			}
+			if failed > 0 {
+				fmt.Fprintf(e.stdout, "\nnotifications: %d not delivered in the last 24 h (runnerd notify-test -deliveries -failed)\n", failed)
+			}
+		}
+	}
+	return nil
 }
 
 func writeRuns(e *env, asJSON bool, runs []store.Run) error {

@@ -110,6 +110,12 @@ func (d *daemon) startBackground(ctx context.Context) {
 				} else if n > 0 {
 					d.log.Info("retention: pruned call rows", "rows", n, "older_than", retention)
 				}
+				if _, err := d.db.PruneNotifyDeliveries(ctx, retention); err != nil {
+					d.log.Warn("retention: prune of notification deliveries failed", "err", err)
+				}
+				if err := d.db.Checkpoint(ctx); err != nil {
+					d.log.Warn("retention: WAL checkpoint failed", "err", err)
+				}
 			}
 			select {
 			case <-ctx.Done():
