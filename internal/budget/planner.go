@@ -72,6 +72,17 @@ func ahead(u, c Candidate) bool {
 	if u.Priority != c.Priority {
 		return u.Priority > c.Priority
 	}
+	// Equal priority: first come, first served. Runs that have arrived
+	// (Seq > 0) go in arrival order. A slot that has not arrived yet (Seq 0:
+	// the scheduler's look-ahead) is ahead only if it is due earlier: a job's
+	// own later slots must never hold back its run that is due now, or an
+	// @every job whose day costs more than the cap would defer itself forever.
+	if u.Seq > 0 && c.Seq > 0 {
+		return u.Seq < c.Seq
+	}
+	if !u.Nominal.Equal(c.Nominal) {
+		return u.Nominal.Before(c.Nominal)
+	}
 	return u.Seq < c.Seq
 }
 

@@ -233,3 +233,25 @@ func BenchmarkPlan(b *testing.B) {
 		p.Plan(now, w, 24, upcoming)
 	}
 }
+
+// A job's own future slots (the look-ahead, Seq 0) never defer its run that is
+// due now: an @every job costing more than the cap in a day still runs, and
+// the later slots are the ones that wait.
+func TestAdmitOwnLaterSlotsDoNotDefer(t *testing.T) {
+	now := time.Date(2024, 1, 2, 10, 0, 0, 0, time.UTC)
+	l := Limits{DailyLimit: 1000, Reserve: 100, Rate: 5}
+	w := NewWindow(l)
+	var upcoming []Candidate
+	for i := 1; i <= 24*60; i++ { // every minute for a day, 10 calls each: 16x the cap
+		upcoming = append(upcoming, Candidate{Job: "poll", Nominal: now.Add(time.Duration(i) * time.Minute), Priority: atomapi.PriorityHigh, Estimate: 10})
+	}
+	c := Candidate{Job: "poll", Nominal: now, Priority: atomapi.PriorityHigh, Estimate: 10, Seq: 7}
+	if d := NewPlanner(l).Admit(now, w, c, upcoming); !d.Admit {
+		t.Fatalf("Admit(run due now) = %+v; want admitted: its own later slots must not hold it back", d)
+	}
+	// A slot due earlier than the candidate still counts ahead of it.
+	early := append([]Candidate{{Job: "other", Nominal: now.Add(-time.Minute), Priority: atomapi.PriorityHigh, Estimate: 895}}, upcoming...)
+	if d := NewPlanner(l).Admit(now, w, c, early); d.Admit {
+		t.Fatalf("Admit with an earlier slot taking the whole cap = %+v; want deferred", d)
+	}
+}
