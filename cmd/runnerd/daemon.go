@@ -85,7 +85,7 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 	if err := d.loadWindow(ctx); err != nil {
 		return nil, err
 	}
-	d.limiter = budget.NewRateLimiter(cfg.Budget.Rate)
+	d.limiter = budget.NewRateLimiterMargin(cfg.Budget.Rate, cfg.Budget.RateMargin.Duration)
 	d.classifier = budget.NewClassifier()
 	if err := d.seedRecent(ctx); err != nil {
 		return nil, err

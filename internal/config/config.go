@@ -27,6 +27,7 @@ const (
 	DefaultURL           = "https://api.boomi.com/api/rest/v1"
 	DefaultRate          = 5.0
 	DefaultRetention     = 90 * 24 * time.Hour
+	DefaultRateMargin    = 50 * time.Millisecond
 	DefaultStoreFile     = "runnerd.db"
 	DefaultLogLevel      = "info"
 	DefaultLogFormat     = "auto"
@@ -89,6 +90,10 @@ type Budget struct {
 	Reserve    int      `toml:"reserve"`     // kept back for others and recovery
 	Rate       float64  `toml:"rate"`        // requests per second
 	Retention  Duration `toml:"retention"`   // how long call rows are kept
+	// RateMargin widens the rate's one-second window, so that jitter between
+	// runnerd and the platform (network, scheduling) cannot put more than rate
+	// requests into one second at the server. An addition to DESIGN 3.1.
+	RateMargin Duration `toml:"rate_margin"`
 }
 
 // Store is where the ledger lives.

@@ -647,6 +647,7 @@ func validEnvName(s string) bool {
 func (p *parser) decodeBudget(t *table, b *Budget) {
 	b.Rate = DefaultRate
 	b.Retention = Duration{DefaultRetention}
+	b.RateMargin = Duration{DefaultRateMargin}
 	if t == nil {
 		return
 	}
@@ -673,7 +674,10 @@ func (p *parser) decodeBudget(t *table, b *Budget) {
 	if t.duration("retention", &b.Retention) && b.Retention.Duration <= 0 {
 		t.errf("retention", "must be greater than 0, not %s", b.Retention)
 	}
-	t.unknown([]string{"daily_limit", "reserve", "rate", "retention"}, nil)
+	if t.duration("rate_margin", &b.RateMargin) && (b.RateMargin.Duration < 0 || b.RateMargin.Duration > time.Second) {
+		t.errf("rate_margin", "must be from 0s to 1s, not %s", b.RateMargin)
+	}
+	t.unknown([]string{"daily_limit", "reserve", "rate", "rate_margin", "retention"}, nil)
 }
 
 var (

@@ -21,7 +21,7 @@ func (c *Config) Encode(w io.Writer) error {
 
 	root["budget"] = map[string]any{
 		"daily_limit": c.Budget.DailyLimit, "reserve": c.Budget.Reserve,
-		"rate": c.Budget.Rate, "retention": c.Budget.Retention,
+		"rate": c.Budget.Rate, "retention": c.Budget.Retention, "rate_margin": c.Budget.RateMargin,
 	}
 	root["store"] = map[string]any{"path": c.Store.Path}
 	root["log"] = map[string]any{"level": c.Log.Level, "format": c.Log.Format}
