@@ -21,6 +21,9 @@ import (
 // answer above all) before it gives up on them; below the unit's TimeoutStopSec=90.
 const stopBound = 60 * time.Second
 
+// stopGrace is how long runs cancelled at stopBound get to record their state.
+const stopGrace = 5 * time.Second
+
 func cmdServe(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet(e, "serve", &c, false)
@@ -49,7 +52,34 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 // cron, sd_notify, SIGHUP reloads.
 func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotify.Notifier, lv *slog.LevelVar) error {
 	log := d.log
-	stopCtl, err := serveControl(ctx, socketPath(d.e.getenv, d.cfg.Store.Path), d.handleControl)
+	// SIGHUP is caught from the start: under systemd `systemctl reload` may
+	// come the moment READY=1 is out, and SIGHUP's default action would end
+	// the daemon.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	// Runs live on a context of their own: SIGTERM stops new dispatch, and the
+	// runs in flight get stopBound to finish before they are cancelled. Runs
+	// handed over by `runnerd run` through the control socket are runs in
+	// flight like the others: they use this context too, not the signal's.
+	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRuns()
+
+	// The socket answers from the start; requests wait until cron has started
+	// (the scheduler takes no run before Start).
+	started := make(chan struct{})
+	handle := func(hctx context.Context, req controlRequest) controlResponse {
+		if req.Op != "ping" {
+			select {
+			case <-started:
+			case <-hctx.Done():
+				return controlResponse{Error: "runnerd is stopping; the request was not carried out"}
+			}
+		}
+		return d.handleControl(hctx, req)
+	}
+	stopCtl, err := serveControl(runCtx, socketPath(d.e.getenv, d.cfg.Store.Path), handle)
 	if err != nil {
 		return err
 	}
@@ -66,14 +96,12 @@ func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotif
 		log.Info("http: serving /metrics, /healthz and the status page", "addr", ln.Addr().String())
 	}
 
-	// Runs live on a context of their own: SIGTERM stops new dispatch, and the
-	// runs in flight get stopBound to finish before they are cancelled.
-	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRuns()
 	if err := d.sched.Start(runCtx); err != nil {
 		return err
 	}
+	close(started)
 	d.startBackground(runCtx)
+	d.startReconcile(runCtx)
 
 	notifier.Ready()
 	notifier.Status(d.statusLine())
@@ -84,9 +112,6 @@ func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotif
 		go notifier.RunWatchdog(runCtx, iv, d.Healthy)
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	status := time.NewTicker(30 * time.Second)
 	defer status.Stop()
 loop:
@@ -105,11 +130,18 @@ loop:
 	}
 
 	notifier.Stopping()
+	// No new requests: a `runnerd run` from now on finds no daemon and waits
+	// for the spender lock, which is released when this process exits.
+	stopCtl()
 	log.Info("stopping: no new runs; waiting for runs in flight", "in_flight", d.sched.InFlight(), "bound", stopBound)
 	sctx, cancel := context.WithTimeout(context.Background(), stopBound)
 	defer cancel()
 	if err := d.sched.Stop(sctx); err != nil {
 		log.Warn("runs still in flight at the stop bound were cancelled; their state is recorded", "err", err)
+		// Let the cancelled runs record how they ended before the store closes.
+		gctx, gcancel := context.WithTimeout(context.Background(), stopGrace)
+		d.sched.Stop(gctx)
+		gcancel()
 	}
 	cancelRuns()
 	d.stopped.Store(true)
@@ -127,8 +159,19 @@ func (d *daemon) reload(ctx context.Context, path string, lv *slog.LevelVar) {
 		}
 		return
 	}
-	if cfg.Store.Path != d.cfg.Store.Path || cfg.Account != d.cfg.Account {
-		d.log.Warn("reload: [account] and [store] changes take effect at the next restart")
+	for _, c := range []struct {
+		section string
+		changed bool
+	}{
+		{"[account]", cfg.Account != d.cfg.Account},
+		{"[store]", cfg.Store != d.cfg.Store},
+		{"[budget]", cfg.Budget != d.cfg.Budget},
+		{"[http]", cfg.HTTP != d.cfg.HTTP},
+		{"[log] format", cfg.Log.Format != d.cfg.Log.Format},
+	} {
+		if c.changed {
+			d.log.Warn("reload: changes to " + c.section + " take effect at the next restart; the rest is applied")
+		}
 	}
 	jobs, err := d.buildJobs(cfg)
 	if err == nil {
@@ -142,7 +185,7 @@ func (d *daemon) reload(ctx context.Context, path string, lv *slog.LevelVar) {
 		d.log.Warn("reload: log level", "err", err)
 	}
 	d.mu.Lock()
-	d.cfg.Jobs, d.cfg.Notify, d.cfg.Defaults, d.cfg.HTTP = cfg.Jobs, cfg.Notify, cfg.Defaults, cfg.HTTP
+	d.cfg.Jobs, d.cfg.Notify, d.cfg.Defaults, d.cfg.Log.Level = cfg.Jobs, cfg.Notify, cfg.Defaults, cfg.Log.Level
 	d.mu.Unlock()
 	d.log.Info("reload: configuration applied", "jobs", len(cfg.Jobs))
 }

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -92,8 +93,11 @@ type controlResponse struct {
 
 type controlHandler func(ctx context.Context, req controlRequest) controlResponse
 
-// serveControl listens on path until ctx ends. A stale socket file left by a
-// crash is replaced (the caller holds the spender lock, so nobody else serves).
+// serveControl listens on path until stop is called (stop may be called more
+// than once). Handlers get ctx: give it a context that outlives the stop
+// signal, so a run handed over just before SIGTERM is finished like any run in
+// flight. A stale socket file left by a crash is replaced (the caller holds the
+// spender lock, so nobody else serves).
 func serveControl(ctx context.Context, path string, h controlHandler) (stop func(), err error) {
 	os.Remove(path)
 	old := syscall.Umask(0o177)
@@ -106,7 +110,6 @@ func serveControl(ctx context.Context, path string, h controlHandler) (stop func
 		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -126,8 +129,17 @@ func serveControl(ctx context.Context, path string, h controlHandler) (stop func
 			}()
 		}
 	}()
-	go func() { <-ctx.Done(); ln.Close() }()
-	return func() { cancel(); <-done; os.Remove(path) }, nil
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// Unlink first: a process looking for the daemon from now on
+			// finds no socket rather than a listener about to go away.
+			os.Remove(path)
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+			ln.Close()
+			<-done
+		})
+	}, nil
 }
 
 // callControl sends req to a running daemon. ok is false when no daemon answers

@@ -50,6 +50,10 @@ func TestScript(t *testing.T) {
 			"waitrun":     cmdScriptWaitRun,
 			"expand":      cmdScriptExpand,
 			"auditfiles":  cmdScriptAuditFiles,
+			// ops_cmds_test.go
+			"simrate":      cmdScriptSimRate,
+			"runsdisjoint": cmdScriptRunsDisjoint,
+			"waitsock":     cmdScriptWaitSock,
 		},
 	})
 }
