@@ -348,14 +348,16 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 	}
 	call.StartedAt = c.now()
 	if err := c.rec.Begin(ctx, call); err != nil {
-		return attemptResult{err: fmt.Errorf("atomapi: %s: record call: %w", o.name, err), final: true}
+		// No ledger row, no request: a TransportError that was not sent, so
+		// that callers read it as "not sent" (retryable), never as "unknown".
+		return attemptResult{err: &TransportError{Operation: o.name, Err: fmt.Errorf("record call: %w", err)}, final: true}
 	}
 	if p, ok := c.gate.(Pacer); ok {
 		// The rate wait comes after the ledger's commit, right before the
 		// request is written: a slow commit cannot bunch requests up at the
 		// server. The row is begun, so it is ended, as not sent.
 		if err := p.Pace(ctx, call); err != nil {
-			err = fmt.Errorf("atomapi: %s: gate: %w", o.name, err)
+			err = &TransportError{Operation: o.name, Err: fmt.Errorf("gate: %w", err)} // not sent
 			c.rec.End(context.WithoutCancel(ctx), call, Result{Err: err})
 			return attemptResult{err: err, final: true}
 		}

@@ -12,7 +12,9 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"runnerd/internal/atomapi"
@@ -80,6 +82,8 @@ type Export struct {
 	Now      func() time.Time
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
+
+	cleanOnce sync.Once // removeStaleTemps, on the first run in this process
 }
 
 // ExportDetail is the run's Detail for an export run.
@@ -91,6 +95,9 @@ type ExportDetail struct {
 	Files    []ExportFile `json:"files"`
 	Rows     int          `json:"rows"`
 	AuditNew int          `json:"audit_new,omitempty"`
+	// StaleRemoved lists the temporary files of an interrupted export that
+	// the first run after a crash removed.
+	StaleRemoved []string `json:"stale_removed,omitempty"`
 }
 
 // ExportFile is one file written by an export run.
@@ -122,6 +129,7 @@ func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 	default:
 		return fail(fmt.Errorf("export: unknown format %q", k.Format), false)
 	}
+	k.cleanOnce.Do(func() { d.StaleRemoved = k.removeStaleTemps(job) })
 
 	st, err := k.State.JobState(ctx, job)
 	if err != nil {
@@ -321,6 +329,75 @@ func (k *Export) exportWindow(ctx context.Context, w window, path string) (f Exp
 	}
 	f.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return f, newAudit, nil
+}
+
+// processStart is when this process started. A temporary export file last
+// written before it belongs to an earlier process.
+var processStart = time.Now()
+
+// placeholder matches the Output placeholders that vary between windows.
+var placeholder = regexp.MustCompile(`\{(window_start|window_end|date)\}`)
+
+// removeStaleTemps removes the temporary files that an export of this job
+// killed mid-window (kill -9, power loss) left next to its outputs. Such a
+// file is never a final file — exportWindow writes to a hidden temporary file
+// and renames it only once complete — so it is clutter, not data: nothing
+// reads it, and the window it held is exported again because the watermark
+// did not move past it.
+//
+// A file is removed only if all of these hold:
+//   - its name is the one exportWindow gives a temporary file,
+//     "." + final name + "." + digits + ".tmp", for a final name the job's
+//     Output template can produce (with this job's name);
+//   - it is a regular file (not a symlink or a directory);
+//   - it was last modified before this process started, so it cannot be the
+//     temporary file of an export running now in this process (a reload, or
+//     overlap = allow); no other process can be exporting, as only one
+//     runnerd holds the spender lock.
+//
+// It runs once per Export and process, on the job's first run: the first run
+// after a crash (a clean stop leaves no temporary file). Errors are ignored:
+// a file that cannot be removed is left, as before. It returns what it removed.
+func (k *Export) removeStaleTemps(job string) []string {
+	dirT, baseT := filepath.Split(strings.ReplaceAll(k.Output, "{job}", job))
+	globLit := func(s string) string { // escape filepath.Match's metacharacters
+		return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
+	}
+	glob := templatePattern(dirT, globLit, "*") + "." + templatePattern(baseT, globLit, "*") + ".*.tmp"
+	// A time placeholder renders as 20060102T150405Z, {date} as 2006-01-02.
+	name := regexp.MustCompile(`^\.` + templatePattern(baseT, regexp.QuoteMeta, `(?:[0-9]{8}T[0-9]{6}Z|[0-9]{4}-[0-9]{2}-[0-9]{2})`) + `\.[0-9]+\.tmp$`)
+	matches, err := filepath.Glob(glob)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, m := range matches {
+		if !name.MatchString(filepath.Base(m)) {
+			continue
+		}
+		fi, err := os.Lstat(m)
+		if err != nil || !fi.Mode().IsRegular() || !fi.ModTime().Before(processStart) {
+			continue
+		}
+		if os.Remove(m) == nil {
+			removed = append(removed, m)
+		}
+	}
+	return removed
+}
+
+// templatePattern renders an Output template as a pattern: the literal text
+// through lit, each varying placeholder as ph.
+func templatePattern(tmpl string, lit func(string) string, ph string) string {
+	var b strings.Builder
+	last := 0
+	for _, loc := range placeholder.FindAllStringIndex(tmpl, -1) {
+		b.WriteString(lit(tmpl[last:loc[0]]))
+		b.WriteString(ph)
+		last = loc[1]
+	}
+	b.WriteString(lit(tmpl[last:]))
+	return b.String()
 }
 
 func syncDir(dir string) error {
