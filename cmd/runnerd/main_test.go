@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"database/sql"
 	"context"
 	"encoding/json"
 	"flag"
@@ -49,6 +50,7 @@ func TestScript(t *testing.T) {
 			"ledgermatch": cmdScriptLedgerMatch,
 			"waitrun":     cmdScriptWaitRun,
 			"expand":      cmdScriptExpand,
+			"sqlexec":     cmdScriptSQLExec,
 			"auditfiles":  cmdScriptAuditFiles,
 			// ops_cmds_test.go
 			"simrate":      cmdScriptSimRate,
@@ -256,4 +258,19 @@ func cmdScriptAuditFiles(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("auditfiles: %d records in %d files: %s", len(want), files, strings.Join(problems, "; "))
 	}
 	ts.Logf("auditfiles: %d records, each exactly once, in %d files", len(want), files)
+}
+
+// sqlexec DB SQL: run one statement on the database directly (to set up a
+// database the binary must refuse, say).
+func cmdScriptSQLExec(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: sqlexec DB SQL")
+	}
+	db, err := sql.Open("sqlite3", ts.MkAbs(args[0]))
+	ts.Check(err)
+	defer db.Close()
+	_, err = db.Exec(args[1])
+	if (err == nil) == neg {
+		ts.Fatalf("sqlexec: %v", err)
+	}
 }
