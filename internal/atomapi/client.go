@@ -301,9 +301,22 @@ func retryable(o *op, err error) bool {
 	}
 	var te *TransportError
 	if errors.As(err, &te) {
+		if untrusted(err) {
+			return false // a certificate does not become trusted by asking again
+		}
 		return o.safe || !te.Sent
 	}
 	return false
+}
+
+// untrusted reports a TLS certificate the client refused: final, not a
+// transient fault, and never a reason to retry or to fall back.
+func untrusted(err error) bool {
+	var ua x509.UnknownAuthorityError
+	var hn x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var cv *tls.CertificateVerificationError
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &cv)
 }
 
 func (p RetryPolicy) backoff(n int) time.Duration {

@@ -574,3 +574,31 @@ func waitForClient(r *http.Request) {
 	case <-time.After(10 * time.Second): // a safety net, not an assertion
 	}
 }
+
+// A server whose certificate the client does not trust fails at once: the
+// handshake is refused (nothing sent) and never retried, for any operation.
+func TestUntrustedCertificateIsFinal(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	var sleeps atomic.Int64
+	c, err := atomapi.New(atomapi.Config{
+		BaseURL: srv.URL, AccountID: "acct", Credentials: atomapi.NewCredentials("u", "p"),
+		Retry: atomapi.RetryPolicy{MaxAttempts: 5, Base: time.Millisecond, Max: time.Millisecond},
+		Sleep: func(ctx context.Context, d time.Duration) error { sleeps.Add(1); return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CreateExecutionRequest(context.Background(), atomapi.ExecutionRequest{AtomID: "a", ProcessID: "p"})
+	var te *atomapi.TransportError
+	if !errors.As(err, &te) || te.Sent || !strings.Contains(err.Error(), "x509") {
+		t.Fatalf("CreateExecutionRequest over an untrusted certificate = %v; want a TransportError, not sent, naming x509", err)
+	}
+	if n := sleeps.Load(); n != 0 {
+		t.Errorf("retried %d times; want 0: an untrusted certificate is final", n)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("server handled %d requests; want 0", n)
+	}
+}
