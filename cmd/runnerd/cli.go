@@ -80,6 +80,20 @@ func openStore(ctx context.Context, cfg *config.Config, opts store.Options) (*st
 	return db, nil
 }
 
+// openConfigStore loads the configuration at path and opens its database: what
+// every command that reads the ledger starts with. The caller closes the store.
+func openConfigStore(ctx context.Context, e *env, path string, opts store.Options) (*config.Config, *store.DB, error) {
+	cfg, err := loadConfig(e, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	db, err := openStore(ctx, cfg, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, db, nil
+}
+
 // jsonLines writes v as one JSON object per line.
 func jsonLines(w io.Writer, v any) error {
 	b, err := json.Marshal(v)

@@ -208,11 +208,7 @@ warning printed when the asked range was not (fully) exported.
 			return usagef("audit: -coverage takes only -since and -until (coverage is per time range, not per user or type)")
 		}
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{})
 	if err != nil {
 		return err
 	}

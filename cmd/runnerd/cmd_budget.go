@@ -96,11 +96,7 @@ func cmdBudget(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{})
 	if err != nil {
 		return err
 	}

@@ -88,11 +88,7 @@ func cmdCalls(ctx context.Context, e *env, args []string) error {
 			return usagef("calls: -status %q: want an HTTP status code, or 0 for unanswered calls", *status)
 		}
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -131,11 +127,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{})
 	if err != nil {
 		return err
 	}
@@ -194,11 +186,7 @@ func cmdMigrate(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{NoMigrate: true})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{NoMigrate: true})
 	if err != nil {
 		return err
 	}
@@ -228,11 +216,7 @@ func cmdBackup(ctx context.Context, e *env, args []string) error {
 	if len(pos) != 1 {
 		return usagef("backup: want exactly one FILE to write the copy to")
 	}
-	cfg, err := loadConfig(e, c.config)
-	if err != nil {
-		return err
-	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{})
 	if err != nil {
 		return err
 	}
