@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -168,6 +169,7 @@ func (d *daemon) reload(ctx context.Context, path string, lv *slog.LevelVar) {
 		{"[budget]", cfg.Budget != d.cfg.Budget},
 		{"[http]", cfg.HTTP != d.cfg.HTTP},
 		{"[log] format", cfg.Log.Format != d.cfg.Log.Format},
+		{"[[notify]]", !reflect.DeepEqual(cfg.Notify, d.cfg.Notify)},
 	} {
 		if c.changed {
 			d.log.Warn("reload: changes to " + c.section + " take effect at the next restart; the rest is applied")
@@ -185,7 +187,9 @@ func (d *daemon) reload(ctx context.Context, path string, lv *slog.LevelVar) {
 		d.log.Warn("reload: log level", "err", err)
 	}
 	d.mu.Lock()
-	d.cfg.Jobs, d.cfg.Notify, d.cfg.Defaults, d.cfg.Log.Level = cfg.Jobs, cfg.Notify, cfg.Defaults, cfg.Log.Level
+	// [[notify]] stays as running (its targets' workers and secrets are
+	// built at start); the warning above says so.
+	d.cfg.Jobs, d.cfg.Defaults, d.cfg.Log.Level = cfg.Jobs, cfg.Defaults, cfg.Log.Level
 	d.mu.Unlock()
 	d.log.Info("reload: configuration applied", "jobs", len(cfg.Jobs))
 }
