@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/notify"
@@ -57,6 +59,9 @@ func (d *daemon) startNotifier(cfg *config.Config) error {
 		return usageError{fmt.Errorf("%s: %w", cfg.File, err)}
 	}
 	d.notify = &daemonNotify{n: n}
+	if err := d.metrics.Registry().Register(newNotifyCollector(d)); err != nil {
+		d.log.Warn("metrics: notification counters not exported", "err", err)
+	}
 	return nil
 }
 
@@ -145,4 +150,36 @@ func (d *daemon) notifyStats() []notify.Stats {
 		return nil
 	}
 	return d.notify.n.Stats()
+}
+
+// notifyCollector exposes the notifier's per-target counters in /metrics:
+// runnerd_notify_deliveries_total{target,outcome} and
+// runnerd_notify_queued{target}, read at scrape time.
+type notifyCollector struct {
+	d              *daemon
+	total, pending *prometheus.Desc
+}
+
+func newNotifyCollector(d *daemon) *notifyCollector {
+	return &notifyCollector{
+		d: d,
+		total: prometheus.NewDesc("runnerd_notify_deliveries_total",
+			"Notifications by target and outcome: sent, failed (after the last attempt), retried (extra attempts), dropped (queue full or left at stop), suppressed (de-duplicated).",
+			[]string{"target", "outcome"}, nil),
+		pending: prometheus.NewDesc("runnerd_notify_queued", "Notifications waiting in a target's queue.", []string{"target"}, nil),
+	}
+}
+
+func (c *notifyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.total; ch <- c.pending }
+
+func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.d.notifyStats() {
+		for _, o := range []struct {
+			outcome string
+			n       uint64
+		}{{"sent", s.Sent}, {"failed", s.Failed}, {"retried", s.Retried}, {"dropped", s.Dropped}, {"suppressed", s.Suppressed}} {
+			ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(o.n), s.Target, o.outcome)
+		}
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Queued), s.Target)
+	}
 }

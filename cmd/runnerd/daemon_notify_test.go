@@ -170,6 +170,27 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 			t.Errorf("delivery %+v; want sent", row)
 		}
 	}
+	// The same counts are in /metrics.
+	mfs, err := d.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := -1.0
+	for _, mf := range mfs {
+		if mf.GetName() != "runnerd_notify_deliveries_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == "sent" {
+					sent = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if sent != 2 {
+		t.Errorf("runnerd_notify_deliveries_total{outcome=\"sent\"} = %v; want 2", sent)
+	}
 }
 
 // TestNotifyAuthBreaker: two runs rejected with 401 open the client's auth
