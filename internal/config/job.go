@@ -584,6 +584,13 @@ func (c *jobCtx) checkJob(kind string) {
 		if !given("output") {
 			t.missing("output", "required: the file to write, e.g. \"./exports/{job}/{window_start}.jsonl\" (placeholders %s)", strings.Join(placeholders, " "))
 		}
+		// An incremental export writes one file per window: a name without the
+		// window would let the next run's file replace this one's after the
+		// watermark has moved past it, and those records would be lost.
+		if given("output") && j.WindowProperty != "" && checkOutput(j.Output) == "" &&
+			!strings.Contains(j.Output, "{window_start}") && !strings.Contains(j.Output, "{window_end}") {
+			c.errf("output", nil, "%q has no {window_start} or {window_end}: each window of an incremental export needs a file of its own, or the next run would replace this one's", j.Output)
+		}
 	}
 }
 

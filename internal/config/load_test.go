@@ -241,7 +241,7 @@ name = "x1"
 kind = "export"
 schedule = "@daily"
 object = "Event"
-output = "o.jsonl"
+output = "o-{window_start}.jsonl"
 
 [[job]]
 name = "x2"

@@ -83,7 +83,7 @@ name = "e"
 kind = "export"
 schedule = "@daily"
 object = "AuditLog"
-output = "out.jsonl"
+output = "out-{window_start}.jsonl"
 [[job.filter]]
 property = "type"
 operator = "EQUALS"
@@ -143,7 +143,7 @@ name = "e"
 kind = "export"
 schedule = "@daily"
 object = "AuditLog"
-output = "out.jsonl"
+output = "out-{window_start}.jsonl"
 [[job.filter]]
 property = "type"
 operator = "EQ"
@@ -154,7 +154,7 @@ name = "e"
 kind = "export"
 schedule = "@daily"
 object = "AuditLog"
-output = "out.jsonl"
+output = "out-{window_start}.jsonl"
 [[job.filter]]
 property = "date"
 operator = "BETWEEN"
@@ -172,7 +172,7 @@ name = "e"
 kind = "export"
 schedule = "@daily"
 object = "Widget"
-output = "out.jsonl"
+output = "out-{window_start}.jsonl"
 `, `jobs.toml:13: job "e": object: "Widget" is not allowed; use AuditLog, ExecutionRecord, Event, Deployment, DeployedPackage, PackagedComponent, Atom, Environment, Process or EnvironmentAtomAttachment`},
 	{"deploy to the same environment", base + `[[job]]
 name = "d"
@@ -328,5 +328,30 @@ command = "true"
 	want := `jobs.toml:14: notify.name: duplicate notify name "x"; the [[notify]] at line 9 has it too`
 	if err == nil || err.Error() != want {
 		t.Errorf("Parse(duplicate notify) = %v; want %q", err, want)
+	}
+}
+
+// An incremental export whose file name does not change with the window would
+// replace the previous window's file once the watermark has passed it.
+func TestExportOutputNeedsTheWindow(t *testing.T) {
+	base := "[account]\nid = \"a\"\nuser = \"u\"\npassword_env = \"P\"\n[budget]\ndaily_limit = 10\n[[job]]\nname = \"e\"\nkind = \"export\"\nschedule = \"@hourly\"\n"
+	tests := []struct {
+		name, extra string
+		wantErr     string
+	}{
+		{"date only", "object = \"AuditLog\"\noutput = \"x/{job}/{date}.jsonl\"\n", `jobs.toml:12: job "e": output: "x/{job}/{date}.jsonl" has no {window_start} or {window_end}`},
+		{"window_end", "object = \"AuditLog\"\noutput = \"x/{window_end}.jsonl\"\n", ""},
+		{"full export may reuse its name", "object = \"Atom\"\noutput = \"x/atoms.jsonl\"\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("jobs.toml", []byte(base+tt.extra), LoadOptions{Getenv: func(string) string { return "" }})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Parse() = %v; want no error", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Parse() = %v; want %q", err, tt.wantErr)
+			}
+		})
 	}
 }
