@@ -177,7 +177,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.HTTPClient != nil {
 		hc := *cfg.HTTPClient
-		hc.CheckRedirect = sameHostRedirects(cfg.HTTPClient.CheckRedirect)
+		hc.CheckRedirect = noRedirects
 		c.hc = &hc
 	} else {
 		c.hc = newHTTPClient(cfg.RootCAs, c.timeout)
@@ -199,25 +199,16 @@ func newHTTPClient(roots *x509.CertPool, timeout time.Duration) *http.Client {
 			MaxIdleConnsPerHost:   4,
 			ForceAttemptHTTP2:     true,
 		},
-		CheckRedirect: sameHostRedirects(nil),
+		CheckRedirect: noRedirects,
 	}
 }
 
-// sameHostRedirects follows at most maxRedirects redirects to the same scheme and
-// host; any other redirect is answered with the 3xx itself (an APIError), so the
-// Authorization header never travels elsewhere.
-func sameHostRedirects(next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
-	return func(req *http.Request, via []*http.Request) error {
-		first := via[0].URL
-		if req.URL.Host != first.Host || req.URL.Scheme != first.Scheme || len(via) >= maxRedirects {
-			return http.ErrUseLastResponse
-		}
-		if next != nil {
-			return next(req, via)
-		}
-		return nil
-	}
-}
+// noRedirects answers every redirect with the 3xx itself (an APIError naming
+// where it pointed). Following one, even to the same host, would send a request
+// that never passed the gate and has no ledger row — one row per HTTP attempt
+// is the ledger's rule — and would carry the Authorization header wherever the
+// Location says. A retired endpoint's 301/308 is for an operator to read.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // ResetAuth closes the auth breaker, after the credentials have been fixed.
 func (c *Client) ResetAuth() {

@@ -502,20 +502,23 @@ func TestExecutionRecordAsyncAnswers(t *testing.T) {
 }
 
 func TestRedirects(t *testing.T) {
-	t.Run("same host followed", func(t *testing.T) {
+	t.Run("same host not followed either", func(t *testing.T) {
+		var hits atomic.Int64
+		var rec countingRecorder
 		h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
-			if u, p, _ := r.BasicAuth(); u != testUser || p != testPassword {
-				t.Errorf("%s: Basic auth missing", r.URL.Path)
-			}
+			hits.Add(1)
 			if strings.HasSuffix(r.URL.Path, "/old") {
 				http.Redirect(w, r, strings.TrimSuffix(r.URL.Path, "/old")+"/new", http.StatusMovedPermanently)
 				return
 			}
 			io.WriteString(w, `{"id":"new"}`)
-		})
-		d, err := h.c.GetDeployment(t.Context(), "old")
-		if err != nil || d.ID != "new" {
-			t.Errorf("GetDeployment = %+v, %v; want the redirected answer", d, err)
+		}, func(c *atomapi.Config) { c.Recorder = &rec })
+		_, err := h.c.GetDeployment(t.Context(), "old")
+		if ae, ok := errorsAs[*atomapi.APIError](err); !ok || ae.Status != http.StatusMovedPermanently || !strings.Contains(ae.Message, "not followed") {
+			t.Errorf("GetDeployment = %v; want an APIError 301 naming where it pointed", err)
+		}
+		if hits.Load() != 1 || rec.begun.Load() != 1 {
+			t.Errorf("server saw %d requests, ledger %d rows; want 1 and 1: every request has its row", hits.Load(), rec.begun.Load())
 		}
 	})
 	t.Run("another host refused with a caller's http.Client", func(t *testing.T) {
@@ -602,3 +605,9 @@ func TestUntrustedCertificateIsFinal(t *testing.T) {
 		t.Errorf("server handled %d requests; want 0", n)
 	}
 }
+
+// countingRecorder counts Begin calls.
+type countingRecorder struct{ begun atomic.Int64 }
+
+func (r *countingRecorder) Begin(context.Context, *atomapi.Call) error         { r.begun.Add(1); return nil }
+func (r *countingRecorder) End(context.Context, *atomapi.Call, atomapi.Result) {}
