@@ -345,7 +345,8 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 		Attempt:   n,
 	}
 	if err := c.gate.Wait(ctx, call); err != nil {
-		return attemptResult{err: fmt.Errorf("atomapi: %s: gate: %w", o.name, err), final: true}
+		// Nothing was sent: a budget refusal, or the caller gave up waiting.
+		return attemptResult{err: &TransportError{Operation: o.name, Err: fmt.Errorf("gate: %w", err)}, final: true}
 	}
 	if err := c.authOpen(o); err != nil { // another caller may have tripped it while we waited
 		return attemptResult{err: err, final: true}

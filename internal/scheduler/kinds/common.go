@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"runnerd/internal/atomapi"
@@ -68,6 +69,13 @@ func classifySend(err error, isBudgetStop func(error) bool) sendResult {
 		// 503/429 after the client's retries: the platform rejected every attempt.
 		return sendNotSent
 	case errors.Is(err, atomapi.ErrAuth), errors.Is(err, atomapi.ErrBadRequest), errors.Is(err, atomapi.ErrNotFound):
+		return sendRejected
+	}
+	// Any other definite answer that is not a success and not a server error
+	// (a redirect not followed, 405, 409, 410 retired, 413, 415, 422): the
+	// platform refused the request; it was not carried out.
+	var ae *atomapi.APIError
+	if errors.As(err, &ae) && ae.Status >= 300 && ae.Status < 500 && ae.Status != http.StatusTooManyRequests {
 		return sendRejected
 	}
 	return sendUnknown
