@@ -59,16 +59,17 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	req := controlRequest{Op: "run", Job: pos[0], From: rfc3339(fromT), To: rfc3339(toT)}
-	resp, viaDaemon, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), req)
+	resp, viaDaemon, lock, err := handOverOrLock(ctx, e, cfg, req)
 	if err != nil {
 		return err
 	}
 	if !viaDaemon {
 		log, _, err := newLogger(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
 		if err != nil {
+			lock.release()
 			return usageError{err}
 		}
-		d, err := newDaemon(ctx, e, cfg, log, daemonOptions{waitLock: true})
+		d, err := newDaemon(ctx, e, cfg, log, daemonOptions{lock: lock})
 		if err != nil {
 			return err
 		}
@@ -136,15 +137,11 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 		return usagef("%s: no job %q in %s", op, pos[0], cfg.File)
 	}
 	req := controlRequest{Op: op, Job: pos[0]}
-	resp, viaDaemon, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), req)
+	resp, viaDaemon, lock, err := handOverOrLock(ctx, e, cfg, req)
 	if err != nil {
 		return err
 	}
 	if !viaDaemon {
-		lock, err := acquireLock(ctx, cfg.Store.Path, true)
-		if err != nil {
-			return err
-		}
 		defer lock.release()
 		db, err := openStore(ctx, cfg, store.Options{})
 		if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"runnerd/internal/config"
+	"runnerd/internal/scheduler"
 	"runnerd/internal/sdnotify"
 	"runnerd/internal/web"
 )
@@ -98,7 +100,16 @@ func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotif
 	}
 
 	if err := d.sched.Start(runCtx); err != nil {
-		return err
+		if errors.Is(err, scheduler.ErrStarted) || errors.Is(err, scheduler.ErrStopped) {
+			return err
+		}
+		// Start reports per-job problems of recovery and catch-up after cron
+		// is running and some runs may be under way: returning now would cut
+		// them off unbounded, and systemd would restart into the same state.
+		// The daemon serves on; each problem is in the log.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			log.Error("start-up: a job's recovery or catch-up failed; serving the rest", "problem", line)
+		}
 	}
 	close(started)
 	d.startBackground(runCtx)

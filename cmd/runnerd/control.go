@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"runnerd/internal/config"
 )
 
 // spenderLock is the exclusive flock held by whoever spends the budget.
@@ -67,12 +69,39 @@ func (l *spenderLock) release() {
 }
 
 // socketPath is the control socket: $RUNTIME_DIRECTORY/runnerd.sock under
-// systemd, else beside the database.
+// systemd (one service, one database), else beside the database and named
+// after it, as the lock is (DB.sock): two daemons whose databases share a
+// directory must not take each other's socket.
 func socketPath(getenv func(string) string, dbPath string) string {
 	if d := getenv("RUNTIME_DIRECTORY"); d != "" {
 		return filepath.Join(filepath.SplitList(d)[0], "runnerd.sock")
 	}
-	return filepath.Join(filepath.Dir(dbPath), "runnerd.sock")
+	return dbPath + ".sock"
+}
+
+// handOverOrLock gives req to a running daemon, or takes the spender lock for
+// this process. While someone else holds the lock, it keeps asking the socket
+// too: a daemon that is starting (lock taken, socket not yet up) answers a
+// moment later, and the command must not wait on the lock for the daemon's life.
+func handOverOrLock(ctx context.Context, e *env, cfg *config.Config, req controlRequest) (resp controlResponse, viaDaemon bool, lock *spenderLock, err error) {
+	sock := socketPath(e.getenv, cfg.Store.Path)
+	for {
+		if resp, ok, err := callControl(ctx, sock, req); err != nil || ok {
+			return resp, ok, nil, err
+		}
+		l, err := acquireLock(ctx, cfg.Store.Path, false)
+		if err == nil {
+			return resp, false, l, nil
+		}
+		if !errors.Is(err, errLocked) {
+			return resp, false, nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, false, nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // controlRequest is one line sent to the daemon.

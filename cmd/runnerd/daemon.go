@@ -54,9 +54,9 @@ type daemon struct {
 }
 
 type daemonOptions struct {
-	waitLock  bool // block until the spender lock is free (runnerd run) instead of failing (serve)
 	now       func() time.Time
 	outputDir string
+	lock      *spenderLock // already held (handOverOrLock); the daemon releases it
 }
 
 // newDaemon opens the store under the spender lock and wires the budget, the
@@ -74,8 +74,10 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 			opened.close()
 		}
 	}()
-	if d.lock, err = acquireLock(ctx, cfg.Store.Path, o.waitLock); err != nil {
-		return nil, err
+	if d.lock = o.lock; d.lock == nil {
+		if d.lock, err = acquireLock(ctx, cfg.Store.Path, false); err != nil {
+			return nil, err
+		}
 	}
 	if d.db, err = openStore(ctx, cfg, store.Options{Now: o.now}); err != nil {
 		return nil, err

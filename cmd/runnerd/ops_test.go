@@ -781,7 +781,7 @@ output = "exports/{job}/{window_start}.jsonl"
 	if r := o.wait(run); r.code == 0 {
 		t.Errorf("runnerd run audit succeeded although its daemon was killed mid-run")
 	}
-	if _, err := os.Stat(o.path("runnerd.sock")); err != nil {
+	if _, err := os.Stat(o.path("runnerd.db.sock")); err != nil {
 		t.Logf("no stale socket after SIGKILL: %v", err)
 	}
 
