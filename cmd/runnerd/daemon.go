@@ -227,7 +227,11 @@ func (h *callHooks) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) 
 	h.d.metrics.ObserveCall(c.Job, c.Operation, r.Status)
 	now := h.d.now()
 	before := h.d.classifier.State(now)
-	after := h.d.classifier.Observe(now, r.Status, h.d.window.Used(now), h.d.limits.Cap())
+	after := before
+	if r.Sent || r.Status != 0 {
+		// An attempt that never left says nothing about the platform.
+		after = h.d.classifier.Observe(now, r.Status, h.d.window.Used(now), h.d.limits.Cap())
+	}
 	if r.Status == 503 || r.Status == 429 {
 		h.d.metrics.Observe503(after.Kind)
 	}

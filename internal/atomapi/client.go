@@ -488,9 +488,9 @@ func (c *Client) apiError(o *op, resp *http.Response, data []byte, retryAfter ti
 		}
 		e.Message = "redirect to " + host + " not followed"
 	} else {
-		e.Message = c.creds.redact(capString(errorMessage(data), excerptMax))
+		e.Message = capString(c.creds.redact(errorMessage(data)), excerptMax)
 	}
-	e.Excerpt = c.creds.redact(capString(string(data), excerptMax))
+	e.Excerpt = capString(c.creds.redact(string(data)), excerptMax)
 	return e
 }
 

@@ -73,6 +73,20 @@ func (c Credentials) redact(s string) string {
 	if c.password == "" {
 		return s
 	}
+	// The body is redacted before it is cut to an excerpt (a secret across the
+	// cut would keep its start), in every form a server may echo: plain, as a
+	// JSON string (escaped), and as the Basic credentials.
 	s = strings.ReplaceAll(s, c.password, redacted)
+	for _, html := range []bool{false, true} {
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(c.password) == nil {
+			q := strings.TrimSpace(b.String())
+			if esc := q[1 : len(q)-1]; esc != c.password {
+				s = strings.ReplaceAll(s, esc, redacted)
+			}
+		}
+	}
 	return strings.ReplaceAll(s, strings.TrimPrefix(c.basicAuth(), "Basic "), redacted)
 }

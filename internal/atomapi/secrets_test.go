@@ -2,6 +2,7 @@ package atomapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -145,5 +148,36 @@ func TestFilterBuilders(t *testing.T) {
 	in[0].Property = "changed"
 	if g.NestedExpression[0].Property != "a" {
 		t.Errorf("And aliases its arguments: %+v", g)
+	}
+}
+
+// A password a server echoes across the excerpt's cut, or JSON-escaped, is
+// still redacted: redaction comes before the cut.
+func TestRedactBeforeCut(t *testing.T) {
+	const pw = `canary/"pw"<x>`
+	for _, body := range []string{
+		strings.Repeat("a", 2040) + pw + strings.Repeat("b", 100),
+		`{"@type":"Error","message":` + strconv.Quote(pw) + `}`,
+		`{"@type":"Error","message":"` + strings.NewReplacer(`"`, `\"`, "<", `\u003c`, ">", `\u003e`).Replace(pw) + `"}`,
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, body)
+		}))
+		c, err := atomapi.New(atomapi.Config{BaseURL: srv.URL, AccountID: "a", Credentials: atomapi.NewCredentials("u", pw)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.GetDeployment(context.Background(), "d")
+		srv.Close()
+		var ae *atomapi.APIError
+		if !errors.As(err, &ae) {
+			t.Fatalf("GetDeployment = %v; want an APIError", err)
+		}
+		for _, leak := range []string{"canary", pw[:8]} {
+			if strings.Contains(ae.Message+ae.Excerpt+err.Error(), leak) {
+				t.Errorf("body %.40q…: the error holds %q: %q / %q", body, leak, ae.Message, ae.Excerpt)
+			}
+		}
 	}
 }
