@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sort"
 	"sync"
@@ -137,6 +138,7 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		Now:       o.now,
 		OnRun:     d.onRun,
 	})
+	d.gate.SetShares(d.shares)
 	jobs, err := d.buildJobs(cfg)
 	if err != nil {
 		return nil, usageError{err}
@@ -242,6 +244,27 @@ func (h *callHooks) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) 
 			h.d.db.SetMeta(ctx, metaClassification, string(b))
 		}
 	}
+}
+
+// shares is the gate's per-call check for normal and low calls: one more call
+// must leave every higher-priority run of the next 24 hours its share, by the
+// planner's own rule (DESIGN 3.5) — a run may spend beyond its estimate.
+func (d *daemon) shares(now time.Time, p atomapi.Priority) *budget.RefusedError {
+	var above []budget.Candidate
+	for _, u := range d.sched.Upcoming(now, 24*time.Hour) {
+		if u.Priority > p {
+			above = append(above, u)
+		}
+	}
+	if len(above) == 0 {
+		return nil
+	}
+	dec := d.planner.Admit(now, d.window, budget.Candidate{Job: "(call)", Nominal: now, Priority: p, Estimate: 1, Seq: math.MaxInt64}, above)
+	if dec.Admit {
+		return nil
+	}
+	return &budget.RefusedError{Err: budget.ErrExhausted, RetryAt: dec.EarliestAt,
+		Reason: "keeping the share of higher-priority runs: " + dec.Reason}
 }
 
 type plannerAdapter struct{ d *daemon }

@@ -42,6 +42,18 @@ type Gate struct {
 	rate   *RateLimiter
 	clock  Clock
 	cl     *Classifier
+	shares func(now time.Time, p atomapi.Priority) *RefusedError
+}
+
+// SetShares makes the gate keep the shares of higher-priority runs while a
+// lower-priority run spends: before each of its calls, shares(now, priority)
+// says whether one more call still leaves every higher-priority run scheduled
+// in the next 24 hours its share (the planner's rule, applied per call and not
+// only at admission: a run may spend beyond its estimate). A refusal defers
+// the run at a safe point. High-priority and recovery calls are not asked.
+// Set it before the gate is used.
+func (g *Gate) SetShares(shares func(now time.Time, p atomapi.Priority) *RefusedError) {
+	g.shares = shares
 }
 
 var _ atomapi.Gate = (*Gate)(nil)
@@ -93,6 +105,11 @@ func (g *Gate) admit(ctx context.Context, c *atomapi.Call) (now time.Time, probe
 	limit := g.limits.Cap()
 	if c.Recovery {
 		limit = g.limits.DailyLimit
+	}
+	if g.shares != nil && !c.Recovery && c.Priority < atomapi.PriorityHigh {
+		if r := g.shares(now, c.Priority); r != nil {
+			return now, false, r
+		}
 	}
 	// Count the call at once, so that concurrent callers cannot all pass the
 	// check; it is taken back if the call does not go.

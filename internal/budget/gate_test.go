@@ -245,3 +245,47 @@ func BenchmarkGateWait(b *testing.B) {
 		})
 	})
 }
+
+// A lower-priority run spending beyond its estimate is stopped by the shares
+// check before it eats a higher-priority run's share; high and recovery calls
+// are not asked.
+func TestGateShares(t *testing.T) {
+	now := time.Date(2026, 1, 5, 23, 0, 0, 0, time.UTC)
+	l := Limits{DailyLimit: 100, Reserve: 10, Rate: 0}
+	w := NewWindow(l)
+	clock := &fakeClock{t: now}
+	g := NewGate(l, w, nil, clock, nil)
+	p := NewPlanner(l)
+	deploy := []Candidate{{Job: "deploy", Nominal: now.Add(3 * time.Hour), Priority: atomapi.PriorityHigh, Estimate: 40}}
+	g.SetShares(func(now time.Time, prio atomapi.Priority) *RefusedError {
+		var above []Candidate
+		for _, u := range deploy {
+			if u.Priority > prio {
+				above = append(above, u)
+			}
+		}
+		d := p.Admit(now, w, Candidate{Job: "call", Nominal: now, Priority: prio, Estimate: 1, Seq: 1 << 62}, above)
+		if d.Admit {
+			return nil
+		}
+		return &RefusedError{Err: ErrExhausted, Reason: d.Reason, RetryAt: d.EarliestAt}
+	})
+	spent := 0
+	for ; spent < 100; spent++ {
+		if err := g.Wait(context.Background(), call(atomapi.PriorityLow, false)); err != nil {
+			if !errors.Is(err, ErrExhausted) {
+				t.Fatalf("Wait(low) = %v; want ErrExhausted", err)
+			}
+			break
+		}
+	}
+	if want := l.Cap() - 40; spent != want {
+		t.Errorf("low-priority calls let through = %d; want %d (cap %d minus the deploy's 40)", spent, want, l.Cap())
+	}
+	if err := g.Wait(context.Background(), call(atomapi.PriorityHigh, false)); err != nil {
+		t.Errorf("Wait(high) = %v; want nil: the share was kept for it", err)
+	}
+	if err := g.Wait(context.Background(), call(atomapi.PriorityLow, true)); err != nil {
+		t.Errorf("Wait(low recovery) = %v; want nil: recovery calls are not asked", err)
+	}
+}
