@@ -35,8 +35,10 @@ func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
 				describeSlot(deadline)))
 			continue
 		}
+		// A deferred run waits for the time the planner named; a planned one
+		// whose retry backoff a stop cut short, for the backoff's end.
 		at := now
-		if r.State == store.StateDeferred && r.NotBefore.After(now) {
+		if r.NotBefore.After(now) {
 			at = r.NotBefore
 		}
 		s.log.Info("run picked up", "job", r.Job, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State, "at", at)

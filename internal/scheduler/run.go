@@ -21,8 +21,12 @@ type runOpts struct {
 	// resumeAt: a run picked up from the store waits until then before it is
 	// offered to the planner.
 	resumeAt time.Time
+	// byHand: the run was asked for by RunNow, and keeps that in its
+	// background continuation; a disabled job does not stop it (RunNow runs
+	// disabled jobs), a removed one does.
+	byHand   bool
 	ctx      context.Context // parent of the Kind's context; the scheduler's if nil
-	from, to time.Time       // RunContext.WindowFrom/WindowTo
+	from, to time.Time       // RunContext.WindowFrom/WindowTo; kept in the run's Detail (see backfill.go)
 }
 
 // storeCtx is the context of the scheduler's own store writes: a run's record
@@ -96,11 +100,29 @@ func (s *Scheduler) advance(ctx context.Context, job string, rt *jobRT, t time.T
 // It returns the run as last recorded.
 func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Run {
 	ctx := storeCtx
+	if o.from.IsZero() && o.to.IsZero() {
+		// A backfill picked up again (deferred, interrupted, refired) gets its
+		// window back from the run's Detail; one whose window is lost is not
+		// run at all, never as a normal export.
+		from, to, err := backfillWindow(r.Detail)
+		if err != nil {
+			return s.end(ctx, r, store.StateSkipped, fmt.Sprintf("a backfill whose window cannot be restored (%v); "+
+				"not run as a normal export: run it again with -from/-to", err))
+		}
+		o.from, o.to = from, to
+	}
 	if !o.resumeAt.IsZero() && !s.sleepUntil(o.resumeAt) {
 		return r
 	}
 	first := true
 	for {
+		// Each wake-up (a resumed run, after a deferral) reads the job again:
+		// a reload may have removed, disabled or changed it.
+		cur, why, ok := s.current(j, o)
+		if !ok {
+			return s.end(ctx, r, store.StateSkipped, why)
+		}
+		j = cur
 		if !o.manual && rt.paused.Load() {
 			return s.end(ctx, r, store.StateSkipped, "the job is paused")
 		}
@@ -111,13 +133,23 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 		if wait != nil && !s.waitTurn(rt, wait) {
 			return r // stopping: still planned, the next Start picks it up
 		}
+		waited := wait != nil
 		if first && o.jitter && j.Jitter > 0 {
 			if !s.sleep(time.Duration(s.rand(int64(j.Jitter)))) {
 				s.release(rt)
 				return r
 			}
+			waited = true
 		}
 		first = false
+		if waited {
+			cur, why, ok := s.current(j, o)
+			if !ok {
+				s.release(rt)
+				return s.end(ctx, r, store.StateSkipped, why)
+			}
+			j = cur
+		}
 
 		dec, est := s.admit(ctx, j, rt, r)
 		if dec.Admit {
@@ -139,7 +171,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 		}
 		if o.manual {
 			bg := o
-			bg.manual, bg.ctx, bg.jitter, bg.resumeAt = false, nil, false, next
+			bg.manual, bg.ctx, bg.jitter, bg.resumeAt = false, nil, false, next // bg.byHand, bg.from/to stay
 			deferred := r
 			s.continueLater(func() { s.lifecycle(j, rt, deferred, bg) })
 			return r
@@ -148,6 +180,21 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 			return r // stopping: still deferred, the next Start picks it up
 		}
 	}
+}
+
+// current returns the job as the last reload left it, for a run that waited
+// (jitter, a queue, the budget, a retry's backoff): ok false, with the reason,
+// when the run must not go on because the job was removed, or disabled (unless
+// the run was asked for by hand).
+func (s *Scheduler) current(j Job, o runOpts) (_ Job, reason string, ok bool) {
+	cur, _, ok := s.lookup(j.Name)
+	switch {
+	case !ok:
+		return j, "the job was removed by a reload while the run waited", false
+	case !cur.Enabled && !o.byHand:
+		return j, "the job was disabled by a reload while the run waited", false
+	}
+	return cur, "", true
 }
 
 // admit asks the planner about r, with a fresh estimate and the look-ahead.
@@ -210,15 +257,33 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 			break
 		}
 		d := s.backoff(r.Attempt)
+		until := s.now().Add(d)
 		r.Error = errText(out.Err)
 		r.Reason = fmt.Sprintf("attempt %d of %d failed; retrying in %s", r.Attempt+1, j.Retries+1, d)
+		if out.Detail != "" {
+			r.Detail = withBackfill(out.Detail, o.from, o.to)
+		}
 		s.update(ctx, &r)
 		s.log.Warn("run attempt failed; retrying", "job", j.Name, "run_id", r.ID, "nominal", r.NominalTime,
 			"attempt", r.Attempt, "backoff", d, "err", r.Error)
 		if !s.sleep(d) {
-			out.Err = fmt.Errorf("%s (retry abandoned: runnerd is stopping)", r.Error)
-			break
+			// Stopping: nothing unsafe was sent (the failure is retryable), so
+			// the next attempt is left to the next Start, not lost.
+			r.Attempt++
+			r.State, r.NotBefore = store.StatePlanned, until
+			r.Reason = fmt.Sprintf("attempt %d of %d failed and runnerd stopped during the retry backoff; "+
+				"attempt %d is made after the next start, not before %s", r.Attempt, j.Retries+1, r.Attempt+1, describeSlot(until))
+			s.update(ctx, &r)
+			s.log.Info("retry left for the next start", "job", j.Name, "run_id", r.ID, "nominal", r.NominalTime,
+				"attempt", r.Attempt, "not_before", until, "err", r.Error)
+			return r
 		}
+		cur, why, ok := s.current(j, o)
+		if !ok {
+			r.FinishedAt = s.now()
+			return s.end(ctx, r, store.StateSkipped, fmt.Sprintf("%s; attempt %d of %d is not made", why, r.Attempt+2, j.Retries+1))
+		}
+		j = cur
 		r.Attempt++
 		r.Error, r.Reason = "", ""
 		s.update(ctx, &r)
@@ -226,7 +291,7 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 
 	r.State, r.FinishedAt, r.Error, r.Reason = out.State, s.now(), errText(out.Err), ""
 	if out.Detail != "" {
-		r.Detail = out.Detail
+		r.Detail = withBackfill(out.Detail, o.from, o.to)
 	}
 	if out.State == store.StateDeferred || out.State == store.StateUnknown {
 		r.Reason = r.Error
@@ -407,7 +472,9 @@ func (s *Scheduler) continueLater(f func()) {
 // time is now, to the millisecond, the run goes through the same overlap
 // policy, planner and ledger, and RunNow returns its outcome. A deferred run is
 // returned as such at once; in a started scheduler it goes on waiting for the
-// budget in the background. from/to set the export window (zero: none).
+// budget in the background. from/to set the export window (zero: none); the
+// window is kept in the run's Detail, so a run resumed later (after a
+// deferral, a stop, a refire) exports the same window.
 // Cancelling ctx cancels the run. A paused job is refused with ErrPaused; a job
 // with overlap = skip and a run in flight with ErrBusy.
 func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) (store.Run, error) {
@@ -441,7 +508,8 @@ func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) 
 	for try := 0; ; try++ {
 		var created bool
 		var err error
-		r, created, err = s.store.CreateRun(ctx, store.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned})
+		r, created, err = s.store.CreateRun(ctx, store.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned,
+			Detail: withBackfill("", from, to)})
 		if err != nil {
 			return store.Run{}, fmt.Errorf("run %q: %w", job, err)
 		}
@@ -456,5 +524,5 @@ func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) 
 	kctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.baseCtx(), cancel)()
-	return s.lifecycle(j, rt, r, runOpts{manual: true, ctx: kctx, from: from, to: to}), nil
+	return s.lifecycle(j, rt, r, runOpts{manual: true, byHand: true, ctx: kctx, from: from, to: to}), nil
 }

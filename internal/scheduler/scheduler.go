@@ -307,7 +307,10 @@ func jobKey(j Job) string {
 // SetJobs installs the job set: the initial one, and each reload. Jobs are
 // matched by name. A new job starts firing at its next slot; a removed job
 // stops firing, and its runs in flight finish; a changed job fires on its new
-// schedule from now on. History and pause state live in the store and are
+// schedule from now on. A run still waiting (jitter, a queue, the budget, a
+// retry's backoff) reads its job again when it wakes: it is skipped if the job
+// was removed or disabled (a RunNow run only if removed), and goes on with the
+// new settings and Runner if the job was changed. History and pause state live in the store and are
 // kept. If any job is invalid nothing changes.
 func (s *Scheduler) SetJobs(ctx context.Context, jobs []Job) error {
 	s.setMu.Lock()
@@ -423,7 +426,8 @@ func (s *Scheduler) SetJobs(ctx context.Context, jobs []Job) error {
 // Start marks the runs the last process left admitted or running as unknown
 // (an unsafe call may have taken effect) or planned (nothing unsafe was sent),
 // catches up on slots missed while runnerd was down, picks up runs left
-// planned or deferred by the last process, and then starts cron. Runs use ctx
+// planned or deferred by the last process, and then starts cron; slots that
+// fell while it did all that are fired as cron would have. Runs use ctx
 // (and its values): cancelling it cancels runs in flight, so pass a context
 // that outlives the shutdown signal and let Stop end the runs.
 func (s *Scheduler) Start(ctx context.Context) error {
@@ -447,15 +451,45 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	// (and then resumed with the others).
 	err := errors.Join(s.recoverInterrupted(ctx), s.resume(ctx, now), s.catchUp(ctx, now))
 	s.cron.Start()
+	// cron computes its first fires from the time its goroutine starts;
+	// Entries waits until it has. The slots that fell in between — after the
+	// catch-up's now, up to cron's — are fired here, as cron would have.
+	s.cron.Entries()
+	s.fireGap(now, s.now())
 	s.log.Info("scheduler started", "jobs", len(s.snapshot()))
 	return err
+}
+
+// fireGap fires the slots of each enabled job in (from, to]: those that fell
+// while Start was catching up, which neither the catch-up nor cron saw. A
+// slot that already has a run (cron fired it too) is not fired twice.
+func (s *Scheduler) fireGap(from, to time.Time) {
+	if !to.After(from) {
+		return
+	}
+	for _, e := range s.snapshot() {
+		if !e.job.Enabled {
+			continue
+		}
+		slots, dropped := slotsBetween(e.sched, from, to, maxCatchUpSlots)
+		if len(slots) == 0 {
+			continue
+		}
+		s.log.Info("slots fell while starting; fired late", "job", e.job.Name, "slots", len(slots)+dropped,
+			"from", from, "to", to)
+		for _, t := range slots {
+			j, rt, slot := e.job, e.rt, t.UTC()
+			s.track(func() { s.fireSlot(j, rt, slot) })
+		}
+	}
 }
 
 // Stop stops new dispatch — no more fires, no new attempts, no waiting run is
 // started — and waits for the runs in flight until ctx is done. Then it
 // cancels their contexts (a Kind stops at a safe point and reports how it
 // ended) and returns ctx's error. Runs waiting for jitter, a queue or the
-// budget stay planned or deferred in the store; the next Start picks them up.
+// budget stay planned or deferred in the store, and a run in a retry's backoff
+// is planned again with its next attempt counted; the next Start picks them up.
 func (s *Scheduler) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.stopping {

@@ -119,9 +119,17 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		}
 		return d.outcome(r.Record)
 	case <-ctx.Done():
+		// The execution was started and may still succeed: runnerd only stopped
+		// following it (the job's timeout, or a shutdown past its bound). The
+		// run is unknown, with the ids, so that reconciliation looks it up.
 		d.fill(w.Last())
-		err := fmt.Errorf("execute: stopped waiting (last status %q): %w", d.Status, ctx.Err())
-		return scheduler.Outcome{State: store.StateFailed, Err: err, Detail: toJSON(d)}
+		when := "at the timeout"
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			when = "as runnerd stopped"
+		}
+		err := fmt.Errorf("execute: stopped following %s (last status %q: %w); the execution's outcome is looked up",
+			when, d.Status, ctx.Err())
+		return scheduler.Outcome{State: store.StateUnknown, Err: err, Detail: toJSON(d)}
 	}
 }
 

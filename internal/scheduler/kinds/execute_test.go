@@ -3,9 +3,11 @@ package kinds
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"runnerd/internal/atomapi"
@@ -154,7 +156,7 @@ func TestExecuteFollowErrors(t *testing.T) {
 			t.Errorf("Run() = %s (%v); want succeeded after the 503s pass", out.State, out.Err)
 		}
 	})
-	t.Run("timeout while following fails with the ids", func(t *testing.T) {
+	t.Run("cancelled while following is unknown with the ids", func(t *testing.T) {
 		c := newClock(t0)
 		f := newFakeExec(c)
 		f.specs["proc-orders"] = procSpec{runFor: time.Hour, final: atomapi.StatusComplete}
@@ -171,8 +173,11 @@ func TestExecuteFollowErrors(t *testing.T) {
 		}
 		out := k.Run(ctx, runCtx("j", t0, c))
 		close(runDone)
-		if out.State != store.StateFailed || out.Retryable {
-			t.Fatalf("Run() = %s retryable=%v (%v); want failed, not retryable", out.State, out.Retryable, out.Err)
+		// The process may still succeed: never "failed", always looked up.
+		if out.State != store.StateUnknown || out.Retryable ||
+			!strings.Contains(fmt.Sprint(out.Err), "stopped following as runnerd stopped") ||
+			!strings.Contains(fmt.Sprint(out.Err), "outcome is looked up") || !errors.Is(out.Err, context.Canceled) {
+			t.Fatalf("Run() = %s retryable=%v (%v); want unknown, not retryable, saying the outcome is looked up", out.State, out.Retryable, out.Err)
 		}
 		d := detailOf[ExecuteDetail](t, out)
 		if d.RequestID == "" || d.ExecutionID == "" || d.Status != atomapi.StatusInProcess {
@@ -180,6 +185,45 @@ func TestExecuteFollowErrors(t *testing.T) {
 		}
 		if n := k.Poller.InFlight(); n != 0 {
 			t.Errorf("InFlight() = %d after Run; want 0", n)
+		}
+	})
+}
+
+// The job's timeout ends the run's context while the execution runs: the run
+// is unknown (the process may still succeed), with the ids to look it up.
+func TestExecuteTimeoutWhileFollowingIsUnknown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newClock(t0)
+		f := newFakeExec(c)
+		f.specs["proc-orders"] = procSpec{runFor: time.Hour, final: atomapi.StatusComplete}
+		k := newExecute(f, c, "proc-orders", MethodRequest, true)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		runDone := make(chan struct{})
+		k.Poller.Sleep = func(sctx context.Context, d time.Duration) error {
+			if f.count("async") >= 3 {
+				<-ctx.Done() // the execution outlives the job's timeout (bubble time)
+				<-runDone
+				return context.Canceled
+			}
+			return c.Sleep(sctx, d)
+		}
+		out := k.Run(ctx, runCtx("j", t0, c))
+		close(runDone)
+		if out.State != store.StateUnknown || out.Retryable {
+			t.Fatalf("Run() = %s retryable=%v (%v); want unknown, not retryable", out.State, out.Retryable, out.Err)
+		}
+		for _, want := range []string{"stopped following at the timeout", "the execution's outcome is looked up"} {
+			if !strings.Contains(fmt.Sprint(out.Err), want) {
+				t.Errorf("Run() error = %v; want it to say %q", out.Err, want)
+			}
+		}
+		if !errors.Is(out.Err, context.DeadlineExceeded) {
+			t.Errorf("Run() error = %v; want it to wrap context.DeadlineExceeded", out.Err)
+		}
+		d := detailOf[ExecuteDetail](t, out)
+		if d.RequestID == "" || d.ExecutionID == "" || d.Status != atomapi.StatusInProcess {
+			t.Errorf("Detail = %+v; want the request and execution ids and the last status", d)
 		}
 	})
 }
