@@ -6,8 +6,10 @@
 //
 //   - execute: the execution id already claimed by the run (followed until its
 //     record is terminal); else the recorded requestId (ExecutionRecord/async);
-//     else an ExecutionRecord QUERY by process, atom and a window of ±Skew
-//     around the send time.
+//     else an ExecutionRecord QUERY by process, atom and executionTime from
+//     Skew before the send to the end of the grace period (an execution is
+//     queued when its runtime is busy or offline, and executionTime is its
+//     start, so it may begin well after the send).
 //   - deploy (package): a DeployedPackage QUERY of the target environment for
 //     the deployment whose notes name the run ("runnerd JOB NOMINAL"), which the
 //     deploy kind writes on every DeployedPackage it creates.
@@ -19,8 +21,17 @@
 // terminal status; none, once the grace period after the send has passed,
 // hands the run to the job's on_unknown (skip, or refire: a new attempt);
 // several flag the run for an operator — it stays unknown with a reason that
-// says so and is never acted on again. Every lookup carries
-// atomapi.CallInfo{Recovery: true}, so the budget lets it use the reserve.
+// says so and is never acted on again.
+//
+// The lookups that identify a run's execution or deployment carry
+// atomapi.CallInfo{Recovery: true}, so the budget lets them use the reserve.
+// Following an identified execution to its end is ordinary work at the job's
+// priority: when the budget refuses it, the run waits and is looked at later.
+//
+// A run still unknown is looked at again after min(1h, max(every, age/4)),
+// age being the time since the send (sooner at the end of the grace period),
+// so a long execution costs a few dozen lookups, not one a minute. A run with
+// no verdict Ceiling (24 h) after the send is flagged for an operator.
 package reconcile
 
 import (
@@ -35,6 +46,7 @@ import (
 	"time"
 
 	"runnerd/internal/atomapi"
+	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
 
@@ -43,6 +55,11 @@ const (
 	DefaultGrace = 10 * time.Minute // how long after the send a missing record may still appear
 	DefaultSkew  = time.Minute      // clock tolerance of the window around the send
 	DefaultEvery = time.Minute      // the timer of Loop
+	// DefaultCeiling is how long after the send a run may stay unknown before
+	// it is flagged for an operator.
+	DefaultCeiling = 24 * time.Hour
+	// maxBackoff bounds the time between two looks at one run.
+	maxBackoff = time.Hour
 )
 
 // OnUnknown values (config on_unknown).
@@ -92,18 +109,23 @@ type Options struct {
 	// is treated as skip.
 	Refire func(ctx context.Context, r store.Run, reason string) error
 	// OnRun is told of every run reconciliation records (metrics, notifications).
-	OnRun  func(store.Run)
-	Now    func() time.Time
-	Grace  time.Duration // DefaultGrace if 0
-	Skew   time.Duration // DefaultSkew if 0
-	Logger *slog.Logger
+	OnRun func(store.Run)
+	Now   func() time.Time
+	Grace time.Duration // DefaultGrace if 0
+	Skew  time.Duration // DefaultSkew if 0
+	// Ceiling (DefaultCeiling if 0): a run with no verdict this long after
+	// the send is flagged for an operator and never looked up again.
+	Ceiling time.Duration
+	Logger  *slog.Logger
 }
 
-// Reconciler settles unknown runs. Pass and Loop are safe to call from one
-// goroutine at a time; a mutex serialises passes.
+// Reconciler settles unknown runs. Pass, Run and Loop may be called from
+// several goroutines; a mutex serialises them.
 type Reconciler struct {
-	o  Options
-	mu sync.Mutex
+	o     Options
+	mu    sync.Mutex
+	every time.Duration       // Loop's interval, the shortest backoff
+	last  map[int64]time.Time // run id → when its last look began (in memory: a restart looks at every run once)
 }
 
 // New returns a Reconciler.
@@ -117,10 +139,13 @@ func New(o Options) *Reconciler {
 	if o.Skew <= 0 {
 		o.Skew = DefaultSkew
 	}
+	if o.Ceiling <= 0 {
+		o.Ceiling = DefaultCeiling
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{o: o}
+	return &Reconciler{o: o, every: DefaultEvery, last: map[int64]time.Time{}}
 }
 
 // Verdict is what one pass decided for a run.
@@ -133,8 +158,9 @@ const (
 	Failed    Verdict = "failed"    // matched, and it ended badly
 	Skipped   Verdict = "skipped"   // none found after the grace period; on_unknown = skip
 	Refired   Verdict = "refired"   // none found after the grace period; on_unknown = refire
-	Flagged   Verdict = "flagged"   // several match: an operator decides
+	Flagged   Verdict = "flagged"   // several match, or no verdict by the ceiling: an operator decides
 	Error     Verdict = "error"     // the lookup failed; tried again next pass
+	NotDue    Verdict = "not_due"   // still unknown; not looked up this pass (backoff)
 )
 
 // Summary counts a pass's verdicts.
@@ -151,7 +177,8 @@ const (
 	keyCandidates   = "candidates" // the ids that matched, when flagged
 )
 
-// Pass reconciles every unknown run once and returns what it decided.
+// Pass reconciles every unknown run that is due (see the backoff in the
+// package comment) and returns what it decided; runs not due count as NotDue.
 func (rc *Reconciler) Pass(ctx context.Context) (Summary, error) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -159,13 +186,22 @@ func (rc *Reconciler) Pass(ctx context.Context) (Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: list unknown runs: %w", err)
 	}
+	unknown := make(map[int64]bool, len(runs))
+	for _, r := range runs {
+		unknown[r.ID] = true
+	}
+	for id := range rc.last { // settled elsewhere (an operator, a refire)
+		if !unknown[id] {
+			delete(rc.last, id)
+		}
+	}
 	sum := Summary{}
 	var errs []error
 	for i := len(runs) - 1; i >= 0; i-- { // oldest first
 		if ctx.Err() != nil {
 			break
 		}
-		v, err := rc.Run(ctx, runs[i])
+		v, err := rc.run(ctx, runs[i], false)
 		sum[v]++
 		if err != nil {
 			errs = append(errs, err)
@@ -179,6 +215,9 @@ func (rc *Reconciler) Loop(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = DefaultEvery
 	}
+	rc.mu.Lock()
+	rc.every = every
+	rc.mu.Unlock()
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -203,15 +242,25 @@ type lookup struct {
 	call   store.Call // the run's last unsafe call; zero if none is recorded
 	sentAt time.Time
 	reqID  string // the platform's requestId, if it was recorded
+	why    string // the reason of the last wait
 }
 
-// Run reconciles one unknown run and records the outcome.
+// Run reconciles one unknown run now, whatever its backoff, and records the
+// outcome.
 func (rc *Reconciler) Run(ctx context.Context, r store.Run) (Verdict, error) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.run(ctx, r, true)
+}
+
+// run reconciles r; unless force, only if it is due. rc.mu is held.
+func (rc *Reconciler) run(ctx context.Context, r store.Run, force bool) (Verdict, error) {
 	if r.State != store.StateUnknown {
 		return Waiting, nil
 	}
 	l := &lookup{run: r, detail: parseDetail(r.Detail)}
 	if b, _ := l.detail[keyFlagged].(bool); b {
+		delete(rc.last, r.ID)
 		return Flagged, nil // an operator's decision; never acted on
 	}
 	t, ok := rc.o.Jobs(r.Job)
@@ -242,36 +291,104 @@ func (rc *Reconciler) Run(ctx context.Context, r store.Run) (Verdict, error) {
 	if l.reqID == "" {
 		l.reqID, _ = l.detail["request_id"].(string)
 	}
+	if t.Kind != "execute" && t.Kind != "deploy" {
+		return Waiting, nil // other kinds make no unsafe calls
+	}
+	now := rc.o.Now()
+	if !force && !rc.due(l, now) {
+		return NotDue, nil
+	}
+	rc.last[r.ID] = now
+	// The lookups that identify the execution or deployment may use the
+	// budget's reserve; following an identified one may not (execute).
 	ctx = atomapi.WithCallInfo(ctx, atomapi.CallInfo{RunID: r.ID, Job: r.Job, Priority: t.Priority, Recovery: true})
 
 	var v Verdict
 	switch {
 	case t.Kind == "execute":
 		v, err = rc.execute(ctx, l)
-	case t.Kind == "deploy" && t.Method == "deployProcess":
+	case t.Method == "deployProcess":
 		v, err = rc.deployProcess(ctx, l)
-	case t.Kind == "deploy":
-		v, err = rc.deployPackage(ctx, l)
 	default:
-		return Waiting, nil // other kinds make no unsafe calls
+		v, err = rc.deployPackage(ctx, l)
+	}
+	var refused *budget.RefusedError
+	if err != nil && errors.As(err, &refused) {
+		// Not sent: the budget cannot afford it now. Look again later.
+		v, err = rc.wait(ctx, l, "the budget refused the lookup ("+refused.Error()+"); trying again later")
 	}
 	if err != nil {
 		rc.o.Logger.Warn("reconcile: lookup failed; trying again", "job", r.Job, "run_id", r.ID, "err", err)
-		return Error, fmt.Errorf("reconcile run %d: %w", r.ID, err)
+		err, v = fmt.Errorf("reconcile run %d: %w", r.ID, err), Error
 	}
-	return v, nil
+	if (v == Waiting || v == Error) && !now.Before(l.sentAt.Add(rc.o.Ceiling)) {
+		why := orStr(l.why, "the last lookup failed")
+		if v == Error {
+			why = "the last lookup failed: " + err.Error()
+		}
+		delete(rc.last, r.ID)
+		return rc.flag(ctx, l, nil, fmt.Sprintf("no verdict %s after the send at %s (%s)", rc.o.Ceiling,
+			l.sentAt.UTC().Format(time.RFC3339), why))
+	}
+	if v != Waiting && v != Error {
+		delete(rc.last, r.ID)
+	}
+	return v, err
 }
 
+// due reports whether run l is to be looked up at now: always the first time
+// (since this process started); then after min(maxBackoff, max(every, age/4))
+// since its last look, age being now − the send, or at the end of the grace
+// period or at the ceiling if one of those comes first.
+func (rc *Reconciler) due(l *lookup, now time.Time) bool {
+	last, ok := rc.last[l.run.ID]
+	if !ok {
+		return true
+	}
+	wait := min(maxBackoff, max(rc.every, now.Sub(l.sentAt)/4))
+	if wait <= rc.every {
+		return true // Loop's timer spaces the looks already
+	}
+	next := last.Add(wait)
+	for _, at := range []time.Time{l.sentAt.Add(rc.o.Grace), l.sentAt.Add(rc.o.Ceiling)} {
+		if last.Before(at) && at.Before(next) {
+			next = at
+		}
+	}
+	return !now.Before(next)
+}
+
+// window is the ±Skew window around the send (deployedOn of deployProcess).
 func (rc *Reconciler) window(l *lookup) (from, to time.Time) {
 	return l.sentAt.Add(-rc.o.Skew).Truncate(time.Second), l.sentAt.Add(rc.o.Skew)
+}
+
+// execWindow is the executionTime window of an execute run: from Skew before
+// the send to the end of the grace period or now, whichever is earlier. An
+// execution starts when its runtime takes it (executeProcess is queued when
+// the runtime is busy or offline), so it may start long after the send; other
+// runs' executions in the window are excluded by takenExecutions and claims.
+func (rc *Reconciler) execWindow(l *lookup) (from, to time.Time) {
+	from = l.sentAt.Add(-rc.o.Skew).Truncate(time.Second)
+	to = l.sentAt.Add(rc.o.Grace)
+	if now := rc.o.Now(); now.Before(to) {
+		to = now
+	}
+	if to.Before(l.sentAt.Add(rc.o.Skew)) {
+		to = l.sentAt.Add(rc.o.Skew) // clock tolerance, as before
+	}
+	return from, to
 }
 
 // execute reconciles an execute run.
 func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 	c := rc.o.Client
 	if id, _ := l.detail[keyExecutionID].(string); id != "" {
-		// Claimed (or identified before the crash): follow it.
-		recs, err := c.QueryExecutionRecords(ctx, atomapi.And(atomapi.Eq("executionId", id)), nil)
+		// Claimed (or identified before the crash): follow it, as ordinary
+		// work — no reserve.
+		info := atomapi.CallInfoFrom(ctx)
+		info.Recovery = false
+		recs, err := c.QueryExecutionRecords(atomapi.WithCallInfo(ctx, info), atomapi.And(atomapi.Eq("executionId", id)), nil)
 		if err != nil {
 			return Error, err
 		}
@@ -297,7 +414,7 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 	if l.target.ProcessID == "" || l.target.AtomID == "" {
 		return rc.flag(ctx, l, nil, "the job names no process_id and atom_id, so the execution cannot be looked up")
 	}
-	from, to := rc.window(l)
+	from, to := rc.execWindow(l)
 	recs, err := c.QueryExecutionRecords(ctx, atomapi.And(
 		atomapi.Eq("processId", l.target.ProcessID),
 		atomapi.Eq("atomId", l.target.AtomID),
@@ -324,9 +441,10 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 		}
 		cands = append(cands, rec)
 	}
-	if len(cands) > 1 && busy != 0 {
-		// Another run sent into the same window and is still following its
-		// execution: once it knows its id, the window may hold only ours.
+	if len(cands) >= 1 && busy != 0 {
+		// Another run sent into the same window and its call is unanswered:
+		// any candidate may be its execution. Once it knows its id, the
+		// window may hold only ours.
 		return rc.wait(ctx, l, fmt.Sprintf("%d executions in the window; run %d, which sent into it too, is still in flight",
 			len(cands), busy))
 	}
@@ -513,6 +631,7 @@ func (rc *Reconciler) none(ctx context.Context, l *lookup, what string) (Verdict
 
 // wait keeps the run unknown with reason.
 func (rc *Reconciler) wait(ctx context.Context, l *lookup, reason string) (Verdict, error) {
+	l.why = reason
 	r := l.run
 	r.Reason, r.Detail = "reconciling: "+reason, toJSON(l.detail)
 	if r.Reason == l.run.Reason && r.Detail == l.run.Detail {

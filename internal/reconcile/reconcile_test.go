@@ -10,28 +10,47 @@ import (
 	"time"
 
 	"runnerd/internal/atomapi"
+	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
 
 var t0 = time.Date(2025, 3, 4, 5, 0, 0, 0, time.UTC)
 
 // fakeClient answers lookups from in-memory records and counts the calls,
-// checking each carries CallInfo{Recovery: true}.
+// checking that the lookups that identify an execution or deployment carry
+// CallInfo{Recovery: true} and that following an identified execution (a
+// QUERY by executionId) does not.
 type fakeClient struct {
-	mu       sync.Mutex
-	execs    []atomapi.ExecutionRecord
-	byReq    map[string]string // requestId → executionId
-	pkgs     []atomapi.DeployedPackage
-	deps     []atomapi.Deployment
-	calls    int
-	nonRecov int
-	failNext error
+	mu          sync.Mutex
+	execs       []atomapi.ExecutionRecord
+	byReq       map[string]string // requestId → executionId
+	pkgs        []atomapi.DeployedPackage
+	deps        []atomapi.Deployment
+	calls       int
+	nonRecov    int // identifying lookups without Recovery
+	follows     int // follow lookups (QUERY by executionId), refused ones included
+	followRecov int // follow lookups with Recovery
+	failNext    error
+	// overCap: the budget is over its cap, so the gate refuses every call
+	// without Recovery (as the client reports it: a TransportError, not sent).
+	overCap bool
 }
 
-func (f *fakeClient) note(ctx context.Context) error {
+func (f *fakeClient) note(ctx context.Context, follow bool) error {
 	f.calls++
-	if !atomapi.CallInfoFrom(ctx).Recovery {
+	recovery := atomapi.CallInfoFrom(ctx).Recovery
+	switch {
+	case follow:
+		f.follows++
+		if recovery {
+			f.followRecov++
+		}
+	case !recovery:
 		f.nonRecov++
+	}
+	if f.overCap && !recovery {
+		return &atomapi.TransportError{Operation: "ExecutionRecord.query", Err: fmt.Errorf("gate: %w",
+			&budget.RefusedError{Err: budget.ErrExhausted, Reason: "9500 of 9500 calls used in the rolling 24 h window"})}
 	}
 	if err := f.failNext; err != nil {
 		f.failNext = nil
@@ -43,7 +62,7 @@ func (f *fakeClient) note(ctx context.Context) error {
 func (f *fakeClient) ExecutionRecordAsync(ctx context.Context, id string) (atomapi.ExecutionRecord, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.note(ctx); err != nil {
+	if err := f.note(ctx, false); err != nil {
 		return atomapi.ExecutionRecord{}, false, err
 	}
 	xid, ok := f.byReq[id]
@@ -63,12 +82,12 @@ func (f *fakeClient) ExecutionRecordAsync(ctx context.Context, id string) (atoma
 func (f *fakeClient) QueryExecutionRecords(ctx context.Context, e *atomapi.Expression, _ *atomapi.QuerySort) ([]atomapi.ExecutionRecord, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.note(ctx); err != nil {
-		return nil, err
-	}
 	conds := []atomapi.Expression{*e}
 	if e.Operator == atomapi.OpAnd {
 		conds = e.NestedExpression
+	}
+	if err := f.note(ctx, len(conds) == 1 && conds[0].Property == "executionId"); err != nil {
+		return nil, err
 	}
 	var out []atomapi.ExecutionRecord
 	for _, r := range f.execs {
@@ -95,13 +114,13 @@ func (f *fakeClient) QueryExecutionRecords(ctx context.Context, e *atomapi.Expre
 func (f *fakeClient) QueryDeployedPackages(ctx context.Context, _ *atomapi.Expression) ([]atomapi.DeployedPackage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.pkgs, f.note(ctx)
+	return f.pkgs, f.note(ctx, false)
 }
 
 func (f *fakeClient) QueryDeployments(ctx context.Context, _ *atomapi.Expression) ([]atomapi.Deployment, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.deps, f.note(ctx)
+	return f.deps, f.note(ctx, false)
 }
 
 func (f *fakeClient) add(id, proc, atom string, at time.Time, status string) {
@@ -256,8 +275,13 @@ func (fx *fixture) pass(t *testing.T) Summary {
 	if err != nil {
 		t.Fatalf("Pass() error = %v", err)
 	}
+	fx.c.mu.Lock()
+	defer fx.c.mu.Unlock()
 	if fx.c.nonRecov != 0 {
-		t.Fatalf("%d lookups without CallInfo.Recovery", fx.c.nonRecov)
+		t.Fatalf("%d identifying lookups without CallInfo.Recovery", fx.c.nonRecov)
+	}
+	if fx.c.followRecov != 0 {
+		t.Fatalf("%d lookups following an identified execution with CallInfo.Recovery; want none (no reserve)", fx.c.followRecov)
 	}
 	return sum
 }

@@ -5,11 +5,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
 
@@ -28,6 +30,7 @@ type simRig struct {
 	other  *atomapi.Client
 	db     *store.DB
 	sent   time.Time // when the unknown runs' calls were sent
+	url    string    // the simulator's base URL
 }
 
 func newSimRig(t *testing.T, recordDelay, execDuration time.Duration) *simRig {
@@ -51,7 +54,7 @@ func newSimRig(t *testing.T, recordDelay, execDuration time.Duration) *simRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &simRig{t: t, sim: sim, client: mk(), other: mk(), db: db, sent: t0}
+	return &simRig{t: t, sim: sim, client: mk(), other: mk(), db: db, sent: t0, url: srv.URL}
 }
 
 // unknownRun records a run of job "exec" left unknown: its ExecutionRequest
@@ -250,5 +253,70 @@ func TestSimOneExecutionTwoRuns(t *testing.T) {
 	states[b.State]++
 	if states[store.StateSucceeded] != 1 || states[store.StateSkipped] != 1 {
 		t.Errorf("runs = %s and %s; want one succeeded, one skipped", a.State, b.State)
+	}
+}
+
+// countingGate is the budget as the real client meets it: it counts the
+// reconciler's calls by CallInfo.Recovery and, while overCap, refuses those
+// without it, as budget.Gate does over its cap.
+type countingGate struct {
+	mu               sync.Mutex
+	recovery, normal int
+	refused          int
+	overCap          bool
+}
+
+func (g *countingGate) Wait(ctx context.Context, c *atomapi.Call) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case c.Recovery:
+		g.recovery++
+	case g.overCap:
+		g.refused++
+		return &budget.RefusedError{Err: budget.ErrExhausted, Reason: "cap reached"}
+	default:
+		g.normal++
+	}
+	return ctx.Err()
+}
+
+// TestSimLongExecutionFollowedWithoutReserve: a 6-hour execution of an
+// unknown run, a pass every minute through the real client. It is identified
+// with the reserve (one window QUERY), then followed at normal priority with
+// backoff — a few dozen lookups, not ~360 from the reserve — through an hour
+// in which the budget refuses normal calls (the run waits; no pass errors).
+func TestSimLongExecutionFollowedWithoutReserve(t *testing.T) {
+	r := newSimRig(t, time.Second, 6*time.Hour)
+	g := &countingGate{}
+	c, err := atomapi.New(atomapi.Config{BaseURL: r.url + "/api/rest/v1", AccountID: "sim-account",
+		Credentials: atomapi.NewCredentials("runnerd@sim", "sim-password"), Now: r.sim.Now,
+		Retry: atomapi.RetryPolicy{MaxAttempts: 1}, Gate: g})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.client = c
+	run := r.unknownRun(t0)
+	r.sim.Advance(time.Second)
+	r.execute()
+	rc := r.reconciler()
+	for i := 1; i <= 7*60+10; i++ { // the last look may come up to 1h after the end
+		r.sim.Advance(time.Minute)
+		g.mu.Lock()
+		g.overCap = i >= 120 && i < 180
+		g.mu.Unlock()
+		r.pass(rc) // fails on a pass error
+	}
+	got := r.run(run.ID)
+	if got.State != store.StateSucceeded || !strings.Contains(got.Detail, `"reconciled":"window"`) {
+		t.Fatalf("run = %s (%q, detail %s); want succeeded, found by window", got.State, got.Reason, got.Detail)
+	}
+	if g.recovery != 1 || g.normal == 0 || g.normal > 40 || g.refused == 0 {
+		t.Errorf("lookups: %d recovery, %d normal, %d refused; want 1 recovery (identifying), 1..40 normal (following), some refused",
+			g.recovery, g.normal, g.refused)
+	}
+	t.Logf("7h10m of passes: %d recovery, %d normal, %d refused lookups", g.recovery, g.normal, g.refused)
+	if n := r.starts(); n != 1 {
+		t.Errorf("ExecutionRequests = %d; want 1", n)
 	}
 }
