@@ -50,7 +50,7 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	}
 	now := time.Now().UTC()
 	horizon := now.Add(time.Duration(*hours) * time.Hour)
-	jc, err := costs(ctx, cfg, now, 24*60*7)
+	jc, err := costs(ctx, cfg, now, 0, time.Duration(*hours)*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -20,9 +20,10 @@ type jobCost struct {
 	perDay   int // fires in the next 24 hours
 }
 
-// costs computes each enabled job's next fire times and estimates. When the
+// costs computes each enabled job's next fire times (the next n, or with a
+// horizon all of them up to it) and estimates. When the
 // database exists, estimates come from the jobs' recorded runs.
-func costs(ctx context.Context, cfg *config.Config, now time.Time, n int) ([]jobCost, error) {
+func costs(ctx context.Context, cfg *config.Config, now time.Time, n int, horizon time.Duration) ([]jobCost, error) {
 	var db *store.DB
 	if _, err := os.Stat(cfg.Store.Path); err == nil {
 		if db, err = openStore(ctx, cfg, store.Options{NoMigrate: true}); err != nil {
@@ -34,18 +35,15 @@ func costs(ctx context.Context, cfg *config.Config, now time.Time, n int) ([]job
 	for i := range cfg.Jobs {
 		j := &cfg.Jobs[i]
 		next, err := j.NextFires(now, n)
+		if horizon > 0 {
+			next, err = firesUntil(j, now, now.Add(horizon))
+		}
 		if err != nil {
 			return nil, usageError{err}
 		}
-		day, err := j.NextFires(now, 24*60+1)
+		per, err := firesWithin(j, now, 24*time.Hour)
 		if err != nil {
 			return nil, usageError{err}
-		}
-		per := 0
-		for _, t := range day {
-			if t.Before(now.Add(24 * time.Hour)) {
-				per++
-			}
 		}
 		var recent []int
 		if db != nil {
@@ -67,7 +65,7 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	now := time.Now()
-	jc, err := costs(ctx, cfg, now, 3)
+	jc, err := costs(ctx, cfg, now, 3, 0)
 	if err != nil {
 		return err
 	}
@@ -130,4 +128,28 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "warning: the schedule needs more than the allowance; lower-priority runs will be deferred\n")
 	}
 	return nil
+}
+
+// firesUntil lists a job's fire times in (now, end], however often it fires
+// (an @every 10s job fires 8,640 times a day), in the job's zone.
+func firesUntil(j *config.Job, now, end time.Time) ([]time.Time, error) {
+	sched, err := j.CronSchedule()
+	if err != nil {
+		return nil, err
+	}
+	loc, err := j.Location()
+	if err != nil {
+		return nil, err
+	}
+	var out []time.Time
+	for t := sched.Next(now.In(loc)); !t.IsZero() && !t.After(end) && len(out) < 1_000_000; t = sched.Next(t) {
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// firesWithin counts a job's fire times in (now, now+d].
+func firesWithin(j *config.Job, now time.Time, d time.Duration) (int, error) {
+	fires, err := firesUntil(j, now, now.Add(d))
+	return len(fires), err
 }
