@@ -105,7 +105,19 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	d.sched.Stop(sctx)
 	cancelRuns()
 	wg.Wait()
-	return d.report(context.WithoutCancel(ctx), e, len(sim.Requests()))
+	if err := d.report(context.WithoutCancel(ctx), e, len(sim.Requests())); err != nil {
+		return err
+	}
+	// Leave a configuration beside the database, so the ledger can be looked
+	// at with the ordinary commands afterwards.
+	conf := filepath.Join(*dir, "demo.toml")
+	if f, err := os.OpenFile(conf, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err == nil {
+		werr := cfg.Encode(f)
+		if cerr := f.Close(); werr == nil && cerr == nil {
+			fmt.Fprintf(e.stdout, "\nlook again later: runnerd history -config %s   (also calls, budget, audit, plan)\n", conf)
+		}
+	}
+	return nil
 }
 
 // report prints the demo's history, a summary of the ledger, and the budget.
@@ -149,6 +161,5 @@ func (d *daemon) report(ctx context.Context, e *env, simRequests int) error {
 	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s: used %d in the rolling 24 h, %d left for runnerd's work\n",
 		j.DailyLimit, j.Reserve, j.Rate, j.Used, j.Remaining)
 	fmt.Fprintf(w, "503 classification: %s\n", j.Classification)
-	fmt.Fprintf(w, "\nthe database stays in %s: try  runnerd history -config <a copy of the example with [store] path set to it>\n", d.db.Path())
 	return nil
 }
