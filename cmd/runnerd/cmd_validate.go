@@ -36,15 +36,16 @@ func costs(ctx context.Context, cfg *config.Config, now time.Time, n int, horizo
 		j := &cfg.Jobs[i]
 		next, err := j.NextFires(now, n)
 		if horizon > 0 {
-			next, err = firesUntil(j, now, now.Add(horizon))
+			next, err = j.FiresUntil(now, now.Add(horizon))
 		}
 		if err != nil {
 			return nil, usageError{err}
 		}
-		per, err := firesWithin(j, now, 24*time.Hour)
+		day, err := j.FiresUntil(now, now.Add(24*time.Hour))
 		if err != nil {
 			return nil, usageError{err}
 		}
+		per := len(day)
 		var recent []int
 		if db != nil {
 			recent, _ = db.RecentCallCounts(ctx, j.Name, 20)
@@ -128,28 +129,4 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "warning: the schedule needs more than the allowance; lower-priority runs will be deferred\n")
 	}
 	return nil
-}
-
-// firesUntil lists a job's fire times in (now, end], however often it fires
-// (an @every 10s job fires 8,640 times a day), in the job's zone.
-func firesUntil(j *config.Job, now, end time.Time) ([]time.Time, error) {
-	sched, err := j.CronSchedule()
-	if err != nil {
-		return nil, err
-	}
-	loc, err := j.Location()
-	if err != nil {
-		return nil, err
-	}
-	var out []time.Time
-	for t := sched.Next(now.In(loc)); !t.IsZero() && !t.After(end) && len(out) < 1_000_000; t = sched.Next(t) {
-		out = append(out, t)
-	}
-	return out, nil
-}
-
-// firesWithin counts a job's fire times in (now, now+d].
-func firesWithin(j *config.Job, now time.Time, d time.Duration) (int, error) {
-	fires, err := firesUntil(j, now, now.Add(d))
-	return len(fires), err
 }

@@ -652,6 +652,19 @@ func (j *Job) CronSchedule() (cron.Schedule, error) { return parseSchedule(j.Sch
 // NextFires returns the next n fire times of the job strictly after after, in
 // the job's zone.
 func (j *Job) NextFires(after time.Time, n int) ([]time.Time, error) {
+	return j.fires(after, time.Time{}, n)
+}
+
+// FiresUntil returns every fire time of the job in (after, end], in the job's
+// zone, however often it fires (an @every 10s job fires 8,640 times a day), up
+// to a million.
+func (j *Job) FiresUntil(after, end time.Time) ([]time.Time, error) {
+	return j.fires(after, end, 1_000_000)
+}
+
+// fires walks the schedule from after: at most n times, and not past end
+// unless end is zero.
+func (j *Job) fires(after, end time.Time, n int) ([]time.Time, error) {
 	s, err := j.CronSchedule()
 	if err != nil {
 		return nil, err
@@ -661,12 +674,7 @@ func (j *Job) NextFires(after time.Time, n int) ([]time.Time, error) {
 		return nil, err
 	}
 	var out []time.Time
-	t := after.In(loc)
-	for len(out) < n {
-		t = s.Next(t)
-		if t.IsZero() {
-			break
-		}
+	for t := s.Next(after.In(loc)); !t.IsZero() && len(out) < n && (end.IsZero() || !t.After(end)); t = s.Next(t) {
 		out = append(out, t.In(loc))
 	}
 	return out, nil
