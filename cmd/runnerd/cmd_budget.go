@@ -13,26 +13,14 @@ import (
 	"runnerd/internal/store"
 )
 
-// budgetJSON is `runnerd budget -json` (DESIGN 3.2); next_frees and the
-// classification fields are additions.
+// budgetJSON is `runnerd budget -json`: the window's Status (DESIGN 3.2), plus
+// next_frees and the 503 classification as additions.
 type budgetJSON struct {
-	DailyLimit           int        `json:"daily_limit"`
-	Reserve              int        `json:"reserve"`
-	Rate                 float64    `json:"rate"`
-	Used                 int        `json:"used"`
-	Remaining            int        `json:"remaining"`
-	WindowStart          string     `json:"window_start"`
-	Hours                []hourJSON `json:"hours"`
-	NextFreeAt           string     `json:"next_free_at"`
-	NextFrees            int        `json:"next_frees"`
-	Classification       string     `json:"classification"`
-	ClassificationReason string     `json:"classification_reason,omitempty"`
-	ClassificationUntil  string     `json:"classification_until,omitempty"`
-}
-
-type hourJSON struct {
-	Hour  string `json:"hour"`
-	Calls int    `json:"calls"`
+	budget.Status
+	NextFrees            int    `json:"next_frees"`
+	Classification       string `json:"classification"`
+	ClassificationReason string `json:"classification_reason,omitempty"`
+	ClassificationUntil  string `json:"classification_until,omitempty"`
 }
 
 // budgetView is the budget as the ledger shows it at now.
@@ -73,21 +61,9 @@ func loadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now t
 }
 
 func (v *budgetView) json() budgetJSON {
-	hours := v.window.Hours(v.now)
-	j := budgetJSON{
-		DailyLimit: v.limits.DailyLimit, Reserve: v.limits.Reserve, Rate: v.limits.Rate,
-		Used: v.window.Used(v.now), Remaining: v.window.Remaining(v.now),
-		Classification: v.class.Kind, ClassificationReason: v.class.Reason, ClassificationUntil: rfc3339(v.class.Until),
-	}
-	if len(hours) > 0 {
-		j.WindowStart = rfc3339(hours[0].Hour)
-	}
-	for _, h := range hours {
-		j.Hours = append(j.Hours, hourJSON{Hour: rfc3339(h.Hour), Calls: h.Calls})
-	}
-	at, frees := v.window.NextFree(v.now)
-	j.NextFreeAt, j.NextFrees = rfc3339(at), frees
-	return j
+	st := v.window.Status(v.now)
+	return budgetJSON{Status: st, NextFrees: st.NextFrees, Classification: v.class.Kind,
+		ClassificationReason: v.class.Reason, ClassificationUntil: rfc3339(v.class.Until)}
 }
 
 func cmdBudget(ctx context.Context, e *env, args []string) error {
@@ -111,9 +87,9 @@ func cmdBudget(ctx context.Context, e *env, args []string) error {
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s\n", j.DailyLimit, j.Reserve, j.Rate)
-	fmt.Fprintf(w, "used %d in the rolling 24 h since %s; %d left for runnerd's work\n", j.Used, j.WindowStart, j.Remaining)
-	if j.NextFreeAt != "" {
-		fmt.Fprintf(w, "next capacity frees at %s (%d calls)\n", j.NextFreeAt, j.NextFrees)
+	fmt.Fprintf(w, "used %d in the rolling 24 h since %s; %d left for runnerd's work\n", j.Used, rfc3339(j.WindowStart), j.Remaining)
+	if !j.NextFreeAt.IsZero() {
+		fmt.Fprintf(w, "next capacity frees at %s (%d calls)\n", rfc3339(j.NextFreeAt), j.NextFrees)
 	}
 	fmt.Fprintf(w, "503 classification: %s", j.Classification)
 	if j.ClassificationReason != "" {
@@ -126,7 +102,7 @@ func cmdBudget(ctx context.Context, e *env, args []string) error {
 }
 
 // writeBars draws the hour buckets as a small text bar chart.
-func writeBars(w io.Writer, hours []hourJSON) {
+func writeBars(w io.Writer, hours []budget.HourCount) {
 	max := 1
 	for _, h := range hours {
 		if h.Calls > max {
@@ -139,7 +115,6 @@ func writeBars(w io.Writer, hours []hourJSON) {
 		if h.Calls > 0 && n == 0 {
 			n = 1
 		}
-		t, _ := time.Parse(time.RFC3339, h.Hour)
-		fmt.Fprintf(w, "%s %-*s %d\n", t.Format("Jan 02 15h"), width, strings.Repeat("█", n), h.Calls)
+		fmt.Fprintf(w, "%s %-*s %d\n", h.Hour.UTC().Format("Jan 02 15h"), width, strings.Repeat("█", n), h.Calls)
 	}
 }

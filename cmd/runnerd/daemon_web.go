@@ -36,18 +36,15 @@ func (d *daemon) Jobs(ctx context.Context) []web.JobStatus {
 
 func (d *daemon) Budget(now time.Time) web.BudgetStatus {
 	cl := d.classifier.State(now)
+	st := d.window.Status(now)
 	b := web.BudgetStatus{
-		DailyLimit: d.limits.DailyLimit, Reserve: d.limits.Reserve, Rate: d.limits.Rate,
-		Used: d.window.Used(now), Remaining: d.window.Remaining(now),
+		DailyLimit: st.DailyLimit, Reserve: st.Reserve, Rate: st.Rate, Used: st.Used, Remaining: st.Remaining,
+		WindowStart: st.WindowStart, NextFreeAt: st.NextFreeAt, NextFrees: st.NextFrees,
 		Classification: cl.Kind, ClassificationReason: cl.Reason,
 	}
-	for _, h := range d.window.Hours(now) {
+	for _, h := range st.Hours {
 		b.Hours = append(b.Hours, web.HourCalls{Hour: h.Hour, Calls: h.Calls})
 	}
-	if len(b.Hours) > 0 {
-		b.WindowStart = b.Hours[0].Hour
-	}
-	b.NextFreeAt, b.NextFrees = d.window.NextFree(now)
 	return b
 }
 
