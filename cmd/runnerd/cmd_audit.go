@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/config"
 	"runnerd/internal/store"
 )
@@ -405,7 +406,7 @@ func loadCoverage(ctx context.Context, db *store.DB, cfg *config.Config) (auditC
 	}
 	sort.Strings(names)
 	for _, job := range names {
-		runs, err := db.ListRuns(ctx, store.RunFilter{Job: job, States: []store.RunState{store.StateFailed, store.StateDeferred}})
+		runs, err := db.ListRuns(ctx, store.RunFilter{Job: job, States: []runnerd.RunState{runnerd.StateFailed, runnerd.StateDeferred}})
 		if err != nil {
 			return cov, err
 		}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/scheduler"
@@ -115,20 +116,20 @@ func buildAuditSeed() (*auditSeed, error) {
 		if i == skippedDay {
 			continue
 		}
-		run, _, err := db.CreateRun(ctx, store.Run{Job: "audit", Kind: "export", NominalTime: w.to, State: store.StateRunning})
+		run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "audit", Kind: "export", NominalTime: w.to, State: runnerd.StateRunning})
 		if err != nil {
 			return nil, err
 		}
 		if i == failedDay {
 			d, _ := json.Marshal(kinds.ExportDetail{Object: "AuditLog", From: w.from, To: w.to, Files: []kinds.ExportFile{}})
-			run.State, run.Error, run.Detail = store.StateFailed, "export AuditLog: HTTP 500 from the platform", string(d)
+			run.State, run.Error, run.Detail = runnerd.StateFailed, "export AuditLog: HTTP 500 from the platform", string(d)
 			if err := db.UpdateRun(ctx, run); err != nil {
 				return nil, err
 			}
 			continue
 		}
 		out := exportAudit(ctx, db, client, dir, run, w)
-		if out.State != store.StateSucceeded {
+		if out.State != runnerd.StateSucceeded {
 			return nil, fmt.Errorf("export day %d: %s: %v", i, out.State, out.Err)
 		}
 	}
@@ -136,7 +137,7 @@ func buildAuditSeed() (*auditSeed, error) {
 }
 
 // exportAudit runs the AuditLog export kind over w as a backfill of run.
-func exportAudit(ctx context.Context, db *store.DB, client *atomapi.Client, dir string, run store.Run, w window) scheduler.Outcome {
+func exportAudit(ctx context.Context, db *store.DB, client *atomapi.Client, dir string, run runnerd.Run, w window) scheduler.Outcome {
 	ex := &kinds.Export{
 		Client: client, Sink: db, State: db, Object: "AuditLog", WindowProperty: "date",
 		Output: filepath.Join(dir, "exports", "{window_start}-{window_end}.jsonl"), Now: func() time.Time { return auditSimNow },
@@ -147,7 +148,7 @@ func exportAudit(ctx context.Context, db *store.DB, client *atomapi.Client, dir 
 		run.Error = out.Err.Error()
 	}
 	if err := db.UpdateRun(ctx, run); err != nil {
-		return scheduler.Outcome{State: store.StateFailed, Err: err}
+		return scheduler.Outcome{State: runnerd.StateFailed, Err: err}
 	}
 	return out
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/store"
 )
 
@@ -55,7 +56,7 @@ type runJSON struct {
 	Detail      json.RawMessage `json:"detail,omitempty"`
 }
 
-func toRunJSON(r store.Run) runJSON {
+func toRunJSON(r runnerd.Run) runJSON {
 	j := runJSON{
 		ID: r.ID, Job: r.Job, Kind: r.Kind, NominalTime: rfc3339(r.NominalTime), StartedAt: rfc3339(r.StartedAt),
 		FinishedAt: rfc3339(r.FinishedAt), State: string(r.State), Calls: r.Calls, Error: r.Error,
@@ -155,7 +156,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func writeRuns(e *env, asJSON bool, runs []store.Run) error {
+func writeRuns(e *env, asJSON bool, runs []runnerd.Run) error {
 	if asJSON {
 		for _, r := range runs {
 			if err := jsonLines(e.stdout, toRunJSON(r)); err != nil {

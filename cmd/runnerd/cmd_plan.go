@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
@@ -24,14 +24,14 @@ type planJSON struct {
 	RemainingAfter int    `json:"remaining_after"`
 }
 
-func priorityOf(s string) atomapi.Priority {
+func priorityOf(s string) runnerd.Priority {
 	switch s {
 	case "high":
-		return atomapi.PriorityHigh
+		return runnerd.PriorityHigh
 	case "low":
-		return atomapi.PriorityLow
+		return runnerd.PriorityLow
 	}
-	return atomapi.PriorityNormal
+	return runnerd.PriorityNormal
 }
 
 func cmdPlan(ctx context.Context, e *env, args []string) error {

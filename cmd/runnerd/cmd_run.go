@@ -7,6 +7,7 @@ import (
 	"math"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler/kinds"
@@ -102,7 +103,7 @@ func reportRun(e *env, asJSON bool, resp controlResponse) error {
 		}
 		fmt.Fprintln(e.stdout)
 	}
-	if r.State != string(store.StateSucceeded) {
+	if r.State != string(runnerd.StateSucceeded) {
 		return errSilent
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/store"
@@ -336,7 +337,7 @@ func TestCrashKill9(t *testing.T) {
 	for {
 		time.Sleep(time.Second)
 		db := r.openDB()
-		left, err := db.ListRuns(context.Background(), store.RunFilter{States: []store.RunState{store.StateUnknown}})
+		left, err := db.ListRuns(context.Background(), store.RunFilter{States: []runnerd.RunState{runnerd.StateUnknown}})
 		db.Close()
 		if err != nil {
 			t.Fatal(err)
@@ -421,7 +422,7 @@ func (r *crashRig) checkLedger() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	states := map[store.RunState]int{}
+	states := map[runnerd.RunState]int{}
 	reconciled := 0
 	for _, run := range runs {
 		states[run.State]++
@@ -429,7 +430,7 @@ func (r *crashRig) checkLedger() {
 			reconciled++
 		}
 		switch run.State {
-		case store.StateUnknown, store.StateAdmitted, store.StateRunning:
+		case runnerd.StateUnknown, runnerd.StateAdmitted, runnerd.StateRunning:
 			problems = append(problems, fmt.Sprintf("run %d (%s) left %s: %s", run.ID, run.Job, run.State, run.Reason))
 		}
 	}

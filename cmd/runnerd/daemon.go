@@ -14,8 +14,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
+	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/scheduler/kinds"
@@ -121,7 +123,7 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		BaseURL:     cfg.Account.URL,
 		AccountID:   cfg.Account.ID,
 		Credentials: atomapi.NewCredentials(cfg.Account.User, pw.Reveal()),
-		Gate:        d.gate.Paced(),
+		Gate:        apigate.Gate{G: d.gate, Paced: true},
 		Recorder:    d.hooks,
 		RootCAs:     roots,
 		Logger:      log,
@@ -249,7 +251,7 @@ func (h *callHooks) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) 
 // shares is the gate's per-call check for normal and low calls: one more call
 // must leave every higher-priority run of the next 24 hours its share, by the
 // planner's own rule (DESIGN 3.5) — a run may spend beyond its estimate.
-func (d *daemon) shares(now time.Time, p atomapi.Priority) *budget.RefusedError {
+func (d *daemon) shares(now time.Time, p runnerd.Priority) *budget.RefusedError {
 	var above []budget.Candidate
 	for _, u := range d.sched.Upcoming(now, 24*time.Hour) {
 		if u.Priority > p {
@@ -300,7 +302,7 @@ func (d *daemon) estimate(ctx context.Context, job, kind string) budget.Estimate
 }
 
 // onRun hears every run outcome once it is recorded (metrics, notifications).
-func (d *daemon) onRun(r store.Run) {
+func (d *daemon) onRun(r runnerd.Run) {
 	d.metrics.ObserveRun(r.Job, string(r.State))
 	d.notifyRun(r)
 }

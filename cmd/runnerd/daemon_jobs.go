@@ -7,11 +7,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/scheduler/kinds"
-	"runnerd/internal/store"
 )
 
 // buildJobs maps the configuration's jobs to the scheduler's, each with its kind.
@@ -104,7 +104,7 @@ func (d *daemon) handleControl(ctx context.Context, req controlRequest) controlR
 			return controlResponse{Error: err.Error(), Usage: errors.Is(err, scheduler.ErrPaused) || errors.Is(err, scheduler.ErrUnknownJob)}
 		}
 		j := toRunJSON(r)
-		return controlResponse{OK: r.State == store.StateSucceeded, Run: &j}
+		return controlResponse{OK: r.State == runnerd.StateSucceeded, Run: &j}
 	}
 	return controlResponse{Error: fmt.Sprintf("unknown operation %q", req.Op), Usage: true}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"runnerd"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"runnerd/internal/budget"
@@ -82,7 +84,7 @@ func (d *daemon) budgetUse() (used, capacity int) {
 
 // notifyRun hands a recorded run outcome to the notifier, with the job's
 // priority. It never blocks on delivery.
-func (d *daemon) notifyRun(r store.Run) {
+func (d *daemon) notifyRun(r runnerd.Run) {
 	if d.notify == nil {
 		return
 	}

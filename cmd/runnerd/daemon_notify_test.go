@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/config"
 	"runnerd/internal/store"
@@ -125,7 +126,7 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 	if err != nil {
 		t.Fatalf("RunNow() = %v", err)
 	}
-	if r.State != store.StateFailed {
+	if r.State != runnerd.StateFailed {
 		t.Fatalf("run = %s (%s); want failed", r.State, r.Error)
 	}
 	select {
@@ -204,7 +205,7 @@ func TestNotifyAuthBreaker(t *testing.T) {
 		if err != nil {
 			t.Fatalf("RunNow() = %v", err)
 		}
-		if r.State != store.StateFailed {
+		if r.State != runnerd.StateFailed {
 			t.Fatalf("run = %s; want failed", r.State)
 		}
 	}

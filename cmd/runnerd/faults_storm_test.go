@@ -18,8 +18,10 @@ import (
 	"testing/synctest"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
@@ -133,7 +135,7 @@ func TestFaultStorm503(t *testing.T) {
 		c, err := atomapi.New(atomapi.Config{
 			BaseURL: cfg.Account.URL, AccountID: cfg.Account.ID,
 			Credentials: atomapi.NewCredentials(cfg.Account.User, "sim-password"),
-			Gate:        d.gate.Paced(), Recorder: d.hooks, Logger: d.log,
+			Gate:        apigate.Gate{G: d.gate, Paced: true}, Recorder: d.hooks, Logger: d.log,
 			HTTPClient: &http.Client{Transport: memTransport{storm}},
 		})
 		if err != nil {
@@ -202,17 +204,17 @@ func checkStorm(t *testing.T, d *daemon, sim *atomsim.Server, stormFrom, stormTo
 		t.Fatal(err)
 	}
 	states := map[string]int{}
-	byID := map[int64]store.Run{}
+	byID := map[int64]runnerd.Run{}
 	for _, r := range runs {
 		states[string(r.State)]++
 		byID[r.ID] = r
 		switch r.State {
-		case store.StateSucceeded:
-		case store.StateSkipped:
+		case runnerd.StateSucceeded:
+		case runnerd.StateSkipped:
 			if !strings.Contains(r.Reason, "overlap") {
 				t.Errorf("run %d (%s) skipped: %s; want only overlap skips", r.ID, r.Job, r.Reason)
 			}
-		case store.StateFailed:
+		case runnerd.StateFailed:
 			// Only a run whose every attempt fell inside the storm may fail,
 			// and only for the 503s (the job's retries were spent).
 			if !strings.Contains(r.Error, "HTTP 503") || !r.FinishedAt.Before(stormTo) {
@@ -234,9 +236,9 @@ func checkStorm(t *testing.T, d *daemon, sim *atomsim.Server, stormFrom, stormTo
 	deferredDone := 0
 	for id := range deferred {
 		switch r := byID[id]; {
-		case r.State == store.StateSucceeded:
+		case r.State == runnerd.StateSucceeded:
 			deferredDone++
-		case r.State == store.StateSkipped && strings.HasPrefix(r.Reason, "overlap = skip"):
+		case r.State == runnerd.StateSkipped && strings.HasPrefix(r.Reason, "overlap = skip"):
 		default:
 			t.Errorf("run %d (%s), deferred during the storm, ended %s (%s %s); want succeeded", id, r.Job, r.State, r.Reason, r.Error)
 		}
@@ -255,7 +257,7 @@ func checkStorm(t *testing.T, d *daemon, sim *atomsim.Server, stormFrom, stormTo
 		}
 	}
 	for id := range runsWith503 {
-		if r := byID[id]; r.State == store.StateUnknown || r.Detail != "" && strings.Contains(r.Detail, `"reconciled"`) {
+		if r := byID[id]; r.State == runnerd.StateUnknown || r.Detail != "" && strings.Contains(r.Detail, `"reconciled"`) {
 			t.Errorf("run %d (%s) had an unsafe call answered 503 and became unknown (%s); want it retried", id, r.Job, r.State)
 		}
 	}

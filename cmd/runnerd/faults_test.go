@@ -27,8 +27,10 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
@@ -166,7 +168,7 @@ func (r *faultRig) newDaemon(conf string) *daemon {
 }
 
 // fastClient swaps the daemon's client for one built as newDaemon builds it
-// (gate d.gate.Paced(), recorder d.hooks, the configured URL and account)
+// (gate apigate.Gate{G: d.gate, Paced: true}, recorder d.hooks, the configured URL and account)
 // with a short timeout and fast retries, and rebuilds the jobs on it with the
 // daemon's own buildJobs.
 func (r *faultRig) fastClient(timeout time.Duration, wrap func(atomapi.Recorder) atomapi.Recorder) {
@@ -181,7 +183,7 @@ func (r *faultRig) fastClient(timeout time.Duration, wrap func(atomapi.Recorder)
 		BaseURL:     d.cfg.Account.URL,
 		AccountID:   d.cfg.Account.ID,
 		Credentials: atomapi.NewCredentials(d.cfg.Account.User, "sim-password"),
-		Gate:        d.gate.Paced(),
+		Gate:        apigate.Gate{G: d.gate, Paced: true},
 		Recorder:    rec,
 		HTTPClient:  r.hc,
 		Timeout:     timeout,
@@ -203,7 +205,7 @@ func (r *faultRig) fastClient(timeout time.Duration, wrap func(atomapi.Recorder)
 }
 
 // run runs job now, as `runnerd run JOB` does in-process.
-func (r *faultRig) run(job string) store.Run {
+func (r *faultRig) run(job string) runnerd.Run {
 	r.t.Helper()
 	run, err := r.d.sched.RunNow(context.Background(), job, time.Time{}, time.Time{})
 	if err != nil {
@@ -214,7 +216,7 @@ func (r *faultRig) run(job string) store.Run {
 
 // reconcile runs reconciliation passes until run id is no longer unknown,
 // or the deadline (real time) passes; it returns the run as last read.
-func (r *faultRig) reconcile(id int64, within time.Duration) store.Run {
+func (r *faultRig) reconcile(id int64, within time.Duration) runnerd.Run {
 	r.t.Helper()
 	rc := r.d.newReconciler()
 	deadline := time.Now().Add(within)
@@ -224,7 +226,7 @@ func (r *faultRig) reconcile(id int64, within time.Duration) store.Run {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		if run.State != store.StateUnknown || time.Now().After(deadline) {
+		if run.State != runnerd.StateUnknown || time.Now().After(deadline) {
 			return run
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -347,12 +349,12 @@ type httpFault struct {
 	timeout time.Duration
 	// state is the run's state as RunNow returns it; errHas, if set, must be
 	// in its error.
-	state  store.RunState
+	state  runnerd.RunState
 	errHas []string
 	// reconciled, for an unknown run: the state reconciliation settles it in,
 	// and how ("window" when the execution was found and claimed; "" when none
 	// was found and on_unknown = skip decided).
-	reconciled store.RunState
+	reconciled runnerd.RunState
 	how        string
 	// executions at the simulator when the case is over.
 	executions int
@@ -368,40 +370,40 @@ func TestFaultHTTP(t *testing.T) {
 	const q, x = "/AuditLog/query", "/ExecutionRequest"
 	cases := []httpFault{
 		{name: "503-storm/safe-high-retried", job: "audit", priority: "high", fault: atomsim.Fault{Kind: atomsim.Fault503Storm, Count: 2, PathContains: q},
-			state: store.StateSucceeded},
+			state: runnerd.StateSucceeded},
 		{name: "503-storm/unsafe-high-retried", job: "exec", priority: "high", fault: atomsim.Fault{Kind: atomsim.Fault503Storm, Count: 3, PathContains: x},
-			state: store.StateSucceeded, executions: 1},
+			state: runnerd.StateSucceeded, executions: 1},
 		{name: "503-storm/unsafe-high-exhausted", job: "exec", priority: "high", fault: atomsim.Fault{Kind: atomsim.Fault503Storm, Count: 50, PathContains: x},
-			state: store.StateFailed, errHas: []string{"HTTP 503", "after 4 attempts"}},
+			state: runnerd.StateFailed, errHas: []string{"HTTP 503", "after 4 attempts"}},
 		{name: "503-storm/unsafe-normal-deferred", job: "exec", fault: atomsim.Fault{Kind: atomsim.Fault503Storm, Count: 50, PathContains: x},
-			state: store.StateDeferred, errHas: []string{"HTTP 503", "paused for external usage"}},
+			state: runnerd.StateDeferred, errHas: []string{"HTTP 503", "paused for external usage"}},
 		// Slow headers: the answer comes 1 s after the request, beyond the
 		// 400 ms timeout; the simulator then handles the request all the same
 		// (the client has gone), as a slow platform would.
 		{name: "slow-headers/safe", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultLatency, Latency: time.Second, Count: 50, PathContains: q},
-			state: store.StateFailed, errHas: []string{"transport error", "deadline exceeded", "after 4 attempts"}},
+			state: runnerd.StateFailed, errHas: []string{"transport error", "deadline exceeded", "after 4 attempts"}},
 		{name: "slow-headers/safe-once-retried", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultLatency, Latency: time.Second, PathContains: q},
-			state: store.StateSucceeded},
+			state: runnerd.StateSucceeded},
 		{name: "slow-headers/unsafe-taken-late", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultLatency, Latency: time.Second, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"may have been sent", "deadline exceeded"}, reconciled: store.StateSucceeded, how: "window", executions: 1},
+			state: runnerd.StateUnknown, errHas: []string{"may have been sent", "deadline exceeded"}, reconciled: runnerd.StateSucceeded, how: "window", executions: 1},
 		{name: "trickle/safe", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultTrickle, Latency: 20 * time.Millisecond, PathContains: q},
-			state: store.StateFailed, errHas: []string{"answer unreadable", "deadline exceeded"}},
+			state: runnerd.StateFailed, errHas: []string{"answer unreadable", "deadline exceeded"}},
 		{name: "trickle/unsafe", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultTrickle, Latency: 60 * time.Millisecond, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: store.StateSucceeded, how: "window", executions: 1},
+			state: runnerd.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: runnerd.StateSucceeded, how: "window", executions: 1},
 		{name: "reset/safe-retried", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultReset, PathContains: q},
-			state: store.StateSucceeded},
+			state: runnerd.StateSucceeded},
 		{name: "reset/unsafe-after-handling", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultReset, AfterHandling: true, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"may have been sent"}, reconciled: store.StateSucceeded, how: "window", executions: 1},
+			state: runnerd.StateUnknown, errHas: []string{"may have been sent"}, reconciled: runnerd.StateSucceeded, how: "window", executions: 1},
 		{name: "reset/unsafe-before-handling", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultReset, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"may have been sent"}, reconciled: store.StateSkipped},
+			state: runnerd.StateUnknown, errHas: []string{"may have been sent"}, reconciled: runnerd.StateSkipped},
 		{name: "truncated-json/safe", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultTruncatedJSON, PathContains: q},
-			state: store.StateFailed, errHas: []string{"answer unreadable"}},
+			state: runnerd.StateFailed, errHas: []string{"answer unreadable"}},
 		{name: "truncated-json/unsafe", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultTruncatedJSON, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: store.StateSucceeded, how: "window", executions: 1},
+			state: runnerd.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: runnerd.StateSucceeded, how: "window", executions: 1},
 		{name: "malformed-json/safe", job: "audit", fault: atomsim.Fault{Kind: atomsim.FaultMalformedJSON, PathContains: q},
-			state: store.StateFailed, errHas: []string{"answer unreadable", "invalid character"}},
+			state: runnerd.StateFailed, errHas: []string{"answer unreadable", "invalid character"}},
 		{name: "malformed-json/unsafe", job: "exec", fault: atomsim.Fault{Kind: atomsim.FaultMalformedJSON, AfterHandling: true, PathContains: x},
-			state: store.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: store.StateSucceeded, how: "window", executions: 1},
+			state: runnerd.StateUnknown, errHas: []string{"answer unreadable"}, reconciled: runnerd.StateSucceeded, how: "window", executions: 1},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -425,13 +427,13 @@ func TestFaultHTTP(t *testing.T) {
 					t.Errorf("run error = %q; want it to contain %q", run.Error, s)
 				}
 			}
-			if c.state != store.StateSucceeded && run.Error == "" {
+			if c.state != runnerd.StateSucceeded && run.Error == "" {
 				t.Errorf("run %s has no error; want a clear one", run.State)
 			}
 			if _, faulted := requestsWith(r.sim, c.fault.PathContains); faulted == 0 {
 				t.Errorf("the fault %s was never applied", c.fault.Kind)
 			}
-			if c.state == store.StateUnknown {
+			if c.state == runnerd.StateUnknown {
 				settled := r.reconcile(run.ID, 15*time.Second)
 				if settled.State != c.reconciled {
 					t.Fatalf("after reconciliation run = %s (reason %q, error %q); want %s", settled.State, settled.Reason, settled.Error, c.reconciled)
@@ -439,7 +441,7 @@ func TestFaultHTTP(t *testing.T) {
 				if c.how != "" && !strings.Contains(settled.Detail, fmt.Sprintf(`"reconciled":%q`, c.how)) {
 					t.Errorf("settled run detail = %s; want reconciled %q", settled.Detail, c.how)
 				}
-				if c.reconciled == store.StateSkipped && !strings.Contains(settled.Reason, "on_unknown = skip") {
+				if c.reconciled == runnerd.StateSkipped && !strings.Contains(settled.Reason, "on_unknown = skip") {
 					t.Errorf("skipped run reason = %q; want it to say on_unknown = skip", settled.Reason)
 				}
 			}
@@ -466,7 +468,7 @@ func TestFaultHugeBody(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	run := r.run("audit")
 	runtime.ReadMemStats(&after)
-	if run.State != store.StateFailed || !strings.Contains(run.Error, "answer unreadable") || !strings.Contains(run.Error, "body exceeds the size limit") {
+	if run.State != runnerd.StateFailed || !strings.Contains(run.Error, "answer unreadable") || !strings.Contains(run.Error, "body exceeds the size limit") {
 		t.Fatalf("run = %s (%q); want failed: answer unreadable: body exceeds the size limit", run.State, run.Error)
 	}
 	alloc := after.TotalAlloc - before.TotalAlloc
@@ -501,7 +503,7 @@ func TestFaultRedirect(t *testing.T) {
 			r := newFaultRig(t, faultRigOpts{fast: 400 * time.Millisecond})
 			r.sim.Inject(atomsim.Fault{Kind: atomsim.FaultRedirect, Location: other.URL + "/api/rest/v1/sim-account" + tc.path, PathContains: tc.path})
 			run := r.run(tc.job)
-			if run.State == store.StateSucceeded || !strings.Contains(run.Error, "HTTP 302") ||
+			if run.State == runnerd.StateSucceeded || !strings.Contains(run.Error, "HTTP 302") ||
 				!strings.Contains(run.Error, "redirect to "+other.URL+" not followed") {
 				t.Errorf("run = %s (%q); want not succeeded, HTTP 302: redirect to %s not followed", run.State, run.Error, other.URL)
 			}
@@ -529,7 +531,7 @@ func TestFaultTLS(t *testing.T) {
 		r := newFaultRig(t, faultRigOpts{tls: true, jobKeys: `timeout = "1s"`})
 		for _, job := range []string{"audit", "exec"} {
 			run := r.run(job)
-			if run.State != store.StateFailed || !strings.Contains(run.Error, "x509: certificate signed by unknown authority") ||
+			if run.State != runnerd.StateFailed || !strings.Contains(run.Error, "x509: certificate signed by unknown authority") ||
 				!strings.Contains(run.Error, "not sent") {
 				t.Errorf("run %s = %s (%q); want failed with the x509 error, not sent", job, run.State, run.Error)
 			}
@@ -542,7 +544,7 @@ func TestFaultTLS(t *testing.T) {
 		noLeak(t)
 		r := newFaultRig(t, faultRigOpts{tls: true, caFile: true})
 		for _, job := range []string{"audit", "exec"} {
-			if run := r.run(job); run.State != store.StateSucceeded {
+			if run := r.run(job); run.State != runnerd.StateSucceeded {
 				t.Errorf("run %s with ca_file = %s (%q); want succeeded", job, run.State, run.Error)
 			}
 		}
@@ -636,10 +638,10 @@ func TestFaultSQLiteLocked(t *testing.T) {
 	if n := len(r.sim.Requests()); n != 0 {
 		t.Errorf("the simulator received %d requests; want 0 (no ledger row, no request)", n)
 	}
-	if run.State != store.StateFailed || !strings.Contains(run.Error, "record call") || !strings.Contains(run.Error, "locked") {
+	if run.State != runnerd.StateFailed || !strings.Contains(run.Error, "record call") || !strings.Contains(run.Error, "locked") {
 		t.Errorf("run = %s (%q); want failed: record call: … database is locked", run.State, run.Error)
 	}
-	if again := r.run("exec"); again.State != store.StateSucceeded {
+	if again := r.run("exec"); again.State != runnerd.StateSucceeded {
 		t.Errorf("run after the lock was released = %s (%q); want succeeded", again.State, again.Error)
 	}
 	if n := len(r.sim.Executions()); n != 1 {
@@ -694,7 +696,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 	})
 	r := newFaultRig(t, faultRigOpts{fast: 2 * time.Second, recorder: wrap})
 	dbPath = r.d.db.Path()
-	if run := r.run("exec"); run.State != store.StateSucceeded { // the ledger has rows and a WAL
+	if run := r.run("exec"); run.State != runnerd.StateSucceeded { // the ledger has rows and a WAL
 		t.Fatalf("first run = %s (%q)", run.State, run.Error)
 	}
 
@@ -704,7 +706,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 	if h.err == nil {
 		t.Fatal("Begin on a ledger that cannot grow succeeded; want an error")
 	}
-	if run.State != store.StateFailed || !strings.Contains(run.Error, "not sent") || !strings.Contains(run.Error, "record call") {
+	if run.State != runnerd.StateFailed || !strings.Contains(run.Error, "not sent") || !strings.Contains(run.Error, "record call") {
 		t.Errorf("run = %s (%q); want failed: not sent: record call: …", run.State, run.Error)
 	}
 
@@ -719,7 +721,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 	if n := len(r.sim.Executions()); n != 1 {
 		t.Errorf("executions = %d; want 1 (only the first run's)", n)
 	}
-	if again := r.run("exec"); again.State != store.StateSucceeded {
+	if again := r.run("exec"); again.State != runnerd.StateSucceeded {
 		t.Errorf("run after space returned = %s (%q); want succeeded", again.State, again.Error)
 	}
 	if res, err := r.d.db.IntegrityCheck(context.Background()); err != nil || res != "ok" {
@@ -823,7 +825,7 @@ func TestCrashExportAtomic(t *testing.T) {
 	defer db.Close()
 	st, _ = db.JobState(context.Background(), "audit")
 	runs, _ := db.ListRuns(context.Background(), store.RunFilter{Job: "audit", Limit: 1})
-	if len(runs) != 1 || runs[0].State != store.StateSucceeded || !strings.Contains(runs[0].Detail, filepath.Base(temp[0])) {
+	if len(runs) != 1 || runs[0].State != runnerd.StateSucceeded || !strings.Contains(runs[0].Detail, filepath.Base(temp[0])) {
 		t.Errorf("latest run = %+v; want succeeded, its detail naming the stale %s it removed", runs, filepath.Base(temp[0]))
 	}
 	from := st.Watermark.Add(-2 * time.Hour)

@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
+
 	"golang.org/x/sys/unix"
 
 	"runnerd/internal/atomapi/atomsim"
@@ -746,7 +748,7 @@ timeout = "1m"
 		t.Errorf("the simulator saw %d requests, the ledger has %d rows; want equal", n, len(calls))
 	}
 	runs, err := db.ListRuns(ctx, store.RunFilter{Job: "orders"})
-	if err != nil || len(runs) != 1 || runs[0].State != store.StateSucceeded {
+	if err != nil || len(runs) != 1 || runs[0].State != runnerd.StateSucceeded {
 		t.Errorf("runs of orders = %+v, %v; want one, succeeded", runs, err)
 	}
 }
@@ -862,7 +864,7 @@ catch_up_window = "1h"
 		for _, job := range []string{"routine", "bulk"} {
 			runs, _ := db.ListRuns(ctx, store.RunFilter{Job: job})
 			for _, r := range runs {
-				deferred[job] = deferred[job] || r.State == store.StateDeferred
+				deferred[job] = deferred[job] || r.State == runnerd.StateDeferred
 			}
 		}
 		if len(o.sim.Executions()) >= 3 && deferred["routine"] && deferred["bulk"] {

@@ -3,42 +3,21 @@ package atomapi
 import (
 	"context"
 	"time"
+
+	"runnerd"
 )
 
 // RequestIDHeader carries each attempt's unique id, so that a server log and the
 // ledger can be joined one to one.
 const RequestIDHeader = "X-Runnerd-Request-Id"
 
-// Priority orders work when the budget is short. The budget package uses the
-// same values.
-type Priority int
-
-// Priorities, lowest first.
-const (
-	PriorityLow    Priority = 0
-	PriorityNormal Priority = 1
-	PriorityHigh   Priority = 2
-)
-
-// String returns "low", "normal" or "high".
-func (p Priority) String() string {
-	switch p {
-	case PriorityLow:
-		return "low"
-	case PriorityHigh:
-		return "high"
-	default:
-		return "normal"
-	}
-}
-
 // CallInfo says on whose behalf calls are made. It travels in the context, so
 // that the client's operations keep plain signatures.
 type CallInfo struct {
-	RunID    int64    // the run the call belongs to; 0 for calls outside a run
-	Job      string   // the job name; "" for ad-hoc calls
-	Priority Priority // the run's priority, for the budget gate
-	Recovery bool     // a reconciliation lookup: may use the budget's reserve
+	RunID    int64            // the run the call belongs to; 0 for calls outside a run
+	Job      string           // the job name; "" for ad-hoc calls
+	Priority runnerd.Priority // the run's priority, for the budget gate
+	Recovery bool             // a reconciliation lookup: may use the budget's reserve
 }
 
 type callInfoKey struct{}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 )
 
@@ -347,7 +348,7 @@ func TestOperationsRequestAndAnswer(t *testing.T) {
 				assertRequest(t, oc, h.rec, r, body)
 				io.WriteString(w, oc.reply)
 			})
-			ctx := atomapi.WithCallInfo(t.Context(), atomapi.CallInfo{RunID: 7, Job: "job-a", Priority: atomapi.PriorityHigh})
+			ctx := atomapi.WithCallInfo(t.Context(), atomapi.CallInfo{RunID: 7, Job: "job-a", Priority: runnerd.PriorityHigh})
 			got, err := oc.call(ctx, h.c)
 			if err != nil {
 				t.Fatalf("%s: %v", oc.name, err)
@@ -359,7 +360,7 @@ func TestOperationsRequestAndAnswer(t *testing.T) {
 			h.rec.checkBalanced(t)
 			calls, results := h.rec.calls()
 			last, res := calls[len(calls)-1], results[len(results)-1]
-			want := atomapi.Call{CallInfo: atomapi.CallInfo{RunID: 7, Job: "job-a", Priority: atomapi.PriorityHigh},
+			want := atomapi.Call{CallInfo: atomapi.CallInfo{RunID: 7, Job: "job-a", Priority: runnerd.PriorityHigh},
 				RequestID: last.RequestID, Operation: oc.op, Object: oc.object, Method: oc.method, Path: oc.path,
 				Safe: oc.safe, Attempt: 1, StartedAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), LedgerID: last.LedgerID}
 			if last != want {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 // Sentinel errors of a refusal; a *RefusedError unwraps to one of them.
@@ -32,9 +32,17 @@ func (e *RefusedError) Error() string {
 // Unwrap returns ErrExhausted or ErrPaused.
 func (e *RefusedError) Unwrap() error { return e.Err }
 
-// Gate is the atomapi.Gate of runnerd: it refuses a call the window cannot
-// afford, pauses normal and low work while the Classifier sees external usage,
-// and otherwise waits for a rate slot and counts the call. It is safe for
+// Ask is one attempt as the gate sees it: on whose behalf, and whether it is
+// a reconciliation lookup (which may use the reserve).
+type Ask struct {
+	Priority runnerd.Priority
+	Recovery bool
+}
+
+// Gate decides whether each attempt may go: it refuses a call the window
+// cannot afford, pauses normal and low work while the Classifier sees external
+// usage, and otherwise waits for a rate slot and counts the call. The engine
+// adapts it to the client's atomapi.Gate and atomapi.Pacer. It is safe for
 // concurrent use.
 type Gate struct {
 	limits Limits
@@ -42,21 +50,19 @@ type Gate struct {
 	rate   *RateLimiter
 	clock  Clock
 	cl     *Classifier
-	shares func(now time.Time, p atomapi.Priority) *RefusedError
+	shares func(now time.Time, p runnerd.Priority) *RefusedError
 }
 
 // SetShares makes the gate keep the shares of higher-priority runs while a
 // lower-priority run spends: before each of its calls, shares(now, priority)
-// says whether one more call still leaves every higher-priority run scheduled
-// in the next 24 hours its share (the planner's rule, applied per call and not
-// only at admission: a run may spend beyond its estimate). A refusal defers
-// the run at a safe point. High-priority and recovery calls are not asked.
-// Set it before the gate is used.
-func (g *Gate) SetShares(shares func(now time.Time, p atomapi.Priority) *RefusedError) {
+// says whether one more call still leaves every higher-priority run of the
+// next 24 hours — waiting, running or scheduled — its share (the planner's
+// rule, applied per call and not only at admission: a run may spend beyond
+// its estimate). A refusal defers the run at a safe point. High-priority and
+// recovery calls are not asked. Set it before the gate is used.
+func (g *Gate) SetShares(shares func(now time.Time, p runnerd.Priority) *RefusedError) {
 	g.shares = shares
 }
-
-var _ atomapi.Gate = (*Gate)(nil)
 
 // NewGate returns a gate over w, r and cl. r and cl may be nil (no rate limit,
 // no 503 classification); c nil means RealClock.
@@ -70,15 +76,11 @@ func NewGate(l Limits, w *Window, r *RateLimiter, c Clock, cl *Classifier) *Gate
 	return &Gate{limits: l, window: w, rate: r, clock: c, cl: cl}
 }
 
-// Wait decides whether the attempt c may start, and when. It refuses, before
-// any waiting, with a *RefusedError wrapping ErrExhausted when the window's used
-// + 1 would exceed Cap (DailyLimit for recovery calls), and with one wrapping
-// ErrPaused for normal and low calls while the Classifier reports external
-// usage (high and recovery calls pass; after the pause one probe goes).
-// Otherwise it waits for a rate slot, honouring ctx, counts the call in the
-// window and returns nil.
-func (g *Gate) Wait(ctx context.Context, c *atomapi.Call) error {
-	now, probe, err := g.admit(ctx, c)
+// Wait is Admit and Pace in one: it decides whether the attempt may start,
+// and when. A refusal comes before any waiting. After the wait the call is
+// counted in the hour it starts in.
+func (g *Gate) Wait(ctx context.Context, a Ask) error {
+	now, probe, err := g.admit(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -95,19 +97,33 @@ func (g *Gate) Wait(ctx context.Context, c *atomapi.Call) error {
 	return nil
 }
 
-// admit refuses a call the window cannot afford or that must wait for external
-// usage to pass, and otherwise counts it in the window at now.
-func (g *Gate) admit(ctx context.Context, c *atomapi.Call) (now time.Time, probe bool, err error) {
+// Admit refuses, before any waiting, with a *RefusedError wrapping
+// ErrExhausted when the window's used + 1 would exceed Cap (DailyLimit for
+// recovery calls), or when one more normal or low call would take the share of
+// a higher-priority run (SetShares); and with one wrapping ErrPaused for normal
+// and low calls while the Classifier reports external usage (high and
+// recovery calls pass; after the pause one probe goes). Otherwise it counts
+// the call in the window and returns nil; the caller then records the call and
+// calls Pace right before sending it (the daemon's order, so that the time a
+// ledger commit takes cannot bunch requests up at the server: measured, a slow
+// first commit put 6 requests in one second at the simulator with the rate
+// wait before the commit).
+func (g *Gate) Admit(ctx context.Context, a Ask) error {
+	_, _, err := g.admit(ctx, a)
+	return err
+}
+
+func (g *Gate) admit(ctx context.Context, a Ask) (now time.Time, probe bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return now, false, err
 	}
 	now = g.clock.Now()
 	limit := g.limits.Cap()
-	if c.Recovery {
+	if a.Recovery {
 		limit = g.limits.DailyLimit
 	}
-	if g.shares != nil && !c.Recovery && c.Priority < atomapi.PriorityHigh {
-		if r := g.shares(now, c.Priority); r != nil {
+	if g.shares != nil && !a.Recovery && a.Priority < runnerd.PriorityHigh {
+		if r := g.shares(now, a.Priority); r != nil {
 			return now, false, r
 		}
 	}
@@ -124,7 +140,7 @@ func (g *Gate) admit(ctx context.Context, c *atomapi.Call) (now time.Time, probe
 		}
 	}
 	if g.cl != nil {
-		strong := c.Recovery || c.Priority >= atomapi.PriorityHigh
+		strong := a.Recovery || a.Priority >= runnerd.PriorityHigh
 		var s Classification
 		ok, probe, s = g.cl.admit(now, strong)
 		if !ok {
@@ -134,10 +150,17 @@ func (g *Gate) admit(ctx context.Context, c *atomapi.Call) (now time.Time, probe
 				retry = now.Add(probeTimeout) // a probe is out
 			}
 			return now, false, &RefusedError{Err: ErrPaused, RetryAt: retry,
-				Reason: fmt.Sprintf("%s-priority call held back until %s: %s", c.Priority, retry.UTC().Format("15:04:05"), s.Reason)}
+				Reason: fmt.Sprintf("%s-priority call held back until %s: %s", a.Priority, retry.UTC().Format("15:04:05"), s.Reason)}
 		}
 	}
 	return now, probe, nil
+}
+
+// Pace waits for a rate slot for a call that Admit counted, and returns the
+// time it may start. The call stays counted when ctx ends: its ledger row is
+// begun, and a begun row counts against the budget.
+func (g *Gate) Pace(ctx context.Context) (time.Time, error) {
+	return g.pace(ctx, g.clock.Now())
 }
 
 // pace waits for a rate slot from now. The slot is taken when the call really
@@ -156,78 +179,19 @@ func (g *Gate) pace(ctx context.Context, now time.Time) (time.Time, error) {
 	}
 }
 
-// Paced returns the gate split for a client that paces (atomapi.Pacer): its
-// Wait admits and counts the call, and its Pace waits for the rate slot after
-// the ledger row is committed, right before the request is written. The daemon
-// uses it, so that the time a commit takes cannot bunch requests up at the
-// server (measured: a slow first commit put 6 requests in one second at the
-// simulator with the rate wait before the commit).
-func (g *Gate) Paced() *PacedGate { return &PacedGate{g: g} }
-
-// PacedGate is a Gate whose rate wait is the separate Pace step.
-type PacedGate struct{ g *Gate }
-
-var (
-	_ atomapi.Gate  = (*PacedGate)(nil)
-	_ atomapi.Pacer = (*PacedGate)(nil)
-)
-
-// Wait admits c (budget, external pause) and counts it; it does not wait for
-// the rate.
-func (p *PacedGate) Wait(ctx context.Context, c *atomapi.Call) error {
-	_, _, err := p.g.admit(ctx, c)
-	return err
-}
-
-// Pace waits for a rate slot. The call stays counted when ctx ends: its
-// ledger row is begun, and a begun row counts against the budget.
-func (p *PacedGate) Pace(ctx context.Context, c *atomapi.Call) error {
-	_, err := p.g.pace(ctx, p.g.clock.Now())
-	return err
-}
-
-// Observe is the wrapped Gate's Observe.
-func (p *PacedGate) Observe(c *atomapi.Call, r atomapi.Result) Classification {
-	return p.g.Observe(c, r)
-}
-
-// Observe feeds the outcome of an attempt that went through Wait to the
-// Classifier and returns its classification. Attempts that were not sent are
-// ignored.
-func (g *Gate) Observe(c *atomapi.Call, r atomapi.Result) Classification {
+// Observe feeds the outcome of an attempt that went through Admit (or Wait)
+// to the Classifier and returns its classification: status is the answer's
+// HTTP status, 0 for none; sent is whether the request left. An attempt that
+// was neither sent nor answered says nothing about the platform.
+func (g *Gate) Observe(sent bool, status int) Classification {
 	if g.cl == nil {
 		return Classification{Kind: KindOK}
 	}
 	now := g.clock.Now()
-	if !r.Sent && r.Status == 0 {
+	if !sent && status == 0 {
 		return g.cl.State(now)
 	}
-	return g.cl.Observe(now, r.Status, g.window.Used(now), g.limits.Cap())
-}
-
-// Recorder wraps next so that every completed attempt is also given to
-// Observe. next may be nil.
-func (g *Gate) Recorder(next atomapi.Recorder) atomapi.Recorder {
-	return &observingRecorder{g: g, next: next}
-}
-
-type observingRecorder struct {
-	g    *Gate
-	next atomapi.Recorder
-}
-
-func (o *observingRecorder) Begin(ctx context.Context, c *atomapi.Call) error {
-	if o.next == nil {
-		return nil
-	}
-	return o.next.Begin(ctx, c)
-}
-
-func (o *observingRecorder) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) {
-	if o.next != nil {
-		o.next.End(ctx, c, r)
-	}
-	o.g.Observe(c, r)
+	return g.cl.Observe(now, status, g.window.Used(now), g.limits.Cap())
 }
 
 func freesWords(at time.Time) string {

@@ -8,11 +8,11 @@ import (
 	"testing/synctest"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
-func call(p atomapi.Priority, recovery bool) *atomapi.Call {
-	return &atomapi.Call{CallInfo: atomapi.CallInfo{Priority: p, Recovery: recovery}, Operation: "Process.query"}
+func call(p runnerd.Priority, recovery bool) Ask {
+	return Ask{Priority: p, Recovery: recovery}
 }
 
 func TestGateRefusal(t *testing.T) {
@@ -23,11 +23,11 @@ func TestGateRefusal(t *testing.T) {
 	g := NewGate(l, w, NewRateLimiter(0), clock, nil)
 	ctx := context.Background()
 	for i := 0; i < l.Cap(); i++ {
-		if err := g.Wait(ctx, call(atomapi.PriorityHigh, false)); err != nil {
+		if err := g.Wait(ctx, call(runnerd.PriorityHigh, false)); err != nil {
 			t.Fatalf("Wait #%d = %v; want nil", i+1, err)
 		}
 	}
-	err := g.Wait(ctx, call(atomapi.PriorityHigh, false))
+	err := g.Wait(ctx, call(runnerd.PriorityHigh, false))
 	var re *RefusedError
 	if !errors.As(err, &re) {
 		t.Fatalf("Wait beyond the cap = %v; want *RefusedError", err)
@@ -44,11 +44,11 @@ func TestGateRefusal(t *testing.T) {
 
 	// Recovery calls may use the reserve, up to the daily limit.
 	for i := 0; i < l.Reserve; i++ {
-		if err := g.Wait(ctx, call(atomapi.PriorityLow, true)); err != nil {
+		if err := g.Wait(ctx, call(runnerd.PriorityLow, true)); err != nil {
 			t.Fatalf("recovery Wait #%d = %v; want nil (the reserve)", i+1, err)
 		}
 	}
-	if err := g.Wait(ctx, call(atomapi.PriorityLow, true)); !errors.Is(err, ErrExhausted) {
+	if err := g.Wait(ctx, call(runnerd.PriorityLow, true)); !errors.Is(err, ErrExhausted) {
 		t.Errorf("recovery Wait beyond the daily limit = %v; want ErrExhausted", err)
 	}
 	if got := w.Used(now); got != l.DailyLimit {
@@ -61,12 +61,12 @@ func TestGateCanceled(t *testing.T) {
 	w := NewWindow(l)
 	g := NewGate(l, w, NewRateLimiterMargin(1, 0), RealClock(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); err != nil {
+	if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); err != nil {
 		t.Fatalf("first Wait = %v; want nil", err)
 	}
 	cancel()
 	// Canceled before the wait: nothing counted.
-	if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); !errors.Is(err, context.Canceled) {
+	if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Wait(canceled) = %v; want context.Canceled", err)
 	}
 	// Canceled during the wait for a rate slot: the count is taken back.
@@ -74,12 +74,12 @@ func TestGateCanceled(t *testing.T) {
 		w := NewWindow(l)
 		g := NewGate(l, w, NewRateLimiterMargin(1, 0), RealClock(), nil)
 		ctx := context.Background()
-		if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); err != nil {
+		if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); err != nil {
 			t.Fatalf("Wait = %v", err)
 		}
 		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
-		if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); !errors.Is(err, context.DeadlineExceeded) {
+		if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Wait during the rate wait = %v; want DeadlineExceeded", err)
 		}
 		if got := w.Used(time.Now()); got != 1 {
@@ -100,11 +100,11 @@ func TestGateExternalPause(t *testing.T) {
 	g := NewGate(l, w, nil, clock, cl)
 	ctx := context.Background()
 
-	if s := g.Observe(call(atomapi.PriorityNormal, false), atomapi.Result{Status: 503, Sent: true}); s.Kind != KindExternal {
+	if s := g.Observe(true, 503); s.Kind != KindExternal {
 		t.Fatalf("Observe(503, used 0 of 900) = %q; want external", s.Kind)
 	}
 	until := mon.Add(10 * time.Hour)
-	for _, p := range []atomapi.Priority{atomapi.PriorityLow, atomapi.PriorityNormal} {
+	for _, p := range []runnerd.Priority{runnerd.PriorityLow, runnerd.PriorityNormal} {
 		err := g.Wait(ctx, call(p, false))
 		var re *RefusedError
 		if !errors.As(err, &re) || !errors.Is(err, ErrPaused) {
@@ -114,10 +114,10 @@ func TestGateExternalPause(t *testing.T) {
 			t.Errorf("Wait(%v) RetryAt = %v; want %v", p, re.RetryAt, until)
 		}
 	}
-	if err := g.Wait(ctx, call(atomapi.PriorityHigh, false)); err != nil {
+	if err := g.Wait(ctx, call(runnerd.PriorityHigh, false)); err != nil {
 		t.Errorf("Wait(high) while external = %v; want nil", err)
 	}
-	if err := g.Wait(ctx, call(atomapi.PriorityLow, true)); err != nil {
+	if err := g.Wait(ctx, call(runnerd.PriorityLow, true)); err != nil {
 		t.Errorf("Wait(recovery) while external = %v; want nil", err)
 	}
 	if got := w.Used(now); got != 2 {
@@ -126,28 +126,28 @@ func TestGateExternalPause(t *testing.T) {
 
 	// At the boundary one probe goes, the next normal call waits for its verdict.
 	clock.Set(until)
-	if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); err != nil {
+	if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); err != nil {
 		t.Fatalf("probe Wait at %v = %v; want nil", until, err)
 	}
-	if err := g.Wait(ctx, call(atomapi.PriorityNormal, false)); !errors.Is(err, ErrPaused) {
+	if err := g.Wait(ctx, call(runnerd.PriorityNormal, false)); !errors.Is(err, ErrPaused) {
 		t.Fatalf("second Wait while the probe is out = %v; want ErrPaused", err)
 	}
 	// The probe gets a 503: paused to the next boundary.
 	clock.Set(until.Add(time.Second))
-	s := g.Observe(call(atomapi.PriorityNormal, false), atomapi.Result{Status: 503, Sent: true})
+	s := g.Observe(true, 503)
 	if s.Kind != KindExternal || !s.Until.Equal(until.Add(time.Hour)) {
 		t.Fatalf("Observe(probe 503) = %+v; want external until %v", s, until.Add(time.Hour))
 	}
 	// Next boundary: a probe that succeeds ends the pause for everyone.
 	clock.Set(until.Add(time.Hour))
-	if err := g.Wait(ctx, call(atomapi.PriorityLow, false)); err != nil {
+	if err := g.Wait(ctx, call(runnerd.PriorityLow, false)); err != nil {
 		t.Fatalf("second probe Wait = %v; want nil", err)
 	}
-	if s := g.Observe(call(atomapi.PriorityLow, false), atomapi.Result{Status: 200, Sent: true}); s.Kind != KindOK {
+	if s := g.Observe(true, 200); s.Kind != KindOK {
 		t.Fatalf("Observe(probe 200) = %q; want ok", s.Kind)
 	}
 	for i := 0; i < 3; i++ {
-		if err := g.Wait(ctx, call(atomapi.PriorityLow, false)); err != nil {
+		if err := g.Wait(ctx, call(runnerd.PriorityLow, false)); err != nil {
 			t.Fatalf("Wait(low) after the pause = %v; want nil", err)
 		}
 	}
@@ -168,7 +168,7 @@ func TestGateConcurrent(t *testing.T) {
 		for i := 0; i < workers; i++ {
 			wg.Go(func() {
 				for j := 0; j < each; j++ {
-					if err := g.Wait(context.Background(), call(atomapi.PriorityNormal, false)); err != nil {
+					if err := g.Wait(context.Background(), call(runnerd.PriorityNormal, false)); err != nil {
 						t.Errorf("Wait = %v", err)
 						return
 					}
@@ -200,7 +200,7 @@ func TestGateCountsInStartHour(t *testing.T) {
 	clock := newFakeClock(mon.Add(10*time.Hour - 100*time.Millisecond))
 	g := NewGate(l, w, NewRateLimiterMargin(1, 0), clock, nil)
 	for i := 0; i < 2; i++ {
-		if err := g.Wait(context.Background(), call(atomapi.PriorityNormal, false)); err != nil {
+		if err := g.Wait(context.Background(), call(runnerd.PriorityNormal, false)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -213,7 +213,7 @@ func TestGateCountsInStartHour(t *testing.T) {
 func BenchmarkGateWait(b *testing.B) {
 	l := Limits{DailyLimit: 1 << 40}
 	ctx := context.Background()
-	c := call(atomapi.PriorityNormal, false)
+	c := call(runnerd.PriorityNormal, false)
 	b.Run("unlimited rate", func(b *testing.B) {
 		g := NewGate(l, NewWindow(l), NewRateLimiter(0), RealClock(), NewClassifier())
 		b.ReportAllocs()
@@ -256,8 +256,8 @@ func TestGateShares(t *testing.T) {
 	clock := &fakeClock{t: now}
 	g := NewGate(l, w, nil, clock, nil)
 	p := NewPlanner(l)
-	deploy := []Candidate{{Job: "deploy", Nominal: now.Add(3 * time.Hour), Priority: atomapi.PriorityHigh, Estimate: 40}}
-	g.SetShares(func(now time.Time, prio atomapi.Priority) *RefusedError {
+	deploy := []Candidate{{Job: "deploy", Nominal: now.Add(3 * time.Hour), Priority: runnerd.PriorityHigh, Estimate: 40}}
+	g.SetShares(func(now time.Time, prio runnerd.Priority) *RefusedError {
 		var above []Candidate
 		for _, u := range deploy {
 			if u.Priority > prio {
@@ -272,7 +272,7 @@ func TestGateShares(t *testing.T) {
 	})
 	spent := 0
 	for ; spent < 100; spent++ {
-		if err := g.Wait(context.Background(), call(atomapi.PriorityLow, false)); err != nil {
+		if err := g.Wait(context.Background(), call(runnerd.PriorityLow, false)); err != nil {
 			if !errors.Is(err, ErrExhausted) {
 				t.Fatalf("Wait(low) = %v; want ErrExhausted", err)
 			}
@@ -282,10 +282,10 @@ func TestGateShares(t *testing.T) {
 	if want := l.Cap() - 40; spent != want {
 		t.Errorf("low-priority calls let through = %d; want %d (cap %d minus the deploy's 40)", spent, want, l.Cap())
 	}
-	if err := g.Wait(context.Background(), call(atomapi.PriorityHigh, false)); err != nil {
+	if err := g.Wait(context.Background(), call(runnerd.PriorityHigh, false)); err != nil {
 		t.Errorf("Wait(high) = %v; want nil: the share was kept for it", err)
 	}
-	if err := g.Wait(context.Background(), call(atomapi.PriorityLow, true)); err != nil {
+	if err := g.Wait(context.Background(), call(runnerd.PriorityLow, true)); err != nil {
 		t.Errorf("Wait(low recovery) = %v; want nil: recovery calls are not asked", err)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"runnerd/internal/budget/apigate"
+
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/budget"
@@ -155,13 +157,13 @@ func TestGateAgainstSimulator(t *testing.T) {
 	var mu sync.Mutex
 	released := map[string]time.Time{}
 	timed := atomapi.GateFunc(func(ctx context.Context, c *atomapi.Call) error {
-		err := gate.Wait(ctx, c)
+		err := gate.Wait(ctx, apigate.Ask(c))
 		mu.Lock()
 		released[c.RequestID] = time.Now()
 		mu.Unlock()
 		return err
 	})
-	c := newClient(t, env, timed, gate.Recorder(nil))
+	c := newClient(t, env, timed, apigate.Recorder(gate, nil))
 	if errs := drive(context.Background(), c, 10, calls, 0, false); len(errs) > 0 {
 		t.Fatalf("%d calls failed, the first: %v", len(errs), errs[0])
 	}
@@ -190,7 +192,7 @@ func TestGateAgainstSimulator(t *testing.T) {
 	if got := w.Used(time.Now()); got != calls {
 		t.Errorf("window Used = %d; want %d (one per attempt)", got, calls)
 	}
-	if s := gate.Observe(&atomapi.Call{}, atomapi.Result{Status: 200, Sent: true}); s.Kind != budget.KindOK {
+	if s := gate.Observe(true, 200); s.Kind != budget.KindOK {
 		t.Errorf("classification after the run = %q; want ok", s.Kind)
 	}
 }
@@ -225,7 +227,7 @@ func BenchmarkRateUtilisation(b *testing.B) {
 			var gate atomapi.Gate
 			if tc.gated {
 				l := budget.Limits{DailyLimit: 1 << 30, Rate: float64(rate)}
-				gate = budget.NewGate(l, budget.NewWindow(l), budget.NewRateLimiterMargin(l.Rate, tc.margin), budget.RealClock(), nil)
+				gate = apigate.Gate{G: budget.NewGate(l, budget.NewWindow(l), budget.NewRateLimiterMargin(l.Rate, tc.margin), budget.RealClock(), nil)}
 			}
 			c := newClient(b, env, gate, nil)
 			b.ResetTimer()

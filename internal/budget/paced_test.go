@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"runnerd/internal/budget/apigate"
+
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 )
@@ -40,10 +42,7 @@ func TestPacedGateWithSlowLedger(t *testing.T) {
 		env := startSim(t, rate)
 		l := budget.Limits{DailyLimit: 100000, Reserve: 10000, Rate: rate}
 		g := budget.NewGate(l, budget.NewWindow(l), budget.NewRateLimiter(rate), budget.RealClock(), nil)
-		var gate atomapi.Gate = g
-		if paced {
-			gate = g.Paced()
-		}
+		gate := apigate.Gate{G: g, Paced: paced}
 		c := newClient(t, env, gate, &slowRecorder{rng: rand.New(rand.NewPCG(1, 2))})
 		if errs := drive(context.Background(), c, 8, calls, 0, false); len(errs) > 0 {
 			t.Fatalf("%d calls failed, the first: %v", len(errs), errs[0])

@@ -7,16 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 const (
-	low    = atomapi.PriorityLow
-	normal = atomapi.PriorityNormal
-	high   = atomapi.PriorityHigh
+	low    = runnerd.PriorityLow
+	normal = runnerd.PriorityNormal
+	high   = runnerd.PriorityHigh
 )
 
-func cand(job string, at time.Time, p atomapi.Priority, est int, seq int64) Candidate {
+func cand(job string, at time.Time, p runnerd.Priority, est int, seq int64) Candidate {
 	return Candidate{Job: job, Nominal: at, Priority: p, Estimate: est, Seq: seq}
 }
 
@@ -201,7 +201,7 @@ func upcomingRuns(n int, now time.Time) []Candidate {
 	out := make([]Candidate, n)
 	for i := range out {
 		out[i] = cand(fmt.Sprintf("job-%d", i), now.Add(time.Duration(rng.Int64N(int64(24*time.Hour)))),
-			atomapi.Priority(rng.IntN(3)), 1+rng.IntN(20), int64(i))
+			runnerd.Priority(rng.IntN(3)), 1+rng.IntN(20), int64(i))
 	}
 	return out
 }
@@ -243,14 +243,14 @@ func TestAdmitOwnLaterSlotsDoNotDefer(t *testing.T) {
 	w := NewWindow(l)
 	var upcoming []Candidate
 	for i := 1; i <= 24*60; i++ { // every minute for a day, 10 calls each: 16x the cap
-		upcoming = append(upcoming, Candidate{Job: "poll", Nominal: now.Add(time.Duration(i) * time.Minute), Priority: atomapi.PriorityHigh, Estimate: 10})
+		upcoming = append(upcoming, Candidate{Job: "poll", Nominal: now.Add(time.Duration(i) * time.Minute), Priority: runnerd.PriorityHigh, Estimate: 10})
 	}
-	c := Candidate{Job: "poll", Nominal: now, Priority: atomapi.PriorityHigh, Estimate: 10, Seq: 7}
+	c := Candidate{Job: "poll", Nominal: now, Priority: runnerd.PriorityHigh, Estimate: 10, Seq: 7}
 	if d := NewPlanner(l).Admit(now, w, c, upcoming); !d.Admit {
 		t.Fatalf("Admit(run due now) = %+v; want admitted: its own later slots must not hold it back", d)
 	}
 	// A slot due earlier than the candidate still counts ahead of it.
-	early := append([]Candidate{{Job: "other", Nominal: now.Add(-time.Minute), Priority: atomapi.PriorityHigh, Estimate: 895}}, upcoming...)
+	early := append([]Candidate{{Job: "other", Nominal: now.Add(-time.Minute), Priority: runnerd.PriorityHigh, Estimate: 895}}, upcoming...)
 	if d := NewPlanner(l).Admit(now, w, c, early); d.Admit {
 		t.Fatalf("Admit with an earlier slot taking the whole cap = %+v; want deferred", d)
 	}

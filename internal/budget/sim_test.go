@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 // The simulation replays a schedule of runs and recovery calls on fake time:
@@ -72,7 +72,7 @@ func simulate(spec simSpec) simResult {
 	res := simResult{hourly: map[int64]int{}, recHourly: map[int64]int{}}
 	// starved reports whether a high-priority run that falls short now counts
 	// as starved: no recovery call is in the window.
-	starved := func(p atomapi.Priority) bool {
+	starved := func(p runnerd.Priority) bool {
 		if !spec.highsFit || p != high {
 			return false
 		}
@@ -115,8 +115,8 @@ func simulate(spec simSpec) simResult {
 			res.failf("Used(%v) = %d; the recount gives %d", now, used, want)
 		}
 	}
-	spend := func(recovery bool, p atomapi.Priority) error {
-		c := &atomapi.Call{CallInfo: atomapi.CallInfo{Priority: p, Recovery: recovery}}
+	spend := func(recovery bool, p runnerd.Priority) error {
+		c := Ask{Priority: p, Recovery: recovery}
 		if err := gate.Wait(ctx, c); err != nil {
 			if !errors.Is(err, ErrExhausted) {
 				res.failf("Wait = %v; want nil or ErrExhausted", err)
@@ -146,7 +146,7 @@ func simulate(spec simSpec) simResult {
 			}
 			clock.Set(maxTime(clock.Now(), rec[0]))
 			rec = rec[1:]
-			if spend(true, atomapi.PriorityLow) == nil {
+			if spend(true, runnerd.PriorityLow) == nil {
 				res.recovery++
 			}
 			continue
@@ -249,7 +249,7 @@ func randomSpec(rng *rand.Rand, days int, withRecovery bool) simSpec {
 		for n := 5 + rng.IntN(30); n > 0; n-- {
 			est := 1 + rng.IntN(max(1, capacity/3))
 			job++
-			spec.runs = append(spec.runs, &simRun{Candidate: Candidate{Job: fmt.Sprintf("run-%d", job), Nominal: at(day), Priority: atomapi.Priority(rng.IntN(2)), Estimate: est}, calls: max(0, est-rng.IntN(est/2+1))})
+			spec.runs = append(spec.runs, &simRun{Candidate: Candidate{Job: fmt.Sprintf("run-%d", job), Nominal: at(day), Priority: runnerd.Priority(rng.IntN(2)), Estimate: est}, calls: max(0, est-rng.IntN(est/2+1))})
 		}
 		for n := recPerDay; n > 0; n-- {
 			spec.recovery = append(spec.recovery, at(day))
@@ -321,7 +321,7 @@ func yieldSpec(days int) simSpec {
 	l := Limits{DailyLimit: 5000, Reserve: 500, Rate: 5}
 	rng := rand.New(rand.NewPCG(3, 4))
 	spec := simSpec{limits: l, start: mon, end: mon.Add(time.Duration(days)*24*time.Hour - time.Second), catchUp: 6 * time.Hour}
-	add := func(job string, at time.Time, p atomapi.Priority, est int) {
+	add := func(job string, at time.Time, p runnerd.Priority, est int) {
 		spec.runs = append(spec.runs, &simRun{Candidate: Candidate{Job: job, Nominal: at, Priority: p, Estimate: est}, calls: est - rng.IntN(est/10+1)})
 	}
 	for day := 0; day < days; day++ {

@@ -3,7 +3,7 @@ package budget
 import (
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 // Candidate is a run the planner is asked about, or one already scheduled in the
@@ -11,7 +11,7 @@ import (
 type Candidate struct {
 	Job      string
 	Nominal  time.Time        // when it is (or was) due
-	Priority atomapi.Priority // high runs keep their share first
+	Priority runnerd.Priority // high runs keep their share first
 	Estimate int              // calls it is expected to spend
 	Seq      int64            // arrival order, for first come, first served among equals
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"runnerd/internal/atomapi"
 )
 
 // TestOverviewExample replays the platform overview's worked example: limit
@@ -21,7 +19,7 @@ func TestOverviewExample(t *testing.T) {
 	clock := newFakeClock(mon)
 	g := NewGate(l, w, NewRateLimiter(l.Rate), clock, NewClassifier())
 	ctx := context.Background()
-	call := &atomapi.Call{Operation: "AuditLog.query"}
+	call := Ask{}
 
 	start := mon.Add(12 * time.Hour)   // Monday 12:00
 	tue07 := start.Add(19 * time.Hour) // Tuesday 07:00

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"runnerd"
+
 	"github.com/robfig/cron/v3"
 
 	"runnerd/internal/atomapi"
@@ -681,14 +683,14 @@ func (j *Job) fires(after, end time.Time, n int) ([]time.Time, error) {
 }
 
 // PriorityLevel returns the job's priority as the budget and client use it.
-func (j *Job) PriorityLevel() atomapi.Priority {
+func (j *Job) PriorityLevel() runnerd.Priority {
 	switch j.Priority {
 	case "high":
-		return atomapi.PriorityHigh
+		return runnerd.PriorityHigh
 	case "low":
-		return atomapi.PriorityLow
+		return runnerd.PriorityLow
 	default:
-		return atomapi.PriorityNormal
+		return runnerd.PriorityNormal
 	}
 }
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 func utc(s string) time.Time {
@@ -105,7 +105,7 @@ func TestLocation(t *testing.T) {
 }
 
 func TestPriorityLevel(t *testing.T) {
-	for in, want := range map[string]atomapi.Priority{"high": atomapi.PriorityHigh, "normal": atomapi.PriorityNormal, "low": atomapi.PriorityLow} {
+	for in, want := range map[string]runnerd.Priority{"high": runnerd.PriorityHigh, "normal": runnerd.PriorityNormal, "low": runnerd.PriorityLow} {
 		j := Job{Priority: in}
 		if got := j.PriorityLevel(); got != want {
 			t.Errorf("PriorityLevel(%q) = %v; want %v", in, got, want)

@@ -45,6 +45,7 @@ import (
 	"sync"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
@@ -78,9 +79,9 @@ type Client interface {
 
 // Store is what reconciliation needs from the ledger. *store.DB implements it.
 type Store interface {
-	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	ListRuns(ctx context.Context, f store.RunFilter) ([]runnerd.Run, error)
 	ListCalls(ctx context.Context, f store.CallFilter) ([]store.Call, error)
-	UpdateRun(ctx context.Context, r store.Run) error
+	UpdateRun(ctx context.Context, r runnerd.Run) error
 	// Claim records that run runID is satisfied by platform object id; another
 	// run's claim on it is store.ErrClaimed.
 	Claim(ctx context.Context, id, kind string, runID int64) error
@@ -96,7 +97,7 @@ type Target struct {
 	AtomID    string // execute
 	ToEnv     string // deploy
 	OnUnknown string // skip (default) | refire
-	Priority  atomapi.Priority
+	Priority  runnerd.Priority
 }
 
 // Options configure a Reconciler. Client, Store and Jobs are required.
@@ -107,9 +108,9 @@ type Options struct {
 	Jobs func(job string) (Target, bool)
 	// Refire starts a new attempt of run (on_unknown = refire). nil: refire
 	// is treated as skip.
-	Refire func(ctx context.Context, r store.Run, reason string) error
+	Refire func(ctx context.Context, r runnerd.Run, reason string) error
 	// OnRun is told of every run reconciliation records (metrics, notifications).
-	OnRun func(store.Run)
+	OnRun func(runnerd.Run)
 	Now   func() time.Time
 	Grace time.Duration // DefaultGrace if 0
 	Skew  time.Duration // DefaultSkew if 0
@@ -182,7 +183,7 @@ const (
 func (rc *Reconciler) Pass(ctx context.Context) (Summary, error) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{States: []store.RunState{store.StateUnknown}})
+	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StateUnknown}})
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: list unknown runs: %w", err)
 	}
@@ -236,7 +237,7 @@ func (rc *Reconciler) Loop(ctx context.Context, every time.Duration) {
 
 // lookup is the state of one run's reconciliation.
 type lookup struct {
-	run    store.Run
+	run    runnerd.Run
 	target Target
 	detail map[string]any
 	call   store.Call // the run's last unsafe call; zero if none is recorded
@@ -247,15 +248,15 @@ type lookup struct {
 
 // Run reconciles one unknown run now, whatever its backoff, and records the
 // outcome.
-func (rc *Reconciler) Run(ctx context.Context, r store.Run) (Verdict, error) {
+func (rc *Reconciler) Run(ctx context.Context, r runnerd.Run) (Verdict, error) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return rc.run(ctx, r, true)
 }
 
 // run reconciles r; unless force, only if it is due. rc.mu is held.
-func (rc *Reconciler) run(ctx context.Context, r store.Run, force bool) (Verdict, error) {
-	if r.State != store.StateUnknown {
+func (rc *Reconciler) run(ctx context.Context, r runnerd.Run, force bool) (Verdict, error) {
+	if r.State != runnerd.StateUnknown {
 		return Waiting, nil
 	}
 	l := &lookup{run: r, detail: parseDetail(r.Detail)}
@@ -480,7 +481,7 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 	if err != nil {
 		return nil, 0, err
 	}
-	state := map[int64]store.RunState{}
+	state := map[int64]runnerd.RunState{}
 	for _, o := range runs {
 		state[o.ID] = o.State
 		if o.ID == l.run.ID {
@@ -499,7 +500,7 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 			continue
 		}
 		if c.PlatformID == "" {
-			if st := state[c.RunID]; st == store.StateRunning || st == store.StateAdmitted {
+			if st := state[c.RunID]; st == runnerd.StateRunning || st == runnerd.StateAdmitted {
 				busy = c.RunID
 			}
 			continue
@@ -574,7 +575,7 @@ func (rc *Reconciler) deployMatches(ctx context.Context, l *lookup, ids []string
 			return Error, err
 		}
 		l.detail[keyDeploymentID], l.detail[keyReconciled], l.detail["result"] = ids[0], how, "deployed"
-		return Succeeded, rc.finish(ctx, l, store.StateSucceeded, "", "")
+		return Succeeded, rc.finish(ctx, l, runnerd.StateSucceeded, "", "")
 	}
 	sort.Strings(ids)
 	return rc.flag(ctx, l, ids, fmt.Sprintf("%d deployments match", len(ids)))
@@ -599,10 +600,10 @@ func (rc *Reconciler) matched(ctx context.Context, l *lookup, rec atomapi.Execut
 		return rc.wait(ctx, l, fmt.Sprintf("found execution %s (%s); following it", rec.ExecutionID, rec.Status))
 	}
 	if atomapi.SucceededStatus(rec.Status) {
-		return Succeeded, rc.finish(ctx, l, store.StateSucceeded, "", "")
+		return Succeeded, rc.finish(ctx, l, runnerd.StateSucceeded, "", "")
 	}
 	msg := orStr(rec.Message, "no message")
-	return Failed, rc.finish(ctx, l, store.StateFailed, "",
+	return Failed, rc.finish(ctx, l, runnerd.StateFailed, "",
 		fmt.Sprintf("execution %s ended %s: %s (found by reconciliation)", rec.ExecutionID, rec.Status, msg))
 }
 
@@ -626,7 +627,7 @@ func (rc *Reconciler) none(ctx context.Context, l *lookup, what string) (Verdict
 		rc.o.Logger.Warn("reconcile: refired", "job", r.Job, "run_id", r.ID, "reason", reason)
 		return Refired, nil
 	}
-	return Skipped, rc.finish(ctx, l, store.StateSkipped, "on_unknown = skip: "+reason, "")
+	return Skipped, rc.finish(ctx, l, runnerd.StateSkipped, "on_unknown = skip: "+reason, "")
 }
 
 // wait keeps the run unknown with reason.
@@ -662,7 +663,7 @@ func (rc *Reconciler) flag(ctx context.Context, l *lookup, ids []string, why str
 	return Flagged, nil
 }
 
-func (rc *Reconciler) finish(ctx context.Context, l *lookup, state store.RunState, reason, errText string) error {
+func (rc *Reconciler) finish(ctx context.Context, l *lookup, state runnerd.RunState, reason, errText string) error {
 	r := l.run
 	r.State, r.Reason, r.Error, r.Detail = state, reason, errText, toJSON(l.detail)
 	r.FinishedAt = rc.o.Now()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
@@ -143,19 +144,19 @@ func (f *fakeClient) setStatus(id, status string) {
 // fakeStore keeps runs, calls and claims in memory.
 type fakeStore struct {
 	mu     sync.Mutex
-	runs   map[int64]store.Run
+	runs   map[int64]runnerd.Run
 	calls  []store.Call
 	claims map[string]int64
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{runs: map[int64]store.Run{}, claims: map[string]int64{}}
+	return &fakeStore{runs: map[int64]runnerd.Run{}, claims: map[string]int64{}}
 }
 
-func (s *fakeStore) ListRuns(_ context.Context, f store.RunFilter) ([]store.Run, error) {
+func (s *fakeStore) ListRuns(_ context.Context, f store.RunFilter) ([]runnerd.Run, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []store.Run
+	var out []runnerd.Run
 	for id := int64(len(s.runs) + 100); id > 0; id-- {
 		r, ok := s.runs[id]
 		if !ok {
@@ -169,7 +170,7 @@ func (s *fakeStore) ListRuns(_ context.Context, f store.RunFilter) ([]store.Run,
 	return out, nil
 }
 
-func containsState(ss []store.RunState, s store.RunState) bool {
+func containsState(ss []runnerd.RunState, s runnerd.RunState) bool {
 	for _, x := range ss {
 		if x == s {
 			return true
@@ -192,7 +193,7 @@ func (s *fakeStore) ListCalls(_ context.Context, f store.CallFilter) ([]store.Ca
 	return out, nil
 }
 
-func (s *fakeStore) UpdateRun(_ context.Context, r store.Run) error {
+func (s *fakeStore) UpdateRun(_ context.Context, r runnerd.Run) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.runs[r.ID]; !ok {
@@ -218,7 +219,7 @@ func (s *fakeStore) ClaimedBy(_ context.Context, id string) (int64, error) {
 	return s.claims[id], nil
 }
 
-func (s *fakeStore) get(id int64) store.Run {
+func (s *fakeStore) get(id int64) runnerd.Run {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.runs[id]
@@ -229,7 +230,7 @@ func (s *fakeStore) get(id int64) store.Run {
 func (s *fakeStore) unknownRun(id int64, job string, sent time.Time, platformID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.runs[id] = store.Run{ID: id, Job: job, Kind: "execute", NominalTime: sent.Truncate(time.Minute), State: store.StateUnknown,
+	s.runs[id] = runnerd.Run{ID: id, Job: job, Kind: "execute", NominalTime: sent.Truncate(time.Minute), State: runnerd.StateUnknown,
 		StartedAt: sent, Detail: `{"method":"request"}`}
 	s.calls = append(s.calls, store.Call{ID: int64(len(s.calls) + 1), RunID: id, Job: job, RequestID: fmt.Sprintf("rq-%d", id),
 		Operation: "ExecutionRequest.create", StartedAt: sent, PlatformID: platformID})
@@ -260,9 +261,9 @@ func newFixture(t *testing.T, onUnknown string) *fixture {
 			}
 			return Target{}, false
 		},
-		Refire: func(_ context.Context, r store.Run, reason string) error {
+		Refire: func(_ context.Context, r runnerd.Run, reason string) error {
 			fx.refired = append(fx.refired, r.ID)
-			r.State, r.Reason = store.StatePlanned, reason
+			r.State, r.Reason = runnerd.StatePlanned, reason
 			return fx.s.UpdateRun(context.Background(), r)
 		},
 	})
@@ -286,7 +287,7 @@ func (fx *fixture) pass(t *testing.T) Summary {
 	return sum
 }
 
-func wantState(t *testing.T, r store.Run, state store.RunState, reasonHas string) {
+func wantState(t *testing.T, r runnerd.Run, state runnerd.RunState, reasonHas string) {
 	t.Helper()
 	if r.State != state || !strings.Contains(r.Reason+" "+r.Error, reasonHas) {
 		t.Fatalf("run %d = %s (reason %q, error %q); want %s with %q", r.ID, r.State, r.Reason, r.Error, state, reasonHas)
@@ -307,13 +308,13 @@ func TestOneMatchIsClaimedAndFollowed(t *testing.T) {
 	if got := fx.s.claims["x-1"]; got != 1 {
 		t.Fatalf("claim of x-1 = run %d; want run 1", got)
 	}
-	wantState(t, fx.s.get(1), store.StateUnknown, "following")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "following")
 	fx.c.setStatus("x-1", atomapi.StatusComplete)
 	if sum := fx.pass(t); sum[Succeeded] != 1 {
 		t.Fatalf("second pass = %v; want succeeded", sum)
 	}
 	r := fx.s.get(1)
-	wantState(t, r, store.StateSucceeded, "")
+	wantState(t, r, runnerd.StateSucceeded, "")
 	if !strings.Contains(r.Detail, `"execution_id":"x-1"`) || !strings.Contains(r.Detail, `"reconciled":"window"`) {
 		t.Errorf("Detail = %s; want execution_id x-1 found by window", r.Detail)
 	}
@@ -330,7 +331,7 @@ func TestRequestIDFollowedToFailure(t *testing.T) {
 	if sum := fx.pass(t); sum[Failed] != 1 {
 		t.Fatalf("Pass() = %v; want failed", sum)
 	}
-	wantState(t, fx.s.get(1), store.StateFailed, "msg of x-1")
+	wantState(t, fx.s.get(1), runnerd.StateFailed, "msg of x-1")
 	if fx.c.calls != 1 {
 		t.Errorf("lookups = %d; want 1 (the async record)", fx.c.calls)
 	}
@@ -340,11 +341,11 @@ func TestRequestIDFollowedToFailure(t *testing.T) {
 func TestNoMatch(t *testing.T) {
 	for _, tc := range []struct {
 		onUnknown string
-		want      store.RunState
+		want      runnerd.RunState
 		refired   int
 	}{
-		{OnUnknownSkip, store.StateSkipped, 0},
-		{OnUnknownRefire, store.StatePlanned, 1},
+		{OnUnknownSkip, runnerd.StateSkipped, 0},
+		{OnUnknownRefire, runnerd.StatePlanned, 1},
 	} {
 		t.Run(tc.onUnknown, func(t *testing.T) {
 			fx := newFixture(t, tc.onUnknown)
@@ -353,7 +354,7 @@ func TestNoMatch(t *testing.T) {
 			if sum := fx.pass(t); sum[Waiting] != 1 {
 				t.Fatalf("Pass() inside the grace period = %v; want waiting", sum)
 			}
-			wantState(t, fx.s.get(1), store.StateUnknown, "looking again until")
+			wantState(t, fx.s.get(1), runnerd.StateUnknown, "looking again until")
 			fx.now = t0.Add(10 * time.Minute)
 			fx.pass(t)
 			wantState(t, fx.s.get(1), tc.want, "on_unknown = "+tc.onUnknown)
@@ -375,7 +376,7 @@ func TestSeveralMatchesAreFlagged(t *testing.T) {
 		t.Fatalf("Pass() = %v; want flagged", sum)
 	}
 	r := fx.s.get(1)
-	wantState(t, r, store.StateUnknown, "flagged for an operator: 2 unclaimed executions")
+	wantState(t, r, runnerd.StateUnknown, "flagged for an operator: 2 unclaimed executions")
 	if len(fx.s.claims) != 0 || len(fx.refired) != 0 {
 		t.Fatalf("claims %v, refired %v; want nothing acted on", fx.s.claims, fx.refired)
 	}
@@ -391,7 +392,7 @@ func TestRecordAppearingLate(t *testing.T) {
 	fx.s.unknownRun(1, "exec", t0, "")
 	fx.now = t0.Add(2 * time.Minute)
 	fx.pass(t)
-	wantState(t, fx.s.get(1), store.StateUnknown, "no unclaimed execution")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "no unclaimed execution")
 	fx.c.add("x-late", "proc", "atom", t0.Add(3*time.Second), atomapi.StatusComplete)
 	fx.now = t0.Add(5 * time.Minute)
 	if sum := fx.pass(t); sum[Succeeded] != 1 {
@@ -411,7 +412,7 @@ func TestClaimedExecutionSatisfiesOneRun(t *testing.T) {
 	fx.s.unknownRun(3, "exec", t0.Add(2*time.Second), "")
 	fx.s.mu.Lock()
 	r3 := fx.s.runs[3]
-	r3.State = store.StateSucceeded // run 3 knows its execution by its requestId
+	r3.State = runnerd.StateSucceeded // run 3 knows its execution by its requestId
 	fx.s.runs[3] = r3
 	fx.s.calls[2].PlatformID = "req-3"
 	fx.s.mu.Unlock()
@@ -422,11 +423,11 @@ func TestClaimedExecutionSatisfiesOneRun(t *testing.T) {
 	fx.pass(t)
 	// Runs 1 and 2 both see x-1 (x-3 is run 3's); whichever goes first claims
 	// it, the other finds nothing and is skipped.
-	got := map[store.RunState]int{}
+	got := map[runnerd.RunState]int{}
 	for _, id := range []int64{1, 2} {
 		got[fx.s.get(id).State]++
 	}
-	if got[store.StateSucceeded] != 1 || got[store.StateSkipped] != 1 {
+	if got[runnerd.StateSucceeded] != 1 || got[runnerd.StateSkipped] != 1 {
 		t.Fatalf("states %v; want one succeeded, one skipped", got)
 	}
 	if h := fx.s.claims["x-1"]; h != 1 && h != 2 {
@@ -441,7 +442,7 @@ func TestClaimedExecutionSatisfiesOneRun(t *testing.T) {
 func TestDeployPackageByNotes(t *testing.T) {
 	fx := newFixture(t, OnUnknownSkip)
 	nominal := t0.Add(-time.Hour)
-	fx.s.runs[1] = store.Run{ID: 1, Job: "deploy", Kind: "deploy", NominalTime: nominal, State: store.StateUnknown, StartedAt: nominal}
+	fx.s.runs[1] = runnerd.Run{ID: 1, Job: "deploy", Kind: "deploy", NominalTime: nominal, State: runnerd.StateUnknown, StartedAt: nominal}
 	fx.s.calls = append(fx.s.calls, store.Call{ID: 1, RunID: 1, Operation: "DeployedPackage.create", StartedAt: nominal})
 	fx.c.pkgs = []atomapi.DeployedPackage{
 		{DeploymentID: "d-other", Notes: "runnerd deploy " + atomapi.FormatTime(nominal.Add(-24*time.Hour))},
@@ -468,7 +469,7 @@ func TestDeployProcessWindow(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := newFixture(t, OnUnknownSkip)
-			fx.s.runs[1] = store.Run{ID: 1, Job: "legacy", Kind: "deploy", NominalTime: t0, State: store.StateUnknown}
+			fx.s.runs[1] = runnerd.Run{ID: 1, Job: "legacy", Kind: "deploy", NominalTime: t0, State: runnerd.StateUnknown}
 			fx.s.calls = append(fx.s.calls, store.Call{ID: 1, RunID: 1, Operation: "deployProcess", StartedAt: t0})
 			fx.c.deps = tc.deps
 			fx.now = t0.Add(time.Hour)
@@ -489,7 +490,7 @@ func TestLookupErrorRetried(t *testing.T) {
 	if err == nil || !errors.Is(err, atomapi.ErrRateLimited) || sum[Error] != 1 {
 		t.Fatalf("Pass() = %v, %v; want one error wrapping the 503", sum, err)
 	}
-	wantState(t, fx.s.get(1), store.StateUnknown, "")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "")
 	if sum := fx.pass(t); sum[Succeeded] != 1 {
 		t.Fatalf("retry Pass() = %v; want succeeded", sum)
 	}

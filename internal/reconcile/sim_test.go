@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/budget"
@@ -59,10 +60,10 @@ func newSimRig(t *testing.T, recordDelay, execDuration time.Duration) *simRig {
 
 // unknownRun records a run of job "exec" left unknown: its ExecutionRequest
 // was begun at r.sent and its answer never recorded.
-func (r *simRig) unknownRun(nominal time.Time) store.Run {
+func (r *simRig) unknownRun(nominal time.Time) runnerd.Run {
 	r.t.Helper()
 	ctx := context.Background()
-	run, _, err := r.db.CreateRun(ctx, store.Run{Job: "exec", Kind: "execute", NominalTime: nominal, State: store.StateUnknown,
+	run, _, err := r.db.CreateRun(ctx, runnerd.Run{Job: "exec", Kind: "execute", NominalTime: nominal, State: runnerd.StateUnknown,
 		StartedAt: r.sent, Reason: "runnerd stopped after ExecutionRequest.create was begun"})
 	if err != nil {
 		r.t.Fatal(err)
@@ -103,7 +104,7 @@ func (r *simRig) pass(rc *Reconciler) Summary {
 	return sum
 }
 
-func (r *simRig) run(id int64) store.Run {
+func (r *simRig) run(id int64) runnerd.Run {
 	r.t.Helper()
 	run, err := r.db.GetRun(context.Background(), id)
 	if err != nil {
@@ -135,7 +136,7 @@ func TestSimOneMatch(t *testing.T) {
 	}
 	got := r.run(run.ID)
 	execID := r.sim.Executions()[0].ExecutionID
-	if holder, _ := r.db.ClaimedBy(context.Background(), execID); holder != run.ID || got.State != store.StateUnknown ||
+	if holder, _ := r.db.ClaimedBy(context.Background(), execID); holder != run.ID || got.State != runnerd.StateUnknown ||
 		!strings.Contains(got.Reason, "following it") {
 		t.Fatalf("after the first pass: claim holder %d, run %s (%q); want claimed by run %d and followed", holder, got.State, got.Reason, run.ID)
 	}
@@ -144,7 +145,7 @@ func TestSimOneMatch(t *testing.T) {
 		t.Fatalf("Pass() = %v; want succeeded", sum)
 	}
 	got = r.run(run.ID)
-	if got.State != store.StateSucceeded || !strings.Contains(got.Detail, execID) || !strings.Contains(got.Detail, `"reconciled":"window"`) {
+	if got.State != runnerd.StateSucceeded || !strings.Contains(got.Detail, execID) || !strings.Contains(got.Detail, `"reconciled":"window"`) {
 		t.Errorf("run = %s, detail %s; want succeeded with %s found by window", got.State, got.Detail, execID)
 	}
 	if n := r.starts(); n != 1 {
@@ -160,14 +161,14 @@ func TestSimNoMatch(t *testing.T) {
 	if sum := r.pass(rc); sum[Waiting] != 1 {
 		t.Fatalf("Pass() within the grace period = %v; want waiting", sum)
 	}
-	if got := r.run(run.ID); got.State != store.StateUnknown || !strings.Contains(got.Reason, "looking again until") {
+	if got := r.run(run.ID); got.State != runnerd.StateUnknown || !strings.Contains(got.Reason, "looking again until") {
 		t.Fatalf("run = %s (%q); want unknown, looking again", got.State, got.Reason)
 	}
 	r.sim.Advance(9 * time.Minute) // past the 10-minute grace period
 	if sum := r.pass(rc); sum[Skipped] != 1 {
 		t.Fatalf("Pass() after the grace period = %v; want skipped", sum)
 	}
-	if got := r.run(run.ID); got.State != store.StateSkipped || !strings.Contains(got.Reason, "on_unknown = skip") {
+	if got := r.run(run.ID); got.State != runnerd.StateSkipped || !strings.Contains(got.Reason, "on_unknown = skip") {
 		t.Errorf("run = %s (%q); want skipped by on_unknown = skip", got.State, got.Reason)
 	}
 	if n := r.starts(); n != 0 {
@@ -187,7 +188,7 @@ func TestSimSeveralMatches(t *testing.T) {
 		t.Fatalf("Pass() = %v; want flagged", sum)
 	}
 	got := r.run(run.ID)
-	if got.State != store.StateUnknown || !strings.Contains(got.Reason, "flagged for an operator: 2 unclaimed executions") {
+	if got.State != runnerd.StateUnknown || !strings.Contains(got.Reason, "flagged for an operator: 2 unclaimed executions") {
 		t.Fatalf("run = %s (%q); want unknown, flagged with 2 executions", got.State, got.Reason)
 	}
 	for _, x := range r.sim.Executions() {
@@ -214,7 +215,7 @@ func TestSimRecordAppearsLate(t *testing.T) {
 	if sum := r.pass(rc); sum[Waiting] != 1 {
 		t.Fatalf("Pass() before the record is visible = %v; want waiting", sum)
 	}
-	if got := r.run(run.ID); got.State != store.StateUnknown || !strings.Contains(got.Reason, "no unclaimed execution") {
+	if got := r.run(run.ID); got.State != runnerd.StateUnknown || !strings.Contains(got.Reason, "no unclaimed execution") {
 		t.Fatalf("run = %s (%q); want unknown, no execution yet", got.State, got.Reason)
 	}
 	r.sim.Advance(3 * time.Minute)
@@ -222,7 +223,7 @@ func TestSimRecordAppearsLate(t *testing.T) {
 		t.Fatalf("Pass() once the record is visible = %v; want succeeded", sum)
 	}
 	got := r.run(run.ID)
-	if holder, _ := r.db.ClaimedBy(context.Background(), r.sim.Executions()[0].ExecutionID); holder != run.ID || got.State != store.StateSucceeded {
+	if holder, _ := r.db.ClaimedBy(context.Background(), r.sim.Executions()[0].ExecutionID); holder != run.ID || got.State != runnerd.StateSucceeded {
 		t.Errorf("run = %s, claim holder %d; want succeeded, claimed by run %d", got.State, holder, run.ID)
 	}
 	if n := r.starts(); n != 1 {
@@ -249,9 +250,9 @@ func TestSimOneExecutionTwoRuns(t *testing.T) {
 		t.Fatalf("Pass() after the grace period = %v; want the other run skipped", sum)
 	}
 	a, b := r.run(first.ID), r.run(second.ID)
-	states := map[store.RunState]int{a.State: 1}
+	states := map[runnerd.RunState]int{a.State: 1}
 	states[b.State]++
-	if states[store.StateSucceeded] != 1 || states[store.StateSkipped] != 1 {
+	if states[runnerd.StateSucceeded] != 1 || states[runnerd.StateSkipped] != 1 {
 		t.Errorf("runs = %s and %s; want one succeeded, one skipped", a.State, b.State)
 	}
 }
@@ -308,7 +309,7 @@ func TestSimLongExecutionFollowedWithoutReserve(t *testing.T) {
 		r.pass(rc) // fails on a pass error
 	}
 	got := r.run(run.ID)
-	if got.State != store.StateSucceeded || !strings.Contains(got.Detail, `"reconciled":"window"`) {
+	if got.State != runnerd.StateSucceeded || !strings.Contains(got.Detail, `"reconciled":"window"`) {
 		t.Fatalf("run = %s (%q, detail %s); want succeeded, found by window", got.State, got.Reason, got.Detail)
 	}
 	if g.recovery != 1 || g.normal == 0 || g.normal > 40 || g.refused == 0 {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/store"
 )
@@ -76,7 +77,7 @@ func TestLongExecutionFollowedWithBackoffWithoutReserve(t *testing.T) {
 	fx.c.add("x-long", "proc", "atom", t0.Add(time.Second), atomapi.StatusInProcess)
 
 	looked := fx.passEveryMinute(t, time.Minute, 6*time.Hour)
-	wantState(t, fx.s.get(1), store.StateUnknown, "")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "")
 	if n := fx.c.follows; n > 40 || n != fx.c.lookups() {
 		t.Fatalf("6 hours of passes made %d follow lookups (%d lookups in all); want at most 40, all following x-long",
 			n, fx.c.lookups())
@@ -86,7 +87,7 @@ func TestLongExecutionFollowedWithBackoffWithoutReserve(t *testing.T) {
 
 	fx.c.setStatus("x-long", atomapi.StatusComplete)
 	fx.passEveryMinute(t, 6*time.Hour+time.Minute, 7*time.Hour+time.Minute)
-	wantState(t, fx.s.get(1), store.StateSucceeded, "")
+	wantState(t, fx.s.get(1), runnerd.StateSucceeded, "")
 }
 
 // Over the cap, the gate refuses the follow lookup (it is not recovery): the
@@ -106,7 +107,7 @@ func TestFollowRefusedByBudgetWaits(t *testing.T) {
 	if sum[Waiting] != 1 || sum[Succeeded] != 1 {
 		t.Fatalf("Pass() over the cap = %v; want run 1 waiting (follow refused), run 2 succeeded (identified with the reserve)", sum)
 	}
-	wantState(t, fx.s.get(1), store.StateUnknown, "the budget refused the lookup")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "the budget refused the lookup")
 	if fx.c.follows != 1 {
 		t.Errorf("follow lookups = %d; want 1 (refused)", fx.c.follows)
 	}
@@ -116,7 +117,7 @@ func TestFollowRefusedByBudgetWaits(t *testing.T) {
 	if sum := fx.pass(t); sum[Succeeded] != 1 {
 		t.Fatalf("Pass() once the budget allows = %v; want succeeded", sum)
 	}
-	wantState(t, fx.s.get(1), store.StateSucceeded, "")
+	wantState(t, fx.s.get(1), runnerd.StateSucceeded, "")
 }
 
 // A run with no verdict 24 hours after the send is flagged for an operator
@@ -145,7 +146,7 @@ func TestNoVerdictByCeilingIsFlagged(t *testing.T) {
 			tc.setup(fx.c)
 
 			looked := fx.passEveryMinute(t, time.Minute, 24*time.Hour-time.Minute)
-			wantState(t, fx.s.get(1), store.StateUnknown, tc.why)
+			wantState(t, fx.s.get(1), runnerd.StateUnknown, tc.why)
 			checkSpacing(t, looked, t0, fx.rc.o.Grace)
 			if n := fx.c.lookups(); n > 60 {
 				t.Fatalf("%d lookups in 24 hours; want at most 60", n)
@@ -157,7 +158,7 @@ func TestNoVerdictByCeilingIsFlagged(t *testing.T) {
 				t.Fatalf("Pass() at the ceiling = %v; want flagged", sum)
 			}
 			r := fx.s.get(1)
-			wantState(t, r, store.StateUnknown, "flagged for an operator: no verdict 24h0m0s after the send")
+			wantState(t, r, runnerd.StateUnknown, "flagged for an operator: no verdict 24h0m0s after the send")
 			if !strings.Contains(r.Reason, tc.why) || !strings.Contains(r.Detail, `"flagged":true`) {
 				t.Errorf("run = %q, detail %s; want the last reason (%q) and flagged", r.Reason, r.Detail, tc.why)
 			}
@@ -230,7 +231,7 @@ func TestWindowEndsNow(t *testing.T) {
 	fx.s.unknownRun(1, "exec", t0, "")
 	fx.now = t0.Add(3 * time.Minute)
 	fx.pass(t)
-	wantState(t, fx.s.get(1), store.StateUnknown, "and "+atomapi.FormatTime(t0.Add(3*time.Minute)))
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "and "+atomapi.FormatTime(t0.Add(3*time.Minute)))
 	fx.c.add("x-queued", "proc", "atom", t0.Add(4*time.Minute), atomapi.StatusComplete)
 	fx.now = t0.Add(5 * time.Minute)
 	if sum := fx.pass(t); sum[Succeeded] != 1 || len(fx.refired) != 0 {
@@ -245,7 +246,7 @@ func TestBusyRunBlocksASingleCandidate(t *testing.T) {
 	fx := newFixture(t, OnUnknownSkip)
 	fx.s.unknownRun(1, "exec", t0, "")
 	fx.s.mu.Lock()
-	fx.s.runs[2] = store.Run{ID: 2, Job: "exec", Kind: "execute", NominalTime: t0, State: store.StateRunning, StartedAt: t0}
+	fx.s.runs[2] = runnerd.Run{ID: 2, Job: "exec", Kind: "execute", NominalTime: t0, State: runnerd.StateRunning, StartedAt: t0}
 	fx.s.calls = append(fx.s.calls, store.Call{ID: 2, RunID: 2, Job: "exec", RequestID: "rq-2",
 		Operation: "ExecutionRequest.create", StartedAt: t0.Add(10 * time.Second)})
 	fx.s.mu.Unlock()
@@ -255,7 +256,7 @@ func TestBusyRunBlocksASingleCandidate(t *testing.T) {
 	if sum := fx.pass(t); sum[Waiting] != 1 {
 		t.Fatalf("Pass() = %v; want waiting", sum)
 	}
-	wantState(t, fx.s.get(1), store.StateUnknown, "run 2, which sent into it too, is still in flight")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "run 2, which sent into it too, is still in flight")
 	if h, ok := fx.s.claims["x-2"]; ok {
 		t.Fatalf("x-2 claimed by run %d while run 2's call is unanswered; want unclaimed", h)
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 )
 
 // benchJobs returns n jobs: a quarter hourly, the rest daily, half of them in
@@ -28,7 +28,7 @@ func benchJobs(tb testing.TB, n int) []Job {
 			loc = berlin
 		}
 		jobs[i] = Job{Name: fmt.Sprintf("job-%05d", i), Kind: "execute", Schedule: spec, Location: loc,
-			Priority: atomapi.Priority(i % 3), Enabled: true, Runner: k}
+			Priority: runnerd.Priority(i % 3), Enabled: true, Runner: k}
 	}
 	return jobs
 }

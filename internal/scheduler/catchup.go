@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/store"
 )
 
@@ -14,11 +15,11 @@ import (
 // or a queue) or deferred (waiting for the budget): each goes on where it was,
 // if its catch-up window is still open.
 func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
-	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []store.RunState{store.StatePlanned, store.StateDeferred}})
+	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StatePlanned, runnerd.StateDeferred}})
 	if err != nil {
 		return fmt.Errorf("pick up runs left planned or deferred: %w", err)
 	}
-	slices.SortFunc(runs, func(a, b store.Run) int {
+	slices.SortFunc(runs, func(a, b runnerd.Run) int {
 		if c := a.NominalTime.Compare(b.NominalTime); c != 0 {
 			return c
 		}
@@ -27,11 +28,11 @@ func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
 	for _, r := range runs {
 		j, rt, ok := s.lookup(r.Job)
 		if !ok || !j.Enabled {
-			s.end(ctx, r, store.StateSkipped, "the job is no longer configured, or is disabled")
+			s.end(ctx, r, runnerd.StateSkipped, "the job is no longer configured, or is disabled")
 			continue
 		}
 		if deadline := r.NominalTime.Add(j.CatchUpWindow); !now.Before(deadline) {
-			s.end(ctx, r, store.StateMissed, fmt.Sprintf("its catch-up window closed at %s while runnerd was down",
+			s.end(ctx, r, runnerd.StateMissed, fmt.Sprintf("its catch-up window closed at %s while runnerd was down",
 				describeSlot(deadline)))
 			continue
 		}
@@ -83,7 +84,7 @@ func (s *Scheduler) catchUp(ctx context.Context, now time.Time) error {
 			continue
 		}
 		cutoff := now.Add(-j.CatchUpWindow)
-		var toRun []store.Run
+		var toRun []runnerd.Run
 		missed := 0
 		for i, t := range slots {
 			var reason string
@@ -95,17 +96,17 @@ func (s *Scheduler) catchUp(ctx context.Context, now time.Time) error {
 			case j.CatchUp == CatchUpLatest && i < len(slots)-1:
 				reason = fmt.Sprintf("runnerd was down; catch_up = latest runs only the slot at %s", describeSlot(last))
 			}
-			state := store.StatePlanned
+			state := runnerd.StatePlanned
 			if reason != "" {
-				state = store.StateMissed
+				state = runnerd.StateMissed
 			}
-			r, created, err := s.store.CreateRun(ctx, store.Run{Job: j.Name, Kind: j.Kind, NominalTime: t.UTC(), State: state, Reason: reason})
+			r, created, err := s.store.CreateRun(ctx, runnerd.Run{Job: j.Name, Kind: j.Kind, NominalTime: t.UTC(), State: state, Reason: reason})
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("catch up job %q at %s: %w", j.Name, describeSlot(t), err))
 			case !created:
 				// Handled already (a run left planned or deferred is resumed).
-			case state == store.StateMissed:
+			case state == runnerd.StateMissed:
 				missed++
 			default:
 				toRun = append(toRun, r)

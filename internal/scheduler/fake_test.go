@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
@@ -25,7 +26,7 @@ var _ Store = (*store.DB)(nil)
 // forward. It keeps every state a run went through, with the time.
 type fakeStore struct {
 	mu      sync.Mutex
-	runs    []store.Run // runs[id-1]
+	runs    []runnerd.Run // runs[id-1]
 	byKey   map[runKey]int64
 	jobs    map[string]store.JobState
 	history map[int64][]stateAt
@@ -41,7 +42,7 @@ type runKey struct {
 }
 
 type stateAt struct {
-	State store.RunState
+	State runnerd.RunState
 	At    time.Time
 }
 
@@ -49,25 +50,25 @@ func newFakeStore() *fakeStore {
 	return &fakeStore{byKey: map[runKey]int64{}, jobs: map[string]store.JobState{}, history: map[int64][]stateAt{}}
 }
 
-func (f *fakeStore) CreateRun(_ context.Context, r store.Run) (store.Run, bool, error) {
+func (f *fakeStore) CreateRun(_ context.Context, r runnerd.Run) (runnerd.Run, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failCreate != nil {
-		return store.Run{}, false, f.failCreate
+		return runnerd.Run{}, false, f.failCreate
 	}
 	if f.panicCreate > 0 {
 		f.panicCreate--
 		panic("fake store: boom")
 	}
 	if r.Job == "" || r.NominalTime.IsZero() {
-		return store.Run{}, false, errors.New("fake: need a job and a nominal time")
+		return runnerd.Run{}, false, errors.New("fake: need a job and a nominal time")
 	}
 	k := runKey{r.Job, r.NominalTime.UnixMilli()}
 	if id, ok := f.byKey[k]; ok {
 		return f.runs[id-1], false, nil
 	}
 	if r.State == "" {
-		r.State = store.StatePlanned
+		r.State = runnerd.StatePlanned
 	}
 	r.ID = int64(len(f.runs) + 1)
 	r.Calls = 0
@@ -78,7 +79,7 @@ func (f *fakeStore) CreateRun(_ context.Context, r store.Run) (store.Run, bool, 
 	return r, true, nil
 }
 
-func (f *fakeStore) UpdateRun(_ context.Context, r store.Run) error {
+func (f *fakeStore) UpdateRun(_ context.Context, r runnerd.Run) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if r.ID < 1 || int(r.ID) > len(f.runs) {
@@ -96,19 +97,19 @@ func (f *fakeStore) UpdateRun(_ context.Context, r store.Run) error {
 	return nil
 }
 
-func (f *fakeStore) GetRun(_ context.Context, id int64) (store.Run, error) {
+func (f *fakeStore) GetRun(_ context.Context, id int64) (runnerd.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if id < 1 || int(id) > len(f.runs) {
-		return store.Run{}, fmt.Errorf("fake: run %d: %w", id, store.ErrNotFound)
+		return runnerd.Run{}, fmt.Errorf("fake: run %d: %w", id, store.ErrNotFound)
 	}
 	return f.runs[id-1], nil
 }
 
-func (f *fakeStore) ListRuns(_ context.Context, flt store.RunFilter) ([]store.Run, error) {
+func (f *fakeStore) ListRuns(_ context.Context, flt store.RunFilter) ([]runnerd.Run, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []store.Run
+	var out []runnerd.Run
 	for _, r := range f.runs {
 		if flt.Job != "" && r.Job != flt.Job ||
 			len(flt.States) > 0 && !slices.Contains(flt.States, r.State) ||
@@ -117,7 +118,7 @@ func (f *fakeStore) ListRuns(_ context.Context, flt store.RunFilter) ([]store.Ru
 		}
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b store.Run) int { return b.NominalTime.Compare(a.NominalTime) })
+	slices.SortFunc(out, func(a, b runnerd.Run) int { return b.NominalTime.Compare(a.NominalTime) })
 	if flt.Limit > 0 && len(out) > flt.Limit {
 		out = out[:flt.Limit]
 	}
@@ -160,16 +161,16 @@ func (f *fakeStore) addCalls(id int64, n int) {
 }
 
 // runsOf returns job's runs, oldest nominal first.
-func (f *fakeStore) runsOf(job string) []store.Run {
+func (f *fakeStore) runsOf(job string) []runnerd.Run {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var out []store.Run
+	var out []runnerd.Run
 	for _, r := range f.runs {
 		if r.Job == job {
 			out = append(out, r)
 		}
 	}
-	slices.SortFunc(out, func(a, b store.Run) int { return a.NominalTime.Compare(b.NominalTime) })
+	slices.SortFunc(out, func(a, b runnerd.Run) int { return a.NominalTime.Compare(b.NominalTime) })
 	return out
 }
 
@@ -196,7 +197,7 @@ type fakeKind struct {
 }
 
 type kindCall struct {
-	Run         store.Run
+	Run         runnerd.Run
 	At          time.Time
 	Deadline    time.Time
 	From, To    time.Time
@@ -214,7 +215,7 @@ func (k *fakeKind) Run(ctx context.Context, rc *RunContext) Outcome {
 		RunIDInCtx: info.RunID, JobInCtx: info.Job, NominalTime: rc.Run.NominalTime})
 	k.mu.Unlock()
 	if k.fn == nil {
-		return Outcome{State: store.StateSucceeded}
+		return Outcome{State: runnerd.StateSucceeded}
 	}
 	return k.fn(ctx, rc, n)
 }
@@ -233,9 +234,9 @@ func sleepKind(d time.Duration) *fakeKind {
 		defer t.Stop()
 		select {
 		case <-t.C:
-			return Outcome{State: store.StateSucceeded}
+			return Outcome{State: runnerd.StateSucceeded}
 		case <-ctx.Done():
-			return Outcome{State: store.StateFailed, Err: ctx.Err()}
+			return Outcome{State: runnerd.StateFailed, Err: ctx.Err()}
 		}
 	}}
 }

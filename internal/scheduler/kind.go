@@ -4,12 +4,12 @@ import (
 	"context"
 	"time"
 
-	"runnerd/internal/store"
+	"runnerd"
 )
 
 // RunContext is what a job kind gets for one run.
 type RunContext struct {
-	Run store.Run
+	Run runnerd.Run
 	// WindowFrom/WindowTo are set for an export backfill (runnerd run -from -to);
 	// zero otherwise.
 	WindowFrom, WindowTo time.Time
@@ -19,8 +19,8 @@ type RunContext struct {
 
 // Outcome is how a run ended, as the job kind reports it.
 type Outcome struct {
-	State store.RunState // succeeded, failed, deferred (budget stop at a safe point) or unknown
-	Err   error          // the failure or the reason, shown on the run
+	State runnerd.RunState // succeeded, failed, deferred (budget stop at a safe point) or unknown
+	Err   error            // the failure or the reason, shown on the run
 	// Retryable marks a failure that is safe to retry at job level (no unsafe call
 	// may have been accepted).
 	Retryable bool

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
@@ -27,62 +28,62 @@ func TestReloadReachesWaitingRuns(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name     string
-		deferred bool                                 // the planner defers until 03:00
-		job      func(j Job, old *fakeKind) Job       // the job before the reload
-		old      func() *fakeKind                     // its Runner
-		reloadAt string                               // when the reload comes
-		reload   reload                               // what it does
-		check    string                               // when to look
-		want     store.RunState                       // the state of the 01:00 run
-		reason   string                               // in its reason
-		oldCalls int                                  // attempts of the old Runner
-		newCalls int                                  // attempts of the new one
-		extra    func(t *testing.T, runs []store.Run) // further checks
+		deferred bool                                   // the planner defers until 03:00
+		job      func(j Job, old *fakeKind) Job         // the job before the reload
+		old      func() *fakeKind                       // its Runner
+		reloadAt string                                 // when the reload comes
+		reload   reload                                 // what it does
+		check    string                                 // when to look
+		want     runnerd.RunState                       // the state of the 01:00 run
+		reason   string                                 // in its reason
+		oldCalls int                                    // attempts of the old Runner
+		newCalls int                                    // attempts of the new one
+		extra    func(t *testing.T, runs []runnerd.Run) // further checks
 	}{
 		{name: "deferred, job removed", deferred: true, old: func() *fakeKind { return &fakeKind{} },
 			reloadAt: "2026-01-10 01:30", reload: remove, check: "2026-01-10 04:00",
-			want: store.StateSkipped, reason: "removed by a reload"},
+			want: runnerd.StateSkipped, reason: "removed by a reload"},
 		{name: "deferred, job disabled", deferred: true, old: func() *fakeKind { return &fakeKind{} },
 			reloadAt: "2026-01-10 01:30", reload: disable, check: "2026-01-10 04:00",
-			want: store.StateSkipped, reason: "disabled by a reload"},
+			want: runnerd.StateSkipped, reason: "disabled by a reload"},
 		{name: "deferred, runner changed", deferred: true, old: func() *fakeKind { return &fakeKind{} },
 			reloadAt: "2026-01-10 01:30", reload: newRunner, check: "2026-01-10 04:00",
-			want: store.StateSucceeded, newCalls: 1},
+			want: runnerd.StateSucceeded, newCalls: 1},
 		{name: "queued, job removed", old: func() *fakeKind { return sleepKind(90 * time.Minute) },
 			job: func(j Job, _ *fakeKind) Job {
 				j.Schedule, j.Overlap, j.Timeout = "0 1,2 * * *", OverlapQueue, 3*time.Hour
 				return j
 			},
 			reloadAt: "2026-01-10 02:10", reload: remove, check: "2026-01-10 04:00",
-			want: store.StateSucceeded, oldCalls: 1,
-			extra: func(t *testing.T, runs []store.Run) {
-				if len(runs) != 2 || runs[1].State != store.StateSkipped || !strings.Contains(runs[1].Reason, "removed by a reload") {
+			want: runnerd.StateSucceeded, oldCalls: 1,
+			extra: func(t *testing.T, runs []runnerd.Run) {
+				if len(runs) != 2 || runs[1].State != runnerd.StateSkipped || !strings.Contains(runs[1].Reason, "removed by a reload") {
 					t.Errorf("runs = %+v; want the 02:00 run, queued behind 01:00, skipped as removed", runs)
 				}
 			}},
 		{name: "retry backoff, job removed", old: func() *fakeKind {
 			return &fakeKind{fn: func(context.Context, *RunContext, int) Outcome {
-				return Outcome{State: store.StateFailed, Err: errBoom, Retryable: true}
+				return Outcome{State: runnerd.StateFailed, Err: errBoom, Retryable: true}
 			}}
 		}, job: func(j Job, _ *fakeKind) Job { j.Retries = 3; return j },
 			reloadAt: "2026-01-10 01:00:10", reload: remove, check: "2026-01-10 02:00",
-			want: store.StateSkipped, reason: "removed by a reload", oldCalls: 1,
-			extra: func(t *testing.T, runs []store.Run) {
+			want: runnerd.StateSkipped, reason: "removed by a reload", oldCalls: 1,
+			extra: func(t *testing.T, runs []runnerd.Run) {
 				if r := runs[0]; r.Error != "503" || r.FinishedAt.IsZero() {
 					t.Errorf("run error %q finished %v; want the last attempt's error, and a finish time", r.Error, r.FinishedAt)
 				}
 			}},
 		{name: "retry backoff, runner changed", old: func() *fakeKind {
 			return &fakeKind{fn: func(context.Context, *RunContext, int) Outcome {
-				return Outcome{State: store.StateFailed, Err: errBoom, Retryable: true}
+				return Outcome{State: runnerd.StateFailed, Err: errBoom, Retryable: true}
 			}}
 		}, job: func(j Job, _ *fakeKind) Job { j.Retries = 3; return j },
 			reloadAt: "2026-01-10 01:00:10", reload: newRunner, check: "2026-01-10 02:00",
-			want: store.StateSucceeded, oldCalls: 1, newCalls: 1},
+			want: runnerd.StateSucceeded, oldCalls: 1, newCalls: 1},
 		{name: "jitter, job disabled", old: func() *fakeKind { return &fakeKind{} },
 			job:      func(j Job, _ *fakeKind) Job { j.Jitter = 10 * time.Minute; return j },
 			reloadAt: "2026-01-10 01:02", reload: disable, check: "2026-01-10 02:00",
-			want: store.StateSkipped, reason: "disabled by a reload"},
+			want: runnerd.StateSkipped, reason: "disabled by a reload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
@@ -160,12 +161,12 @@ func TestDeferredManualRunOfDisabledJobGoesOn(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := s.RunNow(t.Context(), "off", time.Time{}, time.Time{})
-		if err != nil || r.State != store.StateDeferred {
+		if err != nil || r.State != runnerd.StateDeferred {
 			t.Fatalf("RunNow = %s, %v; want deferred", r.State, err)
 		}
 		sleepUntil(t, utc(t, "2026-01-10 03:00"))
 		mustStop(t, s)
-		if got, _ := st.GetRun(t.Context(), r.ID); got.State != store.StateSucceeded || len(k.Calls()) != 1 {
+		if got, _ := st.GetRun(t.Context(), r.ID); got.State != runnerd.StateSucceeded || len(k.Calls()) != 1 {
 			t.Errorf("run = %s (%q), kind calls %d; want succeeded once", got.State, got.Reason, len(k.Calls()))
 		}
 	})
@@ -186,10 +187,10 @@ func TestBackfillWindowSurvivesResume(t *testing.T) {
 		{name: "deferred mid-way by the kind, resumed after a restart", budgetUntil: "2026-01-10 00:30",
 			kind: func(_ context.Context, _ *RunContext, n int) Outcome {
 				if n == 0 {
-					return Outcome{State: store.StateDeferred, Err: errors.New("budget exhausted"),
+					return Outcome{State: runnerd.StateDeferred, Err: errors.New("budget exhausted"),
 						Detail: `{"object":"AuditLog","files":[{"path":"a.jsonl"}]}`}
 				}
-				return Outcome{State: store.StateSucceeded, Detail: `{"object":"AuditLog","rows":3}`}
+				return Outcome{State: runnerd.StateSucceeded, Detail: `{"object":"AuditLog","rows":3}`}
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -214,7 +215,7 @@ func TestBackfillWindowSurvivesResume(t *testing.T) {
 					t.Fatal(err)
 				}
 				r, err := s1.RunNow(t.Context(), "exp", from, to)
-				if err != nil || r.State != store.StateDeferred {
+				if err != nil || r.State != runnerd.StateDeferred {
 					t.Fatalf("RunNow = %s, %v; want deferred", r.State, err)
 				}
 				sleepUntil(t, utc(t, "2026-01-10 01:00"))
@@ -229,7 +230,7 @@ func TestBackfillWindowSurvivesResume(t *testing.T) {
 				mustStop(t, s2)
 
 				got, _ := st.GetRun(t.Context(), r.ID)
-				if got.State != store.StateSucceeded {
+				if got.State != runnerd.StateSucceeded {
 					t.Fatalf("run = %s (%q); want succeeded", got.State, got.Reason)
 				}
 				calls := k.Calls()
@@ -256,8 +257,8 @@ func TestBackfillWindowSurvivesResume(t *testing.T) {
 func TestBackfillWindowLostIsSkipped(t *testing.T) {
 	inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
 		st := newFakeStore()
-		r, _, err := st.CreateRun(t.Context(), store.Run{Job: "exp", Kind: "export", NominalTime: utc(t, "2026-01-10 00:10:00.123"),
-			State: store.StateDeferred, Detail: `{"backfill_from":"the first of December"}`})
+		r, _, err := st.CreateRun(t.Context(), runnerd.Run{Job: "exp", Kind: "export", NominalTime: utc(t, "2026-01-10 00:10:00.123"),
+			State: runnerd.StateDeferred, Detail: `{"backfill_from":"the first of December"}`})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -270,7 +271,7 @@ func TestBackfillWindowLostIsSkipped(t *testing.T) {
 		sleepUntil(t, utc(t, "2026-01-10 01:00"))
 		mustStop(t, s)
 		got, _ := st.GetRun(t.Context(), r.ID)
-		if got.State != store.StateSkipped || !strings.Contains(got.Reason, "window cannot be restored") || len(k.Calls()) != 0 {
+		if got.State != runnerd.StateSkipped || !strings.Contains(got.Reason, "window cannot be restored") || len(k.Calls()) != 0 {
 			t.Errorf("run = %s (%q), kind calls %d; want skipped, naming the lost window, never run", got.State, got.Reason, len(k.Calls()))
 		}
 	})
@@ -326,13 +327,13 @@ func TestStopDuringRetryBackoffKeepsTheRetry(t *testing.T) {
 		st := newFakeStore()
 		k := &fakeKind{fn: func(_ context.Context, rc *RunContext, n int) Outcome {
 			if n == 0 {
-				return Outcome{State: store.StateFailed, Err: errors.New("503"), Retryable: true}
+				return Outcome{State: runnerd.StateFailed, Err: errors.New("503"), Retryable: true}
 			}
-			return Outcome{State: store.StateSucceeded}
+			return Outcome{State: runnerd.StateSucceeded}
 		}}
 		var mu sync.Mutex
-		var heard []store.RunState
-		onRun := func(r store.Run) {
+		var heard []runnerd.RunState
+		onRun := func(r runnerd.Run) {
 			mu.Lock()
 			defer mu.Unlock()
 			heard = append(heard, r.State)
@@ -346,7 +347,7 @@ func TestStopDuringRetryBackoffKeepsTheRetry(t *testing.T) {
 		sleepUntil(t, utc(t, "2026-01-10 01:00:10")) // in the 30s backoff
 		mustStop(t, s1)
 		r := st.runsOf("r")[0]
-		if r.State != store.StatePlanned || r.Attempt != 1 || !r.NotBefore.Equal(utc(t, "2026-01-10 01:00:30")) ||
+		if r.State != runnerd.StatePlanned || r.Attempt != 1 || !r.NotBefore.Equal(utc(t, "2026-01-10 01:00:30")) ||
 			!strings.Contains(r.Reason, "retry backoff") {
 			t.Fatalf("after Stop: run = %s attempt %d not before %v (%q); want planned, attempt 1, not before 01:00:30",
 				r.State, r.Attempt, r.NotBefore, r.Reason)
@@ -368,12 +369,12 @@ func TestStopDuringRetryBackoffKeepsTheRetry(t *testing.T) {
 		if len(calls) != 2 || calls[1].Run.Attempt != 1 || !calls[1].At.Equal(utc(t, "2026-01-10 01:00:30")) {
 			t.Fatalf("kind calls = %+v; want the second attempt (attempt 1) at 01:00:30, after the restart", calls)
 		}
-		if r := st.runsOf("r")[0]; r.State != store.StateSucceeded || r.Attempt != 1 {
+		if r := st.runsOf("r")[0]; r.State != runnerd.StateSucceeded || r.Attempt != 1 {
 			t.Errorf("run = %s attempt %d; want succeeded on attempt 1", r.State, r.Attempt)
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		if !slices.Equal(heard, []store.RunState{store.StateSucceeded}) {
+		if !slices.Equal(heard, []runnerd.RunState{runnerd.StateSucceeded}) {
 			t.Errorf("OnRun heard %v; want [succeeded]", heard)
 		}
 	})
@@ -387,7 +388,7 @@ type slowStore struct {
 	delay time.Duration
 }
 
-func (s *slowStore) ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error) {
+func (s *slowStore) ListRuns(ctx context.Context, f store.RunFilter) ([]runnerd.Run, error) {
 	s.once.Do(func() { time.Sleep(s.delay) })
 	return s.fakeStore.ListRuns(ctx, f)
 }

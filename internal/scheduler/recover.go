@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/store"
 )
 
@@ -26,7 +27,7 @@ type CallLister interface {
 // other run made no call that could have started work, so it is planned again
 // and resume carries it on under the catch-up rules.
 func (s *Scheduler) recoverInterrupted(ctx context.Context) error {
-	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []store.RunState{store.StateAdmitted, store.StateRunning}})
+	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StateAdmitted, runnerd.StateRunning}})
 	if err != nil {
 		return fmt.Errorf("recover runs left admitted or running: %w", err)
 	}
@@ -43,14 +44,14 @@ func (s *Scheduler) recoverInterrupted(ctx context.Context) error {
 			why = mayHaveTakenEffect(calls)
 		}
 		if why != "" {
-			r.State, r.Reason = store.StateUnknown, why+"; reconciling by lookup"
+			r.State, r.Reason = runnerd.StateUnknown, why+"; reconciling by lookup"
 			r.FinishedAt = s.now()
 			s.update(ctx, &r)
 			s.log.Warn("run left unknown by a stopped runnerd", "job", r.Job, "run_id", r.ID,
 				"nominal", r.NominalTime, "reason", r.Reason)
 			continue
 		}
-		r.State, r.Reason = store.StatePlanned, "picked up again: runnerd stopped before it sent anything unsafe"
+		r.State, r.Reason = runnerd.StatePlanned, "picked up again: runnerd stopped before it sent anything unsafe"
 		s.update(ctx, &r)
 		s.log.Info("run interrupted before any unsafe call; planned again", "job", r.Job, "run_id", r.ID, "nominal", r.NominalTime)
 	}
@@ -83,16 +84,16 @@ func mayHaveTakenEffect(calls []store.Call) string {
 // reconciliation found nothing within its grace period): the run is planned
 // again with its attempt counted up, and goes through admission like any
 // other, unless its catch-up window has closed (then it is missed).
-func (s *Scheduler) Refire(ctx context.Context, r store.Run, reason string) error {
+func (s *Scheduler) Refire(ctx context.Context, r runnerd.Run, reason string) error {
 	j, rt, ok := s.lookup(r.Job)
 	if !ok {
 		return fmt.Errorf("refire run %d: %w", r.ID, ErrUnknownJob)
 	}
 	if deadline := r.NominalTime.Add(j.CatchUpWindow); !s.now().Before(deadline) {
-		s.end(ctx, r, store.StateMissed, reason+"; not refired: its catch-up window closed at "+describeSlot(deadline))
+		s.end(ctx, r, runnerd.StateMissed, reason+"; not refired: its catch-up window closed at "+describeSlot(deadline))
 		return nil
 	}
-	r.State, r.Reason, r.Error = store.StatePlanned, reason, ""
+	r.State, r.Reason, r.Error = runnerd.StatePlanned, reason, ""
 	r.FinishedAt = time.Time{}
 	r.Attempt++
 	s.update(ctx, &r)

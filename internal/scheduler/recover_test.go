@@ -8,6 +8,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/store"
 )
 
@@ -65,7 +66,7 @@ func TestRecoverInterrupted(t *testing.T) {
 			inBubble(t, rt0, func(t *testing.T) {
 				fs := newFakeStore()
 				st := &callStore{fakeStore: fs, calls: map[int64][]store.Call{}}
-				r, _, err := fs.CreateRun(t.Context(), store.Run{Job: "j", Kind: "execute", NominalTime: rt0.Add(-5 * time.Minute), State: store.StateRunning})
+				r, _, err := fs.CreateRun(t.Context(), runnerd.Run{Job: "j", Kind: "execute", NominalTime: rt0.Add(-5 * time.Minute), State: runnerd.StateRunning})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -83,7 +84,7 @@ func TestRecoverInterrupted(t *testing.T) {
 				got, _ := fs.GetRun(t.Context(), r.ID)
 				mustStop(t, s)
 				if c.unknown != "" {
-					if got.State != store.StateUnknown || !strings.Contains(got.Reason, c.unknown) || !strings.Contains(got.Reason, "reconciling by lookup") {
+					if got.State != runnerd.StateUnknown || !strings.Contains(got.Reason, c.unknown) || !strings.Contains(got.Reason, "reconciling by lookup") {
 						t.Errorf("run = %s (%q); want unknown, reason containing %q", got.State, got.Reason, c.unknown)
 					}
 					if n := len(k.Calls()); n != 0 {
@@ -92,10 +93,10 @@ func TestRecoverInterrupted(t *testing.T) {
 					return
 				}
 				hist := fs.states(r.ID)
-				if got.State == store.StateUnknown || len(hist) < 2 || hist[1].State != store.StatePlanned {
+				if got.State == runnerd.StateUnknown || len(hist) < 2 || hist[1].State != runnerd.StatePlanned {
 					t.Errorf("run = %s, history %v; want planned again, never unknown", got.State, hist)
 				}
-				if got.State != store.StateSucceeded || len(k.Calls()) != 1 {
+				if got.State != runnerd.StateSucceeded || len(k.Calls()) != 1 {
 					t.Errorf("run = %s after %d kind calls; want run again once (catch-up) and succeeded", got.State, len(k.Calls()))
 				}
 			})
@@ -108,7 +109,7 @@ func TestRecoverInterrupted(t *testing.T) {
 func TestRecoverWithoutCallLister(t *testing.T) {
 	inBubble(t, rt0, func(t *testing.T) {
 		fs := newFakeStore()
-		r, _, _ := fs.CreateRun(t.Context(), store.Run{Job: "j", NominalTime: rt0.Add(-time.Minute), State: store.StateAdmitted})
+		r, _, _ := fs.CreateRun(t.Context(), runnerd.Run{Job: "j", NominalTime: rt0.Add(-time.Minute), State: runnerd.StateAdmitted})
 		k := &fakeKind{}
 		s := newTestScheduler(t, fs, Options{})
 		mustSetJobs(t, s, Job{Name: "j", Schedule: "@daily", Enabled: true, Runner: k})
@@ -118,7 +119,7 @@ func TestRecoverWithoutCallLister(t *testing.T) {
 		synctest.Wait()
 		mustStop(t, s)
 		got, _ := fs.GetRun(t.Context(), r.ID)
-		if got.State != store.StateUnknown || !strings.Contains(got.Reason, "cannot be read") || len(k.Calls()) != 0 {
+		if got.State != runnerd.StateUnknown || !strings.Contains(got.Reason, "cannot be read") || len(k.Calls()) != 0 {
 			t.Errorf("run = %s (%q), kind calls %d; want unknown, never run", got.State, got.Reason, len(k.Calls()))
 		}
 	})

@@ -7,9 +7,9 @@ import (
 	"runtime/debug"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
-	"runnerd/internal/store"
 )
 
 // runOpts say how a run enters its life.
@@ -67,7 +67,7 @@ func (s *Scheduler) fireSlot(j Job, rt *jobRT, nominal time.Time) {
 		s.log.Info("slot passed: job paused", "job", j.Name, "nominal", nominal)
 		return
 	}
-	r, created, err := s.store.CreateRun(ctx, store.Run{Job: j.Name, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned})
+	r, created, err := s.store.CreateRun(ctx, runnerd.Run{Job: j.Name, Kind: j.Kind, NominalTime: nominal, State: runnerd.StatePlanned})
 	if err != nil {
 		s.log.Error("could not record the run; slot not fired", "job", j.Name, "nominal", nominal, "err", err)
 		return
@@ -98,7 +98,7 @@ func (s *Scheduler) advance(ctx context.Context, job string, rt *jobRT, t time.T
 // lifecycle carries a created run to an outcome: overlap, jitter, admission
 // (with deferrals until the catch-up window closes), execution and retries.
 // It returns the run as last recorded.
-func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Run {
+func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runnerd.Run {
 	ctx := storeCtx
 	if o.from.IsZero() && o.to.IsZero() {
 		// A backfill picked up again (deferred, interrupted, refired) gets its
@@ -106,7 +106,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 		// run at all, never as a normal export.
 		from, to, err := backfillWindow(r.Detail)
 		if err != nil {
-			return s.end(ctx, r, store.StateSkipped, fmt.Sprintf("a backfill whose window cannot be restored (%v); "+
+			return s.end(ctx, r, runnerd.StateSkipped, fmt.Sprintf("a backfill whose window cannot be restored (%v); "+
 				"not run as a normal export: run it again with -from/-to", err))
 		}
 		o.from, o.to = from, to
@@ -120,15 +120,15 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 		// a reload may have removed, disabled or changed it.
 		cur, why, ok := s.current(j, o)
 		if !ok {
-			return s.end(ctx, r, store.StateSkipped, why)
+			return s.end(ctx, r, runnerd.StateSkipped, why)
 		}
 		j = cur
 		if !o.manual && rt.paused.Load() {
-			return s.end(ctx, r, store.StateSkipped, "the job is paused")
+			return s.end(ctx, r, runnerd.StateSkipped, "the job is paused")
 		}
 		wait, reason, ok := s.acquire(rt, j.Overlap)
 		if !ok {
-			return s.end(ctx, r, store.StateSkipped, reason)
+			return s.end(ctx, r, runnerd.StateSkipped, reason)
 		}
 		if wait != nil && !s.waitTurn(rt, wait) {
 			return r // stopping: still planned, the next Start picks it up
@@ -146,7 +146,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 			cur, why, ok := s.current(j, o)
 			if !ok {
 				s.release(rt)
-				return s.end(ctx, r, store.StateSkipped, why)
+				return s.end(ctx, r, runnerd.StateSkipped, why)
 			}
 			j = cur
 		}
@@ -156,7 +156,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r store.Run, o runOpts) store.Ru
 			r = s.execute(ctx, j, r, est, o)
 			s.release(rt)
 			s.estimate(ctx, j, rt)
-			if r.State != store.StateDeferred {
+			if r.State != runnerd.StateDeferred {
 				return r
 			}
 			// The budget ran out mid-way: the kind stopped at a safe point.
@@ -198,7 +198,7 @@ func (s *Scheduler) current(j Job, o runOpts) (_ Job, reason string, ok bool) {
 }
 
 // admit asks the planner about r, with a fresh estimate and the look-ahead.
-func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r store.Run) (budget.Decision, int) {
+func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r runnerd.Run) (budget.Decision, int) {
 	est := s.estimate(ctx, j, rt)
 	if s.planner == nil {
 		return budget.Decision{Admit: true}, est
@@ -211,7 +211,7 @@ func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r store.Run) (b
 // deferRun records a refused run as deferred and returns when to ask again,
 // or records it as missed (ok false) when its catch-up window has closed. The
 // last offer is made at the window's end.
-func (s *Scheduler) deferRun(ctx context.Context, j Job, r store.Run, dec budget.Decision) (_ store.Run, next time.Time, ok bool) {
+func (s *Scheduler) deferRun(ctx context.Context, j Job, r runnerd.Run, dec budget.Decision) (_ runnerd.Run, next time.Time, ok bool) {
 	now := s.now()
 	deadline := r.NominalTime.Add(j.CatchUpWindow)
 	reason := dec.Reason
@@ -219,7 +219,7 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r store.Run, dec budget
 		reason = "the budget cannot afford it now"
 	}
 	if !now.Before(deadline) {
-		return s.end(ctx, r, store.StateMissed, fmt.Sprintf("deferred until its catch-up window closed at %s: %s",
+		return s.end(ctx, r, runnerd.StateMissed, fmt.Sprintf("deferred until its catch-up window closed at %s: %s",
 			describeSlot(deadline), reason)), time.Time{}, false
 	}
 	next = dec.EarliestAt
@@ -229,7 +229,7 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r store.Run, dec budget
 	if next.After(deadline) {
 		next = deadline
 	}
-	r.State, r.Reason, r.NotBefore = store.StateDeferred, reason, dec.EarliestAt
+	r.State, r.Reason, r.NotBefore = runnerd.StateDeferred, reason, dec.EarliestAt
 	s.update(ctx, &r)
 	s.refreshCalls(ctx, &r)
 	s.log.Info("run deferred", "job", j.Name, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State,
@@ -239,10 +239,10 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r store.Run, dec budget
 
 // execute runs an admitted run: admitted → running → the Kind's outcome, with
 // retries of retryable failures.
-func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o runOpts) store.Run {
-	r.State, r.Estimate, r.Reason, r.NotBefore, r.FinishedAt = store.StateAdmitted, est, "", time.Time{}, time.Time{}
+func (s *Scheduler) execute(ctx context.Context, j Job, r runnerd.Run, est int, o runOpts) runnerd.Run {
+	r.State, r.Estimate, r.Reason, r.NotBefore, r.FinishedAt = runnerd.StateAdmitted, est, "", time.Time{}, time.Time{}
 	s.update(ctx, &r)
-	r.State = store.StateRunning
+	r.State = runnerd.StateRunning
 	if r.StartedAt.IsZero() {
 		r.StartedAt = s.now()
 	}
@@ -253,7 +253,7 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 	var out Outcome
 	for {
 		out = s.callKind(j, r, o)
-		if out.State != store.StateFailed || !out.Retryable || r.Attempt >= j.Retries {
+		if out.State != runnerd.StateFailed || !out.Retryable || r.Attempt >= j.Retries {
 			break
 		}
 		d := s.backoff(r.Attempt)
@@ -270,7 +270,7 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 			// Stopping: nothing unsafe was sent (the failure is retryable), so
 			// the next attempt is left to the next Start, not lost.
 			r.Attempt++
-			r.State, r.NotBefore = store.StatePlanned, until
+			r.State, r.NotBefore = runnerd.StatePlanned, until
 			r.Reason = fmt.Sprintf("attempt %d of %d failed and runnerd stopped during the retry backoff; "+
 				"attempt %d is made after the next start, not before %s", r.Attempt, j.Retries+1, r.Attempt+1, describeSlot(until))
 			s.update(ctx, &r)
@@ -281,7 +281,7 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 		cur, why, ok := s.current(j, o)
 		if !ok {
 			r.FinishedAt = s.now()
-			return s.end(ctx, r, store.StateSkipped, fmt.Sprintf("%s; attempt %d of %d is not made", why, r.Attempt+2, j.Retries+1))
+			return s.end(ctx, r, runnerd.StateSkipped, fmt.Sprintf("%s; attempt %d of %d is not made", why, r.Attempt+2, j.Retries+1))
 		}
 		j = cur
 		r.Attempt++
@@ -293,13 +293,13 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 	if out.Detail != "" {
 		r.Detail = withBackfill(out.Detail, o.from, o.to)
 	}
-	if out.State == store.StateDeferred || out.State == store.StateUnknown {
+	if out.State == runnerd.StateDeferred || out.State == runnerd.StateUnknown {
 		r.Reason = r.Error
 	}
 	s.update(ctx, &r)
 	s.refreshCalls(ctx, &r)
 	level := slog.LevelInfo
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		level = slog.LevelWarn
 	}
 	attrs := []any{"job", j.Name, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State,
@@ -313,7 +313,7 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r store.Run, est int, o 
 
 // callKind runs one attempt under the job's timeout, with the run's CallInfo
 // in the context. A panic is a failed attempt, not a dead daemon.
-func (s *Scheduler) callKind(j Job, r store.Run, o runOpts) (out Outcome) {
+func (s *Scheduler) callKind(j Job, r runnerd.Run, o runOpts) (out Outcome) {
 	parent := o.ctx
 	if parent == nil {
 		parent = s.baseCtx()
@@ -324,25 +324,25 @@ func (s *Scheduler) callKind(j Job, r store.Run, o runOpts) (out Outcome) {
 	defer func() {
 		if p := recover(); p != nil {
 			s.log.Error("job kind panicked", "job", j.Name, "run_id", r.ID, "panic", p, "stack", string(debug.Stack()))
-			out = Outcome{State: store.StateFailed, Err: fmt.Errorf("job kind panicked: %v", p)}
+			out = Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("job kind panicked: %v", p)}
 		}
 	}()
 	out = j.Runner.Run(ctx, &RunContext{Run: r, WindowFrom: o.from, WindowTo: o.to, Now: s.now})
 	switch out.State {
-	case store.StateSucceeded, store.StateFailed, store.StateDeferred, store.StateUnknown:
+	case runnerd.StateSucceeded, runnerd.StateFailed, runnerd.StateDeferred, runnerd.StateUnknown:
 	case "":
-		out.State = store.StateSucceeded
+		out.State = runnerd.StateSucceeded
 		if out.Err != nil {
-			out.State = store.StateFailed
+			out.State = runnerd.StateFailed
 		}
 	default:
-		out = Outcome{State: store.StateFailed, Err: fmt.Errorf("job kind returned state %q", out.State), Detail: out.Detail}
+		out = Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("job kind returned state %q", out.State), Detail: out.Detail}
 	}
 	return out
 }
 
 // end records a run that ends without running: skipped or missed.
-func (s *Scheduler) end(ctx context.Context, r store.Run, state store.RunState, reason string) store.Run {
+func (s *Scheduler) end(ctx context.Context, r runnerd.Run, state runnerd.RunState, reason string) runnerd.Run {
 	r.State, r.Reason = state, reason
 	s.update(ctx, &r)
 	s.refreshCalls(ctx, &r)
@@ -353,13 +353,13 @@ func (s *Scheduler) end(ctx context.Context, r store.Run, state store.RunState, 
 
 // update writes r's state. Calls is not written: the store keeps it in step
 // with the ledger, and the scheduler never counts calls.
-func (s *Scheduler) update(ctx context.Context, r *store.Run) {
+func (s *Scheduler) update(ctx context.Context, r *runnerd.Run) {
 	if err := s.store.UpdateRun(ctx, *r); err != nil {
 		s.log.Error("could not record the run", "job", r.Job, "run_id", r.ID, "state", r.State, "err", err)
 	}
 	if s.onRun != nil {
 		switch r.State {
-		case store.StatePlanned, store.StateAdmitted, store.StateRunning:
+		case runnerd.StatePlanned, runnerd.StateAdmitted, runnerd.StateRunning:
 		default:
 			s.onRun(*r)
 		}
@@ -367,7 +367,7 @@ func (s *Scheduler) update(ctx context.Context, r *store.Run) {
 }
 
 // refreshCalls reads the calls the ledger counted for r, for the log line.
-func (s *Scheduler) refreshCalls(ctx context.Context, r *store.Run) {
+func (s *Scheduler) refreshCalls(ctx context.Context, r *runnerd.Run) {
 	if cur, err := s.store.GetRun(ctx, r.ID); err == nil {
 		r.Calls = cur.Calls
 	}
@@ -477,41 +477,41 @@ func (s *Scheduler) continueLater(f func()) {
 // deferral, a stop, a refire) exports the same window.
 // Cancelling ctx cancels the run. A paused job is refused with ErrPaused; a job
 // with overlap = skip and a run in flight with ErrBusy.
-func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) (store.Run, error) {
+func (s *Scheduler) RunNow(ctx context.Context, job string, from, to time.Time) (runnerd.Run, error) {
 	j, rt, ok := s.lookup(job)
 	if !ok {
-		return store.Run{}, fmt.Errorf("run %q: %w", job, ErrUnknownJob)
+		return runnerd.Run{}, fmt.Errorf("run %q: %w", job, ErrUnknownJob)
 	}
 	st, err := s.store.JobState(ctx, job)
 	if err != nil {
-		return store.Run{}, fmt.Errorf("run %q: %w", job, err)
+		return runnerd.Run{}, fmt.Errorf("run %q: %w", job, err)
 	}
 	rt.paused.Store(st.Paused)
 	if st.Paused {
-		return store.Run{}, fmt.Errorf("run %q: %w; Try: runnerd resume %s", job, ErrPaused, job)
+		return runnerd.Run{}, fmt.Errorf("run %q: %w; Try: runnerd resume %s", job, ErrPaused, job)
 	}
 	s.mu.Lock()
 	busy := rt.holders > 0
 	s.mu.Unlock()
 	if busy && j.Overlap == OverlapSkip {
-		return store.Run{}, fmt.Errorf("run %q: %w (overlap = skip)", job, ErrBusy)
+		return runnerd.Run{}, fmt.Errorf("run %q: %w (overlap = skip)", job, ErrBusy)
 	}
 	if !s.enter() {
-		return store.Run{}, fmt.Errorf("run %q: %w", job, ErrStopped)
+		return runnerd.Run{}, fmt.Errorf("run %q: %w", job, ErrStopped)
 	}
 	defer s.wg.Done()
 	// A manual run is not a cron slot: its nominal time is now, to the
 	// millisecond (the ledger's precision), moved on a millisecond if an
 	// earlier manual run or a fire already holds it.
 	nominal := s.now().Truncate(time.Millisecond).UTC()
-	var r store.Run
+	var r runnerd.Run
 	for try := 0; ; try++ {
 		var created bool
 		var err error
-		r, created, err = s.store.CreateRun(ctx, store.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: store.StatePlanned,
+		r, created, err = s.store.CreateRun(ctx, runnerd.Run{Job: job, Kind: j.Kind, NominalTime: nominal, State: runnerd.StatePlanned,
 			Detail: withBackfill("", from, to)})
 		if err != nil {
-			return store.Run{}, fmt.Errorf("run %q: %w", job, err)
+			return runnerd.Run{}, fmt.Errorf("run %q: %w", job, err)
 		}
 		if created {
 			break

@@ -12,9 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"runnerd"
+
 	"github.com/robfig/cron/v3"
 
-	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
 )
@@ -23,11 +24,11 @@ import (
 type Store interface {
 	// CreateRun inserts r unless a run for (r.Job, r.NominalTime) exists; then
 	// created is false and the existing run is returned.
-	CreateRun(ctx context.Context, r store.Run) (store.Run, bool, error)
-	UpdateRun(ctx context.Context, r store.Run) error
-	GetRun(ctx context.Context, id int64) (store.Run, error)
+	CreateRun(ctx context.Context, r runnerd.Run) (runnerd.Run, bool, error)
+	UpdateRun(ctx context.Context, r runnerd.Run) error
+	GetRun(ctx context.Context, id int64) (runnerd.Run, error)
 	// ListRuns returns the runs matching f, newest nominal time first.
-	ListRuns(ctx context.Context, f store.RunFilter) ([]store.Run, error)
+	ListRuns(ctx context.Context, f store.RunFilter) ([]runnerd.Run, error)
 	JobState(ctx context.Context, job string) (store.JobState, error)
 	SetPaused(ctx context.Context, job string, paused bool) error
 	SetLastNominal(ctx context.Context, job string, t time.Time) error
@@ -90,7 +91,7 @@ type Job struct {
 	Kind     string // execute | deploy | export (recorded on runs and passed to the Estimator)
 	Schedule string // see ParseSchedule
 	Location *time.Location
-	Priority atomapi.Priority
+	Priority runnerd.Priority
 	// Timeout bounds each attempt of Runner.Run, polls included.
 	Timeout time.Duration
 	Overlap string // skip | queue | allow
@@ -125,7 +126,7 @@ type Options struct {
 	// OnRun, if set, is told of every run that reaches an outcome or a waiting
 	// state (succeeded, failed, deferred, missed, unknown, skipped), after it is
 	// recorded. It must not block: metrics and notifications hang off it.
-	OnRun func(store.Run)
+	OnRun func(runnerd.Run)
 }
 
 // DefaultRetryBackoff is 30s·2^attempt, capped at 10 minutes.
@@ -147,7 +148,7 @@ type Scheduler struct {
 	rand       func(int64) int64
 	backoff    func(int) time.Duration
 	deferCheck time.Duration
-	onRun      func(store.Run)
+	onRun      func(runnerd.Run)
 
 	cron *cron.Cron
 
@@ -703,7 +704,7 @@ func (s *Scheduler) buildUpcoming(gen uint64, from, to time.Time) {
 	type live struct {
 		e        *entry
 		name     string
-		priority atomapi.Priority
+		priority runnerd.Priority
 	}
 	var ents []live
 	for _, e := range s.entries {

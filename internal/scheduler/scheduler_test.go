@@ -13,6 +13,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/store"
@@ -55,7 +56,7 @@ func TestFiresAtNominalTimesInZone(t *testing.T) {
 			}
 		}
 		for _, r := range st.runsOf("daily") {
-			if r.State != store.StateSucceeded || r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
+			if r.State != runnerd.StateSucceeded || r.StartedAt.IsZero() || r.FinishedAt.IsZero() {
 				t.Errorf("run %d = %s started %v finished %v; want succeeded with both times", r.ID, r.State, r.StartedAt, r.FinishedAt)
 			}
 			if got := st.jobs["daily"].LastNominal; got.Before(r.NominalTime) {
@@ -71,7 +72,7 @@ func TestDuplicateSlotDoesNothing(t *testing.T) {
 		k := &fakeKind{}
 		s := newTestScheduler(t, st, Options{})
 		// Another incarnation already handled 01:00.
-		prior, _, _ := st.CreateRun(t.Context(), store.Run{Job: "hourly", NominalTime: utc(t, "2026-01-10 01:00"), State: store.StateSucceeded})
+		prior, _, _ := st.CreateRun(t.Context(), runnerd.Run{Job: "hourly", NominalTime: utc(t, "2026-01-10 01:00"), State: runnerd.StateSucceeded})
 		mustSetJobs(t, s, Job{Name: "hourly", Schedule: "0 * * * *", Enabled: true, Runner: k})
 		if err := s.Start(t.Context()); err != nil {
 			t.Fatal(err)
@@ -85,7 +86,7 @@ func TestDuplicateSlotDoesNothing(t *testing.T) {
 		if got, want := nominals(k.Calls()), []string{"01-10 02:00"}; !slices.Equal(got, want) {
 			t.Errorf("kind ran for %v; want %v", got, want)
 		}
-		if got, _ := st.GetRun(t.Context(), prior.ID); got.State != store.StateSucceeded || len(st.states(prior.ID)) != 1 {
+		if got, _ := st.GetRun(t.Context(), prior.ID); got.State != runnerd.StateSucceeded || len(st.states(prior.ID)) != 1 {
 			t.Errorf("the existing run was touched: %+v, states %v", got, st.states(prior.ID))
 		}
 		if got := len(st.runsOf("hourly")); got != 2 {
@@ -193,7 +194,7 @@ func TestOverlap(t *testing.T) {
 					t.Errorf("kind started at %v; want %v", started, tc.started)
 				}
 				for _, r := range st.runsOf("busy") {
-					if r.State == store.StateSkipped && !strings.Contains(r.Reason, "overlap") {
+					if r.State == runnerd.StateSkipped && !strings.Contains(r.Reason, "overlap") {
 						t.Errorf("skipped run %v reason = %q; want it to name the overlap policy", r.NominalTime, r.Reason)
 					}
 				}
@@ -248,7 +249,7 @@ func TestCatchUp(t *testing.T) {
 					t.Errorf("new job: %d runs, %d kind calls; want none", n, len(fresh.Calls()))
 				}
 				for _, r := range st.runsOf("h") {
-					if r.State == store.StateMissed && r.Reason == "" {
+					if r.State == runnerd.StateMissed && r.Reason == "" {
 						t.Errorf("missed run %v has no reason", r.NominalTime)
 					}
 				}
@@ -274,7 +275,7 @@ func TestDeferralRunsAtEarliestAt(t *testing.T) {
 		}
 		sleepUntil(t, utc(t, "2026-01-10 01:00"))
 		runs := st.runsOf("exp")
-		if len(runs) != 1 || runs[0].State != store.StateDeferred || !runs[0].NotBefore.Equal(utc(t, "2026-01-10 03:00")) ||
+		if len(runs) != 1 || runs[0].State != runnerd.StateDeferred || !runs[0].NotBefore.Equal(utc(t, "2026-01-10 03:00")) ||
 			runs[0].Reason != "window full until 03:00" {
 			t.Fatalf("after the fire: runs = %+v; want one deferred until 03:00 with the planner's reason", runs)
 		}
@@ -292,11 +293,11 @@ func TestDeferralRunsAtEarliestAt(t *testing.T) {
 		if asks[0].Upcoming == 0 {
 			t.Errorf("planner got no look-ahead")
 		}
-		var seq []store.RunState
+		var seq []runnerd.RunState
 		for _, x := range st.states(calls[0].Run.ID) {
 			seq = append(seq, x.State)
 		}
-		want := []store.RunState{store.StatePlanned, store.StateDeferred, store.StateAdmitted, store.StateRunning, store.StateSucceeded}
+		want := []runnerd.RunState{runnerd.StatePlanned, runnerd.StateDeferred, runnerd.StateAdmitted, runnerd.StateRunning, runnerd.StateSucceeded}
 		if !slices.Equal(seq, want) {
 			t.Errorf("states = %v; want %v", seq, want)
 		}
@@ -318,7 +319,7 @@ func TestDeferralNeverFitsIsMissed(t *testing.T) {
 		sleepUntil(t, utc(t, "2026-01-10 05:00"))
 		mustStop(t, s)
 		runs := st.runsOf("x")
-		if len(runs) != 1 || runs[0].State != store.StateMissed || !strings.Contains(runs[0].Reason, "no room") {
+		if len(runs) != 1 || runs[0].State != runnerd.StateMissed || !strings.Contains(runs[0].Reason, "no room") {
 			t.Fatalf("runs = %+v; want one missed, naming the planner's reason", runs)
 		}
 		h := st.states(runs[0].ID)
@@ -342,14 +343,14 @@ func TestRetries(t *testing.T) {
 		retries   int
 		retryable bool
 		failures  int // failed attempts before success
-		state     store.RunState
+		state     runnerd.RunState
 		at        []string // attempt start times, mm:ss after 01:00
 		attempt   int
 	}{
-		{"retryable then success", 3, true, 2, store.StateSucceeded, []string{"00:00", "00:30", "01:30"}, 2},
-		{"retryable exhausted", 1, true, 9, store.StateFailed, []string{"00:00", "00:30"}, 1},
-		{"not retryable", 3, false, 9, store.StateFailed, []string{"00:00"}, 0},
-		{"no retries configured", 0, true, 9, store.StateFailed, []string{"00:00"}, 0},
+		{"retryable then success", 3, true, 2, runnerd.StateSucceeded, []string{"00:00", "00:30", "01:30"}, 2},
+		{"retryable exhausted", 1, true, 9, runnerd.StateFailed, []string{"00:00", "00:30"}, 1},
+		{"not retryable", 3, false, 9, runnerd.StateFailed, []string{"00:00"}, 0},
+		{"no retries configured", 0, true, 9, runnerd.StateFailed, []string{"00:00"}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
@@ -357,9 +358,9 @@ func TestRetries(t *testing.T) {
 				k := &fakeKind{fn: func(_ context.Context, rc *RunContext, n int) Outcome {
 					st.addCalls(rc.Run.ID, 2)
 					if n < tc.failures {
-						return Outcome{State: store.StateFailed, Err: errBoom, Retryable: tc.retryable}
+						return Outcome{State: runnerd.StateFailed, Err: errBoom, Retryable: tc.retryable}
 					}
-					return Outcome{State: store.StateSucceeded, Detail: `{"ok":true}`}
+					return Outcome{State: runnerd.StateSucceeded, Detail: `{"ok":true}`}
 				}}
 				s := newTestScheduler(t, st, Options{})
 				mustSetJobs(t, s, Job{Name: "r", Schedule: "0 1 * * *", Retries: tc.retries, Enabled: true, Runner: k})
@@ -386,7 +387,7 @@ func TestRetries(t *testing.T) {
 				if r.State != tc.state || r.Attempt != tc.attempt || r.Calls != 2*len(tc.at) {
 					t.Errorf("run = %s attempt %d calls %d; want %s attempt %d calls %d", r.State, r.Attempt, r.Calls, tc.state, tc.attempt, 2*len(tc.at))
 				}
-				if tc.state == store.StateFailed && r.Error != "boom" {
+				if tc.state == runnerd.StateFailed && r.Error != "boom" {
 					t.Errorf("run error = %q; want %q", r.Error, "boom")
 				}
 			})
@@ -402,7 +403,7 @@ func TestTimeoutReachesKind(t *testing.T) {
 		k := &fakeKind{fn: func(ctx context.Context, rc *RunContext, _ int) Outcome {
 			<-ctx.Done() // a poll that never ends
 			sawErr, sawAt = ctx.Err(), time.Now()
-			return Outcome{State: store.StateUnknown, Err: errors.New("execution outcome unknown at timeout")}
+			return Outcome{State: runnerd.StateUnknown, Err: errors.New("execution outcome unknown at timeout")}
 		}}
 		s := newTestScheduler(t, st, Options{})
 		mustSetJobs(t, s, Job{Name: "t", Schedule: "0 1 * * *", Timeout: 90 * time.Second, Retries: 2, Enabled: true, Runner: k})
@@ -419,7 +420,7 @@ func TestTimeoutReachesKind(t *testing.T) {
 			t.Errorf("kind's context ended with %v at %v; want deadline exceeded at 01:01:30", sawErr, sawAt)
 		}
 		r := st.runsOf("t")[0]
-		if r.State != store.StateUnknown || r.Reason == "" || r.Error == "" {
+		if r.State != runnerd.StateUnknown || r.Reason == "" || r.Error == "" {
 			t.Errorf("run = %s reason %q error %q; want unknown (as the kind said) with reason", r.State, r.Reason, r.Error)
 		}
 	})
@@ -556,7 +557,7 @@ func TestRunNow(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if r.State != store.StateSucceeded || !r.NominalTime.Equal(utc(t, "2026-01-10 00:30:20.5")) {
+		if r.State != runnerd.StateSucceeded || !r.NominalTime.Equal(utc(t, "2026-01-10 00:30:20.5")) {
 			t.Errorf("RunNow = %s at %v; want succeeded at 00:30:20.5 (now, to the millisecond)", r.State, r.NominalTime)
 		}
 		if got := time.Now(); !got.Equal(utc(t, "2026-01-10 00:32:20.5")) {
@@ -590,7 +591,7 @@ func TestRunNowSlotTakenAndBusy(t *testing.T) {
 		k := sleepKind(time.Minute)
 		s := newTestScheduler(t, st, Options{})
 		mustSetJobs(t, s, Job{Name: "n", Schedule: "0 1 * * *", Enabled: true, Runner: k})
-		st.CreateRun(t.Context(), store.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:30"), State: store.StateSucceeded})
+		st.CreateRun(t.Context(), runnerd.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:30"), State: runnerd.StateSucceeded})
 		// A slot that is taken moves the manual run on by a millisecond: two
 		// `runnerd run` in the same instant are two runs, never one answer twice.
 		r, err := s.RunNow(t.Context(), "n", time.Time{}, time.Time{})
@@ -598,7 +599,7 @@ func TestRunNowSlotTakenAndBusy(t *testing.T) {
 			t.Errorf("RunNow(taken instant) = %v, %v; want a new run at 00:30:00.001", r.NominalTime, err)
 		}
 		for i := range 10 {
-			st.CreateRun(t.Context(), store.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:31").Add(time.Duration(i) * time.Millisecond), State: store.StateSucceeded})
+			st.CreateRun(t.Context(), runnerd.Run{Job: "n", NominalTime: utc(t, "2026-01-10 00:31").Add(time.Duration(i) * time.Millisecond), State: runnerd.StateSucceeded})
 		}
 		sleepUntil(t, utc(t, "2026-01-10 00:31"))
 		if _, err := s.RunNow(t.Context(), "n", time.Time{}, time.Time{}); !errors.Is(err, ErrSlotTaken) {
@@ -638,12 +639,12 @@ func TestRunNowDeferredGoesOnInBackground(t *testing.T) {
 			t.Fatal(err)
 		}
 		r, err := s.RunNow(t.Context(), "n", time.Time{}, time.Time{})
-		if err != nil || r.State != store.StateDeferred || !time.Now().Equal(utc(t, "2026-01-10 00:30")) {
+		if err != nil || r.State != runnerd.StateDeferred || !time.Now().Equal(utc(t, "2026-01-10 00:30")) {
 			t.Fatalf("RunNow = %s, %v at %v; want deferred, at once", r.State, err, time.Now())
 		}
 		sleepUntil(t, utc(t, "2026-01-10 03:00"))
 		mustStop(t, s)
-		if got, _ := st.GetRun(t.Context(), r.ID); got.State != store.StateSucceeded || !got.StartedAt.Equal(utc(t, "2026-01-10 02:00")) {
+		if got, _ := st.GetRun(t.Context(), r.ID); got.State != runnerd.StateSucceeded || !got.StartedAt.Equal(utc(t, "2026-01-10 02:00")) {
 			t.Errorf("run = %s started %v; want succeeded at 02:00", got.State, got.StartedAt)
 		}
 	})
@@ -735,7 +736,7 @@ func TestStopBoundCancelsRuns(t *testing.T) {
 		}
 		synctest.Wait()
 		r := st.runsOf("long")[0]
-		if r.State != store.StateFailed || !strings.Contains(r.Error, "context canceled") {
+		if r.State != runnerd.StateFailed || !strings.Contains(r.Error, "context canceled") {
 			t.Errorf("run = %s %q; want the kind's report of the cancellation", r.State, r.Error)
 		}
 		checkNoLeak(t)
@@ -748,8 +749,8 @@ func TestUpcoming(t *testing.T) {
 		k := &fakeKind{}
 		s := newTestScheduler(t, st, Options{Estimator: fixedEstimator{n: 1, m: map[string]int{"big": 40}}})
 		mustSetJobs(t, s,
-			Job{Name: "big", Schedule: "0 */6 * * *", Priority: atomapi.PriorityHigh, Enabled: true, Runner: k},
-			Job{Name: "small", Schedule: "30 */4 * * *", Priority: atomapi.PriorityLow, Enabled: true, Runner: k},
+			Job{Name: "big", Schedule: "0 */6 * * *", Priority: runnerd.PriorityHigh, Enabled: true, Runner: k},
+			Job{Name: "small", Schedule: "30 */4 * * *", Priority: runnerd.PriorityLow, Enabled: true, Runner: k},
 			Job{Name: "off", Schedule: "* * * * *", Enabled: false, Runner: k})
 		now := time.Now()
 		got := s.Upcoming(now, 12*time.Hour)
@@ -797,7 +798,7 @@ func TestKindPanicIsAFailedRun(t *testing.T) {
 		sleepUntil(t, utc(t, "2026-01-10 01:30"))
 		mustStop(t, s)
 		r := st.runsOf("p")[0]
-		if r.State != store.StateFailed || !strings.Contains(r.Error, "kaboom") {
+		if r.State != runnerd.StateFailed || !strings.Contains(r.Error, "kaboom") {
 			t.Errorf("run = %s %q; want failed with the panic", r.State, r.Error)
 		}
 	})
@@ -856,12 +857,12 @@ func TestRunNowWithSQLiteStore(t *testing.T) {
 	k := &fakeKind{fn: func(ctx context.Context, rc *RunContext, n int) Outcome {
 		info := atomapi.CallInfoFrom(ctx)
 		if _, err := db.BeginCall(ctx, store.Call{RunID: info.RunID, Job: info.Job, Operation: "AuditLog.query", StartedAt: rc.Now()}); err != nil {
-			return Outcome{State: store.StateFailed, Err: err}
+			return Outcome{State: runnerd.StateFailed, Err: err}
 		}
 		if n == 0 {
-			return Outcome{State: store.StateFailed, Err: errors.New("503"), Retryable: true}
+			return Outcome{State: runnerd.StateFailed, Err: errors.New("503"), Retryable: true}
 		}
-		return Outcome{State: store.StateSucceeded, Detail: `{"rows":3}`}
+		return Outcome{State: runnerd.StateSucceeded, Detail: `{"rows":3}`}
 	}}
 	s := newTestScheduler(t, db, Options{RetryBackoff: func(int) time.Duration { return 0 }})
 	mustSetJobs(t, s, Job{Name: "sql", Kind: "export", Schedule: "@daily", Retries: 1, Enabled: true, Runner: k})
@@ -873,7 +874,7 @@ func TestRunNowWithSQLiteStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.State != store.StateSucceeded || got.Attempt != 1 || got.Detail != `{"rows":3}` || got.Kind != "export" || got.Calls != 2 ||
+	if got.State != runnerd.StateSucceeded || got.Attempt != 1 || got.Detail != `{"rows":3}` || got.Kind != "export" || got.Calls != 2 ||
 		got.StartedAt.IsZero() || got.FinishedAt.IsZero() {
 		t.Errorf("stored run = %+v; want succeeded on attempt 1, 2 calls, with the detail", got)
 	}
@@ -896,8 +897,8 @@ func TestOnRunHook(t *testing.T) {
 	inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
 		st := newFakeStore()
 		var mu sync.Mutex
-		var seen []store.RunState
-		s := newTestScheduler(t, st, Options{OnRun: func(r store.Run) {
+		var seen []runnerd.RunState
+		s := newTestScheduler(t, st, Options{OnRun: func(r runnerd.Run) {
 			mu.Lock()
 			defer mu.Unlock()
 			if got, err := st.GetRun(context.Background(), r.ID); err != nil || got.State != r.State {
@@ -912,7 +913,7 @@ func TestOnRunHook(t *testing.T) {
 		mustStop(t, s)
 		mu.Lock()
 		defer mu.Unlock()
-		if len(seen) != 1 || seen[0] != store.StateSucceeded {
+		if len(seen) != 1 || seen[0] != runnerd.StateSucceeded {
 			t.Errorf("OnRun saw %v; want [succeeded]", seen)
 		}
 	})

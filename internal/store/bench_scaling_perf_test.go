@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/atomapi"
+	"runnerd"
 	"runnerd/internal/budget"
 )
 
@@ -46,7 +46,7 @@ func BenchmarkLedgerScaling(b *testing.B) {
 			limits := budget.Limits{DailyLimit: 10000, Reserve: 1000}
 			upcoming := perfUpcoming(1000, t0)
 			planner := budget.NewPlanner(limits)
-			c := budget.Candidate{Job: "export", Nominal: t0, Priority: atomapi.PriorityNormal, Estimate: 300, Seq: 5000}
+			c := budget.Candidate{Job: "export", Nominal: t0, Priority: runnerd.PriorityNormal, Estimate: 300, Seq: 5000}
 
 			b.Run("usage", func(b *testing.B) {
 				b.ReportAllocs()
@@ -77,7 +77,7 @@ func BenchmarkLedgerScaling(b *testing.B) {
 				b.ReportMetric(float64((perfCPUTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 			})
 			b.Run("BeginEnd", func(b *testing.B) {
-				run, _, err := db.CreateRun(ctx, Run{Job: "bench", NominalTime: t0})
+				run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "bench", NominalTime: t0})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -105,7 +105,7 @@ func perfUpcoming(n int, now time.Time) []budget.Candidate {
 	out := make([]budget.Candidate, n)
 	for i := range out {
 		out[i] = budget.Candidate{Job: fmt.Sprintf("job-%d", i), Nominal: now.Add(time.Duration(rng.Int64N(int64(24 * time.Hour)))),
-			Priority: atomapi.Priority(rng.IntN(3)), Estimate: 1 + rng.IntN(20), Seq: int64(i)}
+			Priority: runnerd.Priority(rng.IntN(3)), Estimate: 1 + rng.IntN(20), Seq: int64(i)}
 	}
 	return out
 }

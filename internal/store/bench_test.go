@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"runnerd"
 )
 
 // BenchmarkBeginEnd measures one recorded attempt: BeginCall (committed
@@ -16,7 +18,7 @@ func BenchmarkBeginEnd(b *testing.B) {
 	for _, sync := range []string{"FULL", "NORMAL"} {
 		b.Run(sync, func(b *testing.B) {
 			db, _ := MustOpenDBAt(b, filepath.Join(b.TempDir(), "b.db"), Options{Synchronous: sync})
-			run, _, err := db.CreateRun(ctx, Run{Job: "bench", NominalTime: t0})
+			run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "bench", NominalTime: t0})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
+
 	"github.com/mattn/go-sqlite3"
 )
 
@@ -28,7 +30,7 @@ func TestConcurrentBeginEnd(t *testing.T) {
 	// NORMAL: the property is about locking, not fsync, and 16,000 fsyncs
 	// would make the test slow on a shared CI disk.
 	db, _ := MustOpenDBAt(t, filepath.Join(t.TempDir(), "c.db"), Options{Synchronous: "NORMAL"})
-	run, _, err := db.CreateRun(ctx, Run{Job: "conc", NominalTime: t0})
+	run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "conc", NominalTime: t0})
 	if err != nil {
 		t.Fatal(err)
 	}

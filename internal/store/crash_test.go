@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"runnerd"
 )
 
 var crashIterations = flag.Int("crash.iterations", 20, "how many times TestCrashDurability kills a writer")
@@ -33,7 +35,7 @@ func TestHelperWriter(t *testing.T) {
 		fmt.Fprintln(os.Stderr, "helper: open:", err)
 		os.Exit(3)
 	}
-	run, _, err := db.CreateRun(ctx, Run{Job: "crash", NominalTime: t0})
+	run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "crash", NominalTime: t0})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper: create run:", err)
 		os.Exit(3)

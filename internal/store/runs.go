@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"runnerd"
 )
 
 const runColumns = `id, job, kind, nominal_time, state, reason, not_before, estimate, calls, attempt,
@@ -14,16 +16,16 @@ const runColumns = `id, job, kind, nominal_time, state, reason, not_before, esti
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanRun(s rowScanner) (Run, error) {
-	var r Run
+func scanRun(s rowScanner) (runnerd.Run, error) {
+	var r runnerd.Run
 	var state string
 	var nominal int64
 	var notBefore, started, finished sql.NullInt64
 	if err := s.Scan(&r.ID, &r.Job, &r.Kind, &nominal, &state, &r.Reason, &notBefore, &r.Estimate, &r.Calls,
 		&r.Attempt, &started, &finished, &r.Error, &r.Detail); err != nil {
-		return Run{}, err
+		return runnerd.Run{}, err
 	}
-	r.State = RunState(state)
+	r.State = runnerd.RunState(state)
 	r.NominalTime = time.UnixMilli(nominal).UTC()
 	r.NotBefore, r.StartedAt, r.FinishedAt = fromMS(notBefore), fromMS(started), fromMS(finished)
 	return r, nil
@@ -33,16 +35,16 @@ func scanRun(s rowScanner) (Run, error) {
 // created=true. If that slot already has a run, nothing is written and the
 // existing run is returned with created=false: a slot can never be started
 // twice. State defaults to planned; r.ID and r.Calls are ignored.
-func (db *DB) CreateRun(ctx context.Context, r Run) (Run, bool, error) {
+func (db *DB) CreateRun(ctx context.Context, r runnerd.Run) (runnerd.Run, bool, error) {
 	if r.Job == "" || r.NominalTime.IsZero() {
-		return Run{}, false, fmt.Errorf("store: create run: job %q at %v: need a job and a nominal time", r.Job, r.NominalTime)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run: job %q at %v: need a job and a nominal time", r.Job, r.NominalTime)
 	}
 	if r.State == "" {
-		r.State = StatePlanned
+		r.State = runnerd.StatePlanned
 	}
 	tx, err := db.begin(ctx)
 	if err != nil {
-		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `INSERT INTO runs
@@ -53,19 +55,19 @@ func (db *DB) CreateRun(ctx context.Context, r Run) (Run, bool, error) {
 		r.Job, r.Kind, r.NominalTime.UnixMilli(), string(r.State), r.Reason, ms(r.NotBefore), r.Estimate, r.Attempt,
 		ms(r.StartedAt), ms(r.FinishedAt), r.Error, r.Detail, tx.now.UnixMilli(), tx.now.UnixMilli())
 	if err != nil {
-		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
 	}
 	stored, err := scanRun(tx.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE job = ? AND nominal_time = ?`,
 		r.Job, r.NominalTime.UnixMilli()))
 	if err != nil {
-		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
+		return runnerd.Run{}, false, fmt.Errorf("store: create run %q: %w", r.Job, err)
 	}
 	return stored, n == 1, nil
 }
@@ -75,7 +77,7 @@ func (db *DB) CreateRun(ctx context.Context, r Run) (Run, bool, error) {
 // NominalTime are the run's identity and are not changed. Calls is not
 // written either: it is kept in step with the ledger by BeginCall, and a
 // caller's copy may be stale.
-func (db *DB) UpdateRun(ctx context.Context, r Run) error {
+func (db *DB) UpdateRun(ctx context.Context, r runnerd.Run) error {
 	if r.State == "" {
 		return fmt.Errorf("store: update run %d: empty state", r.ID)
 	}
@@ -103,24 +105,24 @@ func (db *DB) UpdateRun(ctx context.Context, r Run) error {
 }
 
 // GetRun returns run id, or ErrNotFound.
-func (db *DB) GetRun(ctx context.Context, id int64) (Run, error) {
+func (db *DB) GetRun(ctx context.Context, id int64) (runnerd.Run, error) {
 	r, err := scanRun(db.reader.QueryRowContext(ctx, `SELECT `+runColumns+` FROM runs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Run{}, fmt.Errorf("store: run %d: %w", id, ErrNotFound)
+		return runnerd.Run{}, fmt.Errorf("store: run %d: %w", id, ErrNotFound)
 	} else if err != nil {
-		return Run{}, fmt.Errorf("store: run %d: %w", id, err)
+		return runnerd.Run{}, fmt.Errorf("store: run %d: %w", id, err)
 	}
 	return r, nil
 }
 
 // RunByNominal returns the run of job for the slot nominal, or ErrNotFound.
-func (db *DB) RunByNominal(ctx context.Context, job string, nominal time.Time) (Run, error) {
+func (db *DB) RunByNominal(ctx context.Context, job string, nominal time.Time) (runnerd.Run, error) {
 	r, err := scanRun(db.reader.QueryRowContext(ctx,
 		`SELECT `+runColumns+` FROM runs WHERE job = ? AND nominal_time = ?`, job, nominal.UnixMilli()))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), ErrNotFound)
+		return runnerd.Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), ErrNotFound)
 	} else if err != nil {
-		return Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), err)
+		return runnerd.Run{}, fmt.Errorf("store: run %q at %s: %w", job, nominal.UTC().Format(time.RFC3339), err)
 	}
 	return r, nil
 }
@@ -128,13 +130,13 @@ func (db *DB) RunByNominal(ctx context.Context, job string, nominal time.Time) (
 // RunFilter selects runs for ListRuns. Zero fields do not filter.
 type RunFilter struct {
 	Job    string
-	States []RunState
+	States []runnerd.RunState
 	Since  time.Time // nominal time at or after
 	Limit  int       // 0: no limit
 }
 
 // ListRuns returns the runs matching f, newest nominal time first.
-func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
+func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]runnerd.Run, error) {
 	var where []string
 	var args []any
 	if f.Job != "" {
@@ -163,7 +165,7 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]Run, error) {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
 	defer rows.Close()
-	var out []Run
+	var out []runnerd.Run
 	for rows.Next() {
 		r, err := scanRun(rows)
 		if err != nil {

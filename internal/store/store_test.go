@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"runnerd"
 )
 
 // clock is a settable test clock.
@@ -318,19 +320,19 @@ func TestRuns(t *testing.T) {
 	ctx := context.Background()
 	db, clk := MustOpenDB(t)
 	nominal := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
-	r, created, err := db.CreateRun(ctx, Run{Job: "promote", Kind: "deploy", NominalTime: nominal, Estimate: 4})
+	r, created, err := db.CreateRun(ctx, runnerd.Run{Job: "promote", Kind: "deploy", NominalTime: nominal, Estimate: 4})
 	if err != nil || !created {
 		t.Fatalf("CreateRun() = %v, %v, %v; want created", r, created, err)
 	}
-	if r.ID == 0 || r.State != StatePlanned || !r.NominalTime.Equal(nominal) || r.Estimate != 4 || r.Kind != "deploy" {
+	if r.ID == 0 || r.State != runnerd.StatePlanned || !r.NominalTime.Equal(nominal) || r.Estimate != 4 || r.Kind != "deploy" {
 		t.Errorf("CreateRun() stored %+v", r)
 	}
 	// The same slot again: not created, the existing run returned unchanged.
-	dup, created, err := db.CreateRun(ctx, Run{Job: "promote", Kind: "deploy", NominalTime: nominal.In(time.FixedZone("x", 3600)), Estimate: 99})
+	dup, created, err := db.CreateRun(ctx, runnerd.Run{Job: "promote", Kind: "deploy", NominalTime: nominal.In(time.FixedZone("x", 3600)), Estimate: 99})
 	if err != nil || created || dup.ID != r.ID || dup.Estimate != 4 {
 		t.Errorf("CreateRun(same slot) = %+v, %v, %v; want run %d, created=false", dup, created, err, r.ID)
 	}
-	if _, _, err := db.CreateRun(ctx, Run{Job: "promote"}); err == nil {
+	if _, _, err := db.CreateRun(ctx, runnerd.Run{Job: "promote"}); err == nil {
 		t.Errorf("CreateRun(no nominal) = nil error")
 	}
 
@@ -342,7 +344,7 @@ func TestRuns(t *testing.T) {
 	}
 	clk.Set(t0.Add(time.Minute))
 	upd := r
-	upd.State, upd.Reason, upd.Attempt, upd.Error, upd.Detail = StateFailed, "boom", 1, "500 from platform", `{"x":1}`
+	upd.State, upd.Reason, upd.Attempt, upd.Error, upd.Detail = runnerd.StateFailed, "boom", 1, "500 from platform", `{"x":1}`
 	upd.StartedAt, upd.FinishedAt, upd.NotBefore = t0, t0.Add(time.Minute), t0.Add(time.Hour)
 	if err := db.UpdateRun(ctx, upd); err != nil {
 		t.Fatalf("UpdateRun() = %v", err)
@@ -367,14 +369,14 @@ func TestRuns(t *testing.T) {
 	}{
 		{"GetRun", func() error { _, err := db.GetRun(ctx, 999); return err }()},
 		{"RunByNominal", func() error { _, err := db.RunByNominal(ctx, "nope", nominal); return err }()},
-		{"UpdateRun", db.UpdateRun(ctx, Run{ID: 999, State: StateRunning})},
+		{"UpdateRun", db.UpdateRun(ctx, runnerd.Run{ID: 999, State: runnerd.StateRunning})},
 		{"BeginCall", func() error { _, err := db.BeginCall(ctx, Call{RunID: 999}); return err }()},
 	} {
 		if !errors.Is(tc.err, ErrNotFound) {
 			t.Errorf("%s(missing) = %v; want ErrNotFound", tc.name, tc.err)
 		}
 	}
-	if err := db.UpdateRun(ctx, Run{ID: r.ID, State: "bogus"}); err == nil {
+	if err := db.UpdateRun(ctx, runnerd.Run{ID: r.ID, State: "bogus"}); err == nil {
 		t.Errorf("UpdateRun(state bogus) = nil; want the CHECK constraint to refuse it")
 	}
 }
@@ -384,11 +386,11 @@ func TestListRunsAndRecentCallCounts(t *testing.T) {
 	db, _ := MustOpenDB(t)
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	// job a: 6 hourly runs with i calls each; states cycle.
-	states := []RunState{StateSucceeded, StateFailed, StateDeferred, StateSucceeded, StateSkipped, StateFailed}
+	states := []runnerd.RunState{runnerd.StateSucceeded, runnerd.StateFailed, runnerd.StateDeferred, runnerd.StateSucceeded, runnerd.StateSkipped, runnerd.StateFailed}
 	ids := map[string][]int64{}
 	for i, st := range states {
 		for _, job := range []string{"a", "b"} {
-			r, _, err := db.CreateRun(ctx, Run{Job: job, NominalTime: base.Add(time.Duration(i) * time.Hour), State: st})
+			r, _, err := db.CreateRun(ctx, runnerd.Run{Job: job, NominalTime: base.Add(time.Duration(i) * time.Hour), State: st})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -407,7 +409,7 @@ func TestListRunsAndRecentCallCounts(t *testing.T) {
 	}{
 		{"job", RunFilter{Job: "a"}, rev(ids["a"])},
 		{"job limit", RunFilter{Job: "a", Limit: 2}, []int64{ids["a"][5], ids["a"][4]}},
-		{"states", RunFilter{Job: "b", States: []RunState{StateFailed, StateDeferred}}, []int64{ids["b"][5], ids["b"][2], ids["b"][1]}},
+		{"states", RunFilter{Job: "b", States: []runnerd.RunState{runnerd.StateFailed, runnerd.StateDeferred}}, []int64{ids["b"][5], ids["b"][2], ids["b"][1]}},
 		{"since", RunFilter{Job: "a", Since: base.Add(4 * time.Hour)}, []int64{ids["a"][5], ids["a"][4]}},
 		{"all", RunFilter{Since: base.Add(5 * time.Hour)}, []int64{ids["b"][5], ids["a"][5]}},
 	} {
@@ -448,7 +450,7 @@ func rev(s []int64) []int64 {
 func TestCalls(t *testing.T) {
 	ctx := context.Background()
 	db, clk := MustOpenDB(t)
-	run, _, err := db.CreateRun(ctx, Run{Job: "exp", NominalTime: t0.Truncate(time.Hour)})
+	run, _, err := db.CreateRun(ctx, runnerd.Run{Job: "exp", NominalTime: t0.Truncate(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +502,7 @@ func TestCalls(t *testing.T) {
 func TestListCallsFilters(t *testing.T) {
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
-	run, _, _ := db.CreateRun(ctx, Run{Job: "a", NominalTime: t0})
+	run, _, _ := db.CreateRun(ctx, runnerd.Run{Job: "a", NominalTime: t0})
 	type spec struct {
 		job    string
 		run    int64
@@ -866,7 +868,7 @@ func TestAudit(t *testing.T) {
 func TestExportWindows(t *testing.T) {
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
-	run, _, _ := db.CreateRun(ctx, Run{Job: "audit", NominalTime: t0})
+	run, _, _ := db.CreateRun(ctx, runnerd.Run{Job: "audit", NominalTime: t0})
 	w1 := ExportWindow{Job: "audit", Object: "AuditLog", From: t0.Add(-2 * time.Hour), To: t0.Add(-time.Hour), Rows: 10, RunID: run.ID, File: "/x/1.jsonl"}
 	w2 := ExportWindow{Job: "audit", Object: "AuditLog", From: t0.Add(-time.Hour), To: t0, Rows: 3, File: "/x/2.jsonl"}
 	w3 := ExportWindow{Job: "ex", Object: "ExecutionRecord", From: t0.Add(-3 * time.Hour), To: t0, Rows: 0}

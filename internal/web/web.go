@@ -35,7 +35,7 @@ type JobStatus struct {
 	Timezone string `json:"timezone"`
 	// Next is the next fire time; zero when none (paused, disabled).
 	Next        time.Time `json:"next"`
-	LastState   string    `json:"last_state"` // a store.RunState, "" if it never ran
+	LastState   string    `json:"last_state"` // a runnerd.RunState, "" if it never ran
 	LastNominal time.Time `json:"last_nominal"`
 	LastError   string    `json:"last_error"`
 	Paused      bool      `json:"paused"`

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/store"
 )
@@ -44,11 +45,11 @@ func BenchmarkExportSink(b *testing.B) {
 					defer db.Close()
 					k.Sink = db
 				}
-				rc := &scheduler.RunContext{Run: store.Run{ID: 1, Job: "bench", NominalTime: simT0}}
+				rc := &scheduler.RunContext{Run: runnerd.Run{ID: 1, Job: "bench", NominalTime: simT0}}
 				u0, s0 := perfRusageSelf(b)
 				out := k.Run(context.Background(), rc)
 				u1, s1 := perfRusageSelf(b)
-				if out.State != store.StateSucceeded || detailOf[ExportDetail](b, out).Rows != n {
+				if out.State != runnerd.StateSucceeded || detailOf[ExportDetail](b, out).Rows != n {
 					b.Fatalf("Run() = %s (%v) %s", out.State, out.Err, out.Detail)
 				}
 				cpu += u1 - u0 + s1 - s0

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"runnerd/internal/store"
+	"runnerd"
 )
 
 // TestExportRemovesStaleTemps: the first run of an export in a process
@@ -70,7 +70,7 @@ func TestExportRemovesStaleTemps(t *testing.T) {
 	kept = append(kept, link)
 
 	out := k.Run(context.Background(), runCtx("audit", t0, c))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	var d ExportDetail

@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/scheduler"
-	"runnerd/internal/store"
 )
 
 // The kinds must satisfy the scheduler's interface.
@@ -96,11 +96,11 @@ func readFailure(op string, err error, isBudgetStop func(error) bool, detail any
 	err = fmt.Errorf("%s: %w", op, err)
 	switch {
 	case isBudgetStop(err):
-		return scheduler.Outcome{State: store.StateDeferred, Err: err, Detail: toJSON(detail)}
+		return scheduler.Outcome{State: runnerd.StateDeferred, Err: err, Detail: toJSON(detail)}
 	case errors.Is(err, atomapi.ErrAuth), errors.Is(err, atomapi.ErrBadRequest), errors.Is(err, atomapi.ErrNotFound):
-		return scheduler.Outcome{State: store.StateFailed, Err: err, Detail: toJSON(detail)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Err: err, Detail: toJSON(detail)}
 	}
-	return scheduler.Outcome{State: store.StateFailed, Err: err, Retryable: true, Detail: toJSON(detail)}
+	return scheduler.Outcome{State: runnerd.StateFailed, Err: err, Retryable: true, Detail: toJSON(detail)}
 }
 
 // sendFailure turns the classified error of an unsafe call into an Outcome.
@@ -110,19 +110,19 @@ func sendFailure(op string, class sendResult, err error, detail any) scheduler.O
 	out := scheduler.Outcome{Err: err, Detail: toJSON(detail)}
 	switch class {
 	case sendBudget:
-		out.State = store.StateDeferred
+		out.State = runnerd.StateDeferred
 	case sendNotSent:
-		out.State, out.Retryable = store.StateFailed, true
+		out.State, out.Retryable = runnerd.StateFailed, true
 	case sendRejected:
-		out.State = store.StateFailed
+		out.State = runnerd.StateFailed
 	default:
-		out.State = store.StateUnknown
+		out.State = runnerd.StateUnknown
 	}
 	return out
 }
 
 // callCtx attributes the calls made with ctx to the run.
-func callCtx(ctx context.Context, rc *scheduler.RunContext, p atomapi.Priority) context.Context {
+func callCtx(ctx context.Context, rc *scheduler.RunContext, p runnerd.Priority) context.Context {
 	return atomapi.WithCallInfo(ctx, atomapi.CallInfo{RunID: rc.Run.ID, Job: rc.Run.Job, Priority: p})
 }
 

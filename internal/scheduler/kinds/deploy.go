@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/scheduler"
-	"runnerd/internal/store"
 )
 
 // Deploy methods.
@@ -33,7 +33,7 @@ type Deploy struct {
 	FromEnv, ToEnv string
 	Method         string // MethodPackage (default) or MethodDeployProcess
 	ListenerStatus string // RUNNING | PAUSED | "" (platform default)
-	Priority       atomapi.Priority
+	Priority       runnerd.Priority
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
 }
@@ -66,7 +66,7 @@ func (k *Deploy) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 	case MethodDeployProcess:
 		return k.runDeployProcess(ctx, isBudget)
 	}
-	return scheduler.Outcome{State: store.StateFailed, Err: fmt.Errorf("deploy: unknown method %q", k.Method)}
+	return scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("deploy: unknown method %q", k.Method)}
 }
 
 func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBudget func(error) bool) scheduler.Outcome {
@@ -94,19 +94,19 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 	}
 	from, ok := latestPackage(src)
 	if !ok {
-		return scheduler.Outcome{State: store.StateFailed, Detail: toJSON(d),
+		return scheduler.Outcome{State: runnerd.StateFailed, Detail: toJSON(d),
 			Err: fmt.Errorf("deploy: process %s has no active package in environment %s", k.ProcessID, k.FromEnv)}
 	}
 	d.PackageID, d.PackageVersion = from.PackageID, from.PackageVersion
 	for _, p := range dst {
 		if p.PackageID == from.PackageID && p.Active {
 			d.Result, d.DeploymentID = "already deployed", p.DeploymentID
-			return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+			return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 		}
 	}
 
 	if err := ctx.Err(); err != nil {
-		return scheduler.Outcome{State: store.StateFailed, Retryable: true, Detail: toJSON(d), Err: fmt.Errorf("deploy: not sent: %w", err)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Retryable: true, Detail: toJSON(d), Err: fmt.Errorf("deploy: not sent: %w", err)}
 	}
 	d.Calls++
 	ans, err := k.Client.CreateDeployedPackage(ctx, atomapi.DeployedPackage{
@@ -123,7 +123,7 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 	default:
 		return sendFailure("deploy: create deployed package", class, err, d)
 	}
-	return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+	return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 }
 
 // latestPackage picks the active package of highest deployment version (there
@@ -154,7 +154,7 @@ func (k *Deploy) runDeployProcess(ctx context.Context, isBudget func(error) bool
 	}
 	from, ok := latestDeployment(src)
 	if !ok {
-		return scheduler.Outcome{State: store.StateFailed, Detail: toJSON(d),
+		return scheduler.Outcome{State: runnerd.StateFailed, Detail: toJSON(d),
 			Err: fmt.Errorf("deploy: process %s has no current deployment in environment %s", k.ProcessID, k.FromEnv)}
 	}
 	d.SourceID = from.ID
@@ -165,7 +165,7 @@ func (k *Deploy) runDeployProcess(ctx context.Context, isBudget func(error) bool
 		return readFailure("deploy: source digest", err, isBudget, d)
 	}
 	if full.Digest == "" {
-		return scheduler.Outcome{State: store.StateFailed, Detail: toJSON(d), Err: fmt.Errorf("deploy: deployment %s has no digest", from.ID)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Detail: toJSON(d), Err: fmt.Errorf("deploy: deployment %s has no digest", from.ID)}
 	}
 	d.Digest = full.Digest
 
@@ -186,12 +186,12 @@ func (k *Deploy) runDeployProcess(ctx context.Context, isBudget func(error) bool
 		}
 		if digest == full.Digest {
 			d.Result, d.DeploymentID = "already deployed", to.ID
-			return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+			return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 		}
 	}
 
 	if err := ctx.Err(); err != nil {
-		return scheduler.Outcome{State: store.StateFailed, Retryable: true, Detail: toJSON(d), Err: fmt.Errorf("deploy: not sent: %w", err)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Retryable: true, Detail: toJSON(d), Err: fmt.Errorf("deploy: not sent: %w", err)}
 	}
 	d.Calls++
 	ans, err := k.Client.DeployProcess(ctx, from.ID, k.ToEnv, full.Digest, k.ListenerStatus)
@@ -203,7 +203,7 @@ func (k *Deploy) runDeployProcess(ctx context.Context, isBudget func(error) bool
 	default:
 		return sendFailure("deploy: deployProcess", class, err, d)
 	}
-	return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+	return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 }
 
 func latestDeployment(ds []atomapi.Deployment) (atomapi.Deployment, bool) {

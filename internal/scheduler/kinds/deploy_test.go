@@ -6,8 +6,8 @@ import (
 	"io"
 	"testing"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
-	"runnerd/internal/store"
 )
 
 func newFakeDeploy() *fakeDeploy {
@@ -27,7 +27,7 @@ func newFakeDeploy() *fakeDeploy {
 
 func newDeploy(f *fakeDeploy, method string) *Deploy {
 	return &Deploy{Client: f, ProcessID: "proc-orders", FromEnv: "env-test", ToEnv: "env-prod",
-		Method: method, ListenerStatus: "RUNNING", Priority: atomapi.PriorityHigh}
+		Method: method, ListenerStatus: "RUNNING", Priority: runnerd.PriorityHigh}
 }
 
 func TestDeployPackage(t *testing.T) {
@@ -37,7 +37,7 @@ func TestDeployPackage(t *testing.T) {
 	rc := runCtx("promote-orders", t0, c)
 
 	out := k.Run(context.Background(), rc)
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("first Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	d := detailOf[DeployDetail](t, out)
@@ -68,7 +68,7 @@ func TestDeployPackage(t *testing.T) {
 	// Second run: the target runs that package already. One lookup, no write.
 	out = k.Run(context.Background(), rc)
 	d = detailOf[DeployDetail](t, out)
-	if out.State != store.StateSucceeded || d.Result != "already deployed" || d.Calls != 1 {
+	if out.State != runnerd.StateSucceeded || d.Result != "already deployed" || d.Calls != 1 {
 		t.Errorf("second Run() = %s %+v; want succeeded, already deployed, 1 call", out.State, d)
 	}
 	if f.calls["createPackage"] != 1 {
@@ -81,21 +81,21 @@ func TestDeployPackageErrors(t *testing.T) {
 		name              string
 		createErr, qryErr error
 		noSource          bool
-		state             store.RunState
+		state             runnerd.RunState
 		retryable         bool
 		result            string
 	}{
 		{name: "duplicate is success", createErr: &atomapi.APIError{Operation: "DeployedPackage.create", Status: 400, Message: "duplicate deployment"},
-			state: store.StateSucceeded, result: "duplicate"},
-		{name: "sent transport error", createErr: &atomapi.TransportError{Sent: true, Err: io.ErrUnexpectedEOF}, state: store.StateUnknown},
-		{name: "decode error", createErr: &atomapi.DecodeError{Status: 200, Err: io.ErrUnexpectedEOF}, state: store.StateUnknown},
-		{name: "not sent", createErr: &atomapi.TransportError{Sent: false, Err: errors.New("refused")}, state: store.StateFailed, retryable: true},
-		{name: "rate limited", createErr: &atomapi.APIError{Status: 503}, state: store.StateFailed, retryable: true},
-		{name: "budget before the write", createErr: budgetErr(), state: store.StateDeferred},
-		{name: "budget on lookup", qryErr: budgetErr(), state: store.StateDeferred},
-		{name: "lookup error", qryErr: &atomapi.APIError{Status: 500}, state: store.StateFailed, retryable: true},
-		{name: "auth on lookup", qryErr: &atomapi.APIError{Status: 401}, state: store.StateFailed},
-		{name: "no source package", noSource: true, state: store.StateFailed},
+			state: runnerd.StateSucceeded, result: "duplicate"},
+		{name: "sent transport error", createErr: &atomapi.TransportError{Sent: true, Err: io.ErrUnexpectedEOF}, state: runnerd.StateUnknown},
+		{name: "decode error", createErr: &atomapi.DecodeError{Status: 200, Err: io.ErrUnexpectedEOF}, state: runnerd.StateUnknown},
+		{name: "not sent", createErr: &atomapi.TransportError{Sent: false, Err: errors.New("refused")}, state: runnerd.StateFailed, retryable: true},
+		{name: "rate limited", createErr: &atomapi.APIError{Status: 503}, state: runnerd.StateFailed, retryable: true},
+		{name: "budget before the write", createErr: budgetErr(), state: runnerd.StateDeferred},
+		{name: "budget on lookup", qryErr: budgetErr(), state: runnerd.StateDeferred},
+		{name: "lookup error", qryErr: &atomapi.APIError{Status: 500}, state: runnerd.StateFailed, retryable: true},
+		{name: "auth on lookup", qryErr: &atomapi.APIError{Status: 401}, state: runnerd.StateFailed},
+		{name: "no source package", noSource: true, state: runnerd.StateFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestDeployProcessLegacy(t *testing.T) {
 	k := newDeploy(f, MethodDeployProcess)
 	rc := runCtx("promote-legacy", t0, newClock(t0))
 	out := k.Run(context.Background(), rc)
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("first Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	want := [4]string{"dep-orders-test", "env-prod", "digest-abc", "RUNNING"}
@@ -135,21 +135,21 @@ func TestDeployProcessLegacy(t *testing.T) {
 
 	out = k.Run(context.Background(), rc)
 	d := detailOf[DeployDetail](t, out)
-	if out.State != store.StateSucceeded || d.Result != "already deployed" || len(f.deployed) != 1 {
+	if out.State != runnerd.StateSucceeded || d.Result != "already deployed" || len(f.deployed) != 1 {
 		t.Errorf("second Run() = %s %+v, %d deploys; want already deployed, no second write", out.State, d, len(f.deployed))
 	}
 
 	// A new digest in the source: deployed again.
 	f.digests["dep-orders-test"] = "digest-new"
 	out = k.Run(context.Background(), rc)
-	if d := detailOf[DeployDetail](t, out); out.State != store.StateSucceeded || d.Result != "deployed" || len(f.deployed) != 2 {
+	if d := detailOf[DeployDetail](t, out); out.State != runnerd.StateSucceeded || d.Result != "deployed" || len(f.deployed) != 2 {
 		t.Errorf("third Run() = %s %+v; want a second deploy for the new digest", out.State, d)
 	}
 
 	t.Run("unknown on a sent transport error", func(t *testing.T) {
 		f := newFakeDeploy()
 		f.deployErr = &atomapi.TransportError{Sent: true, Err: context.DeadlineExceeded}
-		if out := newDeploy(f, MethodDeployProcess).Run(context.Background(), rc); out.State != store.StateUnknown {
+		if out := newDeploy(f, MethodDeployProcess).Run(context.Background(), rc); out.State != runnerd.StateUnknown {
 			t.Errorf("Run() = %s (%v); want unknown", out.State, out.Err)
 		}
 	})

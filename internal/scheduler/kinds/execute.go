@@ -7,9 +7,9 @@ import (
 	"sort"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/scheduler"
-	"runnerd/internal/store"
 )
 
 // Execute methods.
@@ -34,7 +34,7 @@ type Execute struct {
 	Method      string // MethodRequest (default) or MethodExecuteProcess
 	Wait        bool
 	Properties  map[string]string
-	Priority    atomapi.Priority
+	Priority    runnerd.Priority
 	// Poller follows the executions of all execute runs; nil: a private one.
 	Poller *Poller
 	Now    func() time.Time
@@ -67,7 +67,7 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		d.Method = MethodRequest
 	}
 	if err := ctx.Err(); err != nil {
-		return scheduler.Outcome{State: store.StateFailed, Err: fmt.Errorf("execute: not sent: %w", err), Retryable: true}
+		return scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("execute: not sent: %w", err), Retryable: true}
 	}
 
 	d.SentAt = now().UTC()
@@ -83,7 +83,7 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		err = k.Client.ExecuteProcess(ctx, k.executeProcess())
 		d.Correlated = "window"
 	default:
-		return scheduler.Outcome{State: store.StateFailed, Err: fmt.Errorf("execute: unknown method %q", k.Method)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("execute: unknown method %q", k.Method)}
 	}
 	op := "execute " + d.Method
 	switch class := classifySend(err, isBudget); class {
@@ -93,14 +93,14 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 	}
 	if d.Method == MethodRequest && d.RequestID == "" {
 		// Accepted, but without the id we cannot follow it: reconcile by lookup.
-		return scheduler.Outcome{State: store.StateUnknown, Err: errors.New("execute request: accepted without a requestId"), Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateUnknown, Err: errors.New("execute request: accepted without a requestId"), Detail: toJSON(d)}
 	}
 	if !k.Wait {
-		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 	}
 	if target.ProcessID == "" {
 		// executeProcess by name only: the window needs the id.
-		return scheduler.Outcome{State: store.StateUnknown, Err: errors.New("execute: cannot follow an execution started by process name without process_id"), Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateUnknown, Err: errors.New("execute: cannot follow an execution started by process name without process_id"), Detail: toJSON(d)}
 	}
 
 	p := k.Poller
@@ -115,7 +115,7 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 			// The execution was started; its outcome is not known. The recorded
 			// requestId (or the window) lets reconciliation find it later.
 			d.fill(w.Last())
-			return scheduler.Outcome{State: store.StateUnknown, Err: fmt.Errorf("execute: following: %w", r.Err), Detail: toJSON(d)}
+			return scheduler.Outcome{State: runnerd.StateUnknown, Err: fmt.Errorf("execute: following: %w", r.Err), Detail: toJSON(d)}
 		}
 		return d.outcome(r.Record)
 	case <-ctx.Done():
@@ -129,7 +129,7 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		}
 		err := fmt.Errorf("execute: stopped following %s (last status %q: %w); the execution's outcome is looked up",
 			when, d.Status, ctx.Err())
-		return scheduler.Outcome{State: store.StateUnknown, Err: err, Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateUnknown, Err: err, Detail: toJSON(d)}
 	}
 }
 
@@ -148,14 +148,14 @@ func (d *ExecuteDetail) fill(rec atomapi.ExecutionRecord) {
 func (d ExecuteDetail) outcome(rec atomapi.ExecutionRecord) scheduler.Outcome {
 	d.fill(rec)
 	if atomapi.SucceededStatus(rec.Status) {
-		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 	}
 	msg := rec.Message
 	if msg == "" {
 		msg = "no message"
 	}
 	return scheduler.Outcome{
-		State:  store.StateFailed,
+		State:  runnerd.StateFailed,
 		Err:    fmt.Errorf("execution %s ended %s: %s", rec.ExecutionID, rec.Status, msg),
 		Detail: toJSON(d),
 	}

@@ -10,14 +10,14 @@ import (
 	"testing/synctest"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
-	"runnerd/internal/store"
 )
 
 func newExecute(f *fakeExec, c *fakeClock, process, method string, wait bool) *Execute {
 	return &Execute{
 		Client: f, ProcessID: process, AtomID: "atom-test", Method: method, Wait: wait,
-		Priority: atomapi.PriorityHigh, Now: c.Now,
+		Priority: runnerd.PriorityHigh, Now: c.Now,
 		Poller: &Poller{Client: f, Now: c.Now, Sleep: c.Sleep},
 	}
 }
@@ -26,13 +26,13 @@ func TestExecuteRequestWait(t *testing.T) {
 	tests := []struct {
 		name    string
 		process string
-		state   store.RunState
+		state   runnerd.RunState
 		status  string
 		errHas  string
 	}{
-		{"complete", "proc-orders", store.StateSucceeded, atomapi.StatusComplete, ""},
-		{"warn kept in detail", "proc-invoices", store.StateSucceeded, atomapi.StatusCompleteWarn, ""},
-		{"error fails with the message", "proc-fails", store.StateFailed, atomapi.StatusError, "host unreachable"},
+		{"complete", "proc-orders", runnerd.StateSucceeded, atomapi.StatusComplete, ""},
+		{"warn kept in detail", "proc-invoices", runnerd.StateSucceeded, atomapi.StatusCompleteWarn, ""},
+		{"error fails with the message", "proc-fails", runnerd.StateFailed, atomapi.StatusError, "host unreachable"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,7 +61,7 @@ func TestExecuteRequestWait(t *testing.T) {
 			if props == nil || len(props.DynamicProcessProperty) != 2 || props.DynamicProcessProperty[0] != (atomapi.DynamicProcessProperty{Name: "A", Value: "1"}) {
 				t.Errorf("request properties = %+v; want A=1, B=2 in order", props)
 			}
-			if info := f.infos[0]; info.RunID != 7 || info.Job != "run-orders" || info.Priority != atomapi.PriorityHigh {
+			if info := f.infos[0]; info.RunID != 7 || info.Job != "run-orders" || info.Priority != runnerd.PriorityHigh {
 				t.Errorf("CallInfo = %+v; want run 7, job run-orders, high", info)
 			}
 			// One execution in flight: followed by async alone.
@@ -76,7 +76,7 @@ func TestExecuteNoWait(t *testing.T) {
 	c := newClock(t0)
 	f := newFakeExec(c)
 	out := newExecute(f, c, "proc-orders", MethodRequest, false).Run(context.Background(), runCtx("j", t0, c))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	if d := detailOf[ExecuteDetail](t, out); d.RequestID == "" {
@@ -92,17 +92,17 @@ func TestExecuteSendErrors(t *testing.T) {
 	tests := []struct {
 		name      string
 		err       error
-		state     store.RunState
+		state     runnerd.RunState
 		retryable bool
 	}{
-		{"transport sent", &atomapi.TransportError{Sent: true, Err: io.ErrUnexpectedEOF}, store.StateUnknown, false},
-		{"deadline after send", deadline, store.StateUnknown, false},
-		{"decode error", &atomapi.DecodeError{Status: 200, Err: errors.New("bad json")}, store.StateUnknown, false},
-		{"server error", &atomapi.APIError{Status: 502}, store.StateUnknown, false},
-		{"transport not sent", &atomapi.TransportError{Sent: false, Err: errors.New("connection refused")}, store.StateFailed, true},
-		{"rate limited", &atomapi.APIError{Status: 503}, store.StateFailed, true},
-		{"bad request", &atomapi.APIError{Status: 400, Message: "invalid process"}, store.StateFailed, false},
-		{"budget", budgetErr(), store.StateDeferred, false},
+		{"transport sent", &atomapi.TransportError{Sent: true, Err: io.ErrUnexpectedEOF}, runnerd.StateUnknown, false},
+		{"deadline after send", deadline, runnerd.StateUnknown, false},
+		{"decode error", &atomapi.DecodeError{Status: 200, Err: errors.New("bad json")}, runnerd.StateUnknown, false},
+		{"server error", &atomapi.APIError{Status: 502}, runnerd.StateUnknown, false},
+		{"transport not sent", &atomapi.TransportError{Sent: false, Err: errors.New("connection refused")}, runnerd.StateFailed, true},
+		{"rate limited", &atomapi.APIError{Status: 503}, runnerd.StateFailed, true},
+		{"bad request", &atomapi.APIError{Status: 400, Message: "invalid process"}, runnerd.StateFailed, false},
+		{"budget", budgetErr(), runnerd.StateDeferred, false},
 	}
 	for _, method := range []string{MethodRequest, MethodExecuteProcess} {
 		for _, tt := range tests {
@@ -131,7 +131,7 @@ func TestExecuteFollowErrors(t *testing.T) {
 		f := newFakeExec(c)
 		f.asyncErr = budgetErr()
 		out := newExecute(f, c, "proc-orders", MethodRequest, true).Run(context.Background(), runCtx("j", t0, c))
-		if out.State != store.StateUnknown {
+		if out.State != runnerd.StateUnknown {
 			t.Fatalf("Run() = %s (%v); want unknown", out.State, out.Err)
 		}
 		if d := detailOf[ExecuteDetail](t, out); d.RequestID == "" {
@@ -152,7 +152,7 @@ func TestExecuteFollowErrors(t *testing.T) {
 			return c.Sleep(ctx, d)
 		}
 		out := k.Run(context.Background(), runCtx("j", t0, c))
-		if out.State != store.StateSucceeded {
+		if out.State != runnerd.StateSucceeded {
 			t.Errorf("Run() = %s (%v); want succeeded after the 503s pass", out.State, out.Err)
 		}
 	})
@@ -174,7 +174,7 @@ func TestExecuteFollowErrors(t *testing.T) {
 		out := k.Run(ctx, runCtx("j", t0, c))
 		close(runDone)
 		// The process may still succeed: never "failed", always looked up.
-		if out.State != store.StateUnknown || out.Retryable ||
+		if out.State != runnerd.StateUnknown || out.Retryable ||
 			!strings.Contains(fmt.Sprint(out.Err), "stopped following as runnerd stopped") ||
 			!strings.Contains(fmt.Sprint(out.Err), "outcome is looked up") || !errors.Is(out.Err, context.Canceled) {
 			t.Fatalf("Run() = %s retryable=%v (%v); want unknown, not retryable, saying the outcome is looked up", out.State, out.Retryable, out.Err)
@@ -210,7 +210,7 @@ func TestExecuteTimeoutWhileFollowingIsUnknown(t *testing.T) {
 		}
 		out := k.Run(ctx, runCtx("j", t0, c))
 		close(runDone)
-		if out.State != store.StateUnknown || out.Retryable {
+		if out.State != runnerd.StateUnknown || out.Retryable {
 			t.Fatalf("Run() = %s retryable=%v (%v); want unknown, not retryable", out.State, out.Retryable, out.Err)
 		}
 		for _, want := range []string{"stopped following at the timeout", "the execution's outcome is looked up"} {
@@ -240,7 +240,7 @@ func TestExecuteProcessCorrelation(t *testing.T) {
 	k := newExecute(f, c, "proc-orders", MethodExecuteProcess, true)
 	k.Properties = map[string]string{"priority": "medium"}
 	out := k.Run(context.Background(), runCtx("j", t0, c))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v); want succeeded (the ERROR run 10 minutes before is not ours)", out.State, out.Err)
 	}
 	d := detailOf[ExecuteDetail](t, out)

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/store"
@@ -78,7 +79,7 @@ type Export struct {
 	// Overlap: ExecutionRecord exports start this long before the watermark, so
 	// that executions recorded as INPROCESS are read again once finished (default 1h).
 	Overlap  time.Duration
-	Priority atomapi.Priority
+	Priority runnerd.Priority
 	Now      func() time.Time
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
@@ -122,7 +123,7 @@ func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 	job := rc.Run.Job
 	d := &ExportDetail{Object: k.Object, Files: []ExportFile{}}
 	fail := func(err error, retryable bool) scheduler.Outcome {
-		return scheduler.Outcome{State: store.StateFailed, Err: err, Retryable: retryable, Detail: toJSON(d)}
+		return scheduler.Outcome{State: runnerd.StateFailed, Err: err, Retryable: retryable, Detail: toJSON(d)}
 	}
 	switch k.Format {
 	case "", FormatJSONL, FormatCSV:
@@ -171,7 +172,7 @@ func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 	case d.Full:
 		subs = []window{{to, to}}
 	case !from.Before(to):
-		return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)} // nothing new
+		return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)} // nothing new
 	default:
 		subs = split(from, to, orDefault(k.MaxWindow, DefaultMaxWindow))
 	}
@@ -193,7 +194,7 @@ func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 			if isBudget(err) {
 				// A safe point: the files of the completed sub-windows stay, the
 				// watermark stays at the last of them.
-				return scheduler.Outcome{State: store.StateDeferred, Err: err, Detail: toJSON(d)}
+				return scheduler.Outcome{State: runnerd.StateDeferred, Err: err, Detail: toJSON(d)}
 			}
 			return readFailure("export", err, func(error) bool { return false }, d)
 		}
@@ -214,7 +215,7 @@ func (k *Export) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.Ou
 			wm = w.to
 		}
 	}
-	return scheduler.Outcome{State: store.StateSucceeded, Detail: toJSON(d)}
+	return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
 }
 
 // split cuts [from, to) into consecutive windows of at most size.

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
-	"runnerd/internal/store"
 )
 
 // hourlyAudit returns one AuditLog record per hour in [from, to), written with
@@ -56,7 +56,7 @@ func TestExportWindows(t *testing.T) {
 	s := &fakeState{t: t, wm: t0.Add(-72 * time.Hour)}
 	k := newExport(t, q, s, c)
 	out := k.Run(context.Background(), runCtx("audit", t0, c))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v); want succeeded", out.State, out.Err)
 	}
 	d := detailOf[ExportDetail](t, out)
@@ -116,7 +116,7 @@ func TestExportWindows(t *testing.T) {
 	q.exprs = nil
 	out = k.Run(context.Background(), runCtx("audit", t0.Add(2*time.Hour), c))
 	d = detailOf[ExportDetail](t, out)
-	if out.State != store.StateSucceeded || d.Rows != 2 || !d.From.Equal(t0) {
+	if out.State != runnerd.StateSucceeded || d.Rows != 2 || !d.From.Equal(t0) {
 		t.Errorf("next Run() = %s %+v; want 2 rows from t0", out.State, d)
 	}
 }
@@ -129,7 +129,7 @@ func TestExportFirstRunAndBackfill(t *testing.T) {
 		k := newExport(t, &fakeQuery{records: recs}, s, c)
 		k.FirstWindow = 6 * time.Hour
 		out := k.Run(context.Background(), runCtx("audit", t0, c))
-		if d := detailOf[ExportDetail](t, out); out.State != store.StateSucceeded || d.Rows != 6 || !s.wm.Equal(t0) {
+		if d := detailOf[ExportDetail](t, out); out.State != runnerd.StateSucceeded || d.Rows != 6 || !s.wm.Equal(t0) {
 			t.Errorf("Run() = %s %+v wm %v; want 6 rows and the watermark at t0", out.State, d, s.wm)
 		}
 	})
@@ -140,7 +140,7 @@ func TestExportFirstRunAndBackfill(t *testing.T) {
 		rc.WindowFrom, rc.WindowTo = t0.Add(-72*time.Hour), t0.Add(-48*time.Hour)
 		out := k.Run(context.Background(), rc)
 		d := detailOf[ExportDetail](t, out)
-		if out.State != store.StateSucceeded || d.Rows != 24 || len(s.windows) != 1 {
+		if out.State != runnerd.StateSucceeded || d.Rows != 24 || len(s.windows) != 1 {
 			t.Fatalf("Run() = %s (%v) %+v; want 24 rows in one recorded window", out.State, out.Err, d)
 		}
 		if len(s.marks) != 0 || !s.wm.Equal(t0) {
@@ -155,7 +155,7 @@ func TestExportFirstRunAndBackfill(t *testing.T) {
 		k.Output = filepath.Join(t.TempDir(), "{job}-{window_end}.jsonl")
 		out := k.Run(context.Background(), runCtx("snap", t0, c))
 		d := detailOf[ExportDetail](t, out)
-		if out.State != store.StateSucceeded || !d.Full || d.Rows != len(recs) || q.exprs[0] != nil {
+		if out.State != runnerd.StateSucceeded || !d.Full || d.Rows != len(recs) || q.exprs[0] != nil {
 			t.Errorf("Run() = %s %+v filter %v; want every record, no filter", out.State, d, q.exprs[0])
 		}
 	})
@@ -164,7 +164,7 @@ func TestExportFirstRunAndBackfill(t *testing.T) {
 		k := newExport(t, q, &fakeState{t: t, wm: t0.Add(-48 * time.Hour)}, c)
 		k.Output = filepath.Join(t.TempDir(), "{job}.jsonl")
 		out := k.Run(context.Background(), runCtx("audit", t0, c))
-		if out.State != store.StateFailed || out.Retryable || len(q.exprs) != 0 {
+		if out.State != runnerd.StateFailed || out.Retryable || len(q.exprs) != 0 {
 			t.Errorf("Run() = %s retryable=%v after %d queries; want failed before any query", out.State, out.Retryable, len(q.exprs))
 		}
 	})
@@ -174,10 +174,10 @@ func TestExportStopsMidWindow(t *testing.T) {
 	tests := []struct {
 		name  string
 		err   error
-		state store.RunState
+		state runnerd.RunState
 	}{
-		{"budget stop defers", budgetErr(), store.StateDeferred},
-		{"page error fails", &atomapi.APIError{Status: 500}, store.StateFailed},
+		{"budget stop defers", budgetErr(), runnerd.StateDeferred},
+		{"page error fails", &atomapi.APIError{Status: 500}, runnerd.StateFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -224,7 +224,7 @@ func TestExportExecutionRecordOverlap(t *testing.T) {
 	k := newExport(t, q, s, c)
 	k.Object, k.WindowProperty, k.Filters, k.Sink = "ExecutionRecord", "executionTime", nil, nil
 	out := k.Run(context.Background(), runCtx("execs", t0, c))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v)", out.State, out.Err)
 	}
 	d := detailOf[ExportDetail](t, out)
@@ -279,7 +279,7 @@ func TestExportCSV(t *testing.T) {
 			k.Object, k.WindowProperty, k.Filters, k.Format = tt.object, "executionTime", nil, FormatCSV
 			k.Overlap = time.Minute
 			out := k.Run(context.Background(), runCtx("csv", t0, c))
-			if out.State != store.StateSucceeded {
+			if out.State != runnerd.StateSucceeded {
 				t.Fatalf("Run() = %s (%v)", out.State, out.Err)
 			}
 			d := detailOf[ExportDetail](t, out)

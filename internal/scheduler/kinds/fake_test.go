@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/scheduler"
@@ -453,7 +454,7 @@ func tempFiles(t *testing.T, dir string) []string {
 }
 
 func runCtx(job string, nominal time.Time, c *fakeClock) *scheduler.RunContext {
-	return &scheduler.RunContext{Run: store.Run{ID: 7, Job: job, NominalTime: nominal}, Now: c.Now}
+	return &scheduler.RunContext{Run: runnerd.Run{ID: 7, Job: job, NominalTime: nominal}, Now: c.Now}
 }
 
 func detailOf[T any](tb testing.TB, out scheduler.Outcome) T {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 )
 
@@ -106,7 +107,7 @@ type Poller struct {
 type Tracking struct {
 	p        *Poller
 	ctx      context.Context
-	prio     atomapi.Priority
+	prio     runnerd.Priority
 	target   Target
 	execID   string
 	last     atomapi.ExecutionRecord

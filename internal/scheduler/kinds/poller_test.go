@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 )
 
@@ -34,7 +35,7 @@ func pollWithPoller(tb testing.TB, n int, d time.Duration, legacy bool) (calls i
 		}
 		x := f.start("proc-orders", "atom-test", reqID, t0)
 		want[i] = x.id
-		ctx := atomapi.WithCallInfo(context.Background(), atomapi.CallInfo{RunID: int64(i + 1), Priority: atomapi.Priority(i % 3)})
+		ctx := atomapi.WithCallInfo(context.Background(), atomapi.CallInfo{RunID: int64(i + 1), Priority: runnerd.Priority(i % 3)})
 		ws[i] = p.Track(ctx, Target{RequestID: reqID, ProcessID: "proc-orders", AtomID: "atom-test", SentAt: t0})
 	}
 	close(c.gate)

@@ -24,10 +24,10 @@ import (
 	"testing"
 	"time"
 
+	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/scheduler"
-	"runnerd/internal/store"
 )
 
 // simT0 is the simulator's clock at start; its seeded history ends there.
@@ -74,20 +74,20 @@ func (e *simEnv) poller() *Poller {
 }
 
 func (e *simEnv) rc(job string) *scheduler.RunContext {
-	return &scheduler.RunContext{Run: store.Run{ID: 1, Job: job, NominalTime: e.s.Now()}, Now: e.s.Now}
+	return &scheduler.RunContext{Run: runnerd.Run{ID: 1, Job: job, NominalTime: e.s.Now()}, Now: e.s.Now}
 }
 
 func TestSimExecute(t *testing.T) {
 	tests := []struct {
 		name, process, method string
-		state                 store.RunState
+		state                 runnerd.RunState
 		status, errHas        string
 	}{
-		{"request complete", atomsim.ProcOrders, MethodRequest, store.StateSucceeded, atomapi.StatusComplete, ""},
-		{"request warn", atomsim.ProcInvoices, MethodRequest, store.StateSucceeded, atomapi.StatusCompleteWarn, ""},
-		{"request error", atomsim.ProcFails, MethodRequest, store.StateFailed, atomapi.StatusError, "refused the connection"},
-		{"executeProcess complete", atomsim.ProcOrders, MethodExecuteProcess, store.StateSucceeded, atomapi.StatusComplete, ""},
-		{"executeProcess error", atomsim.ProcFails, MethodExecuteProcess, store.StateFailed, atomapi.StatusError, "refused the connection"},
+		{"request complete", atomsim.ProcOrders, MethodRequest, runnerd.StateSucceeded, atomapi.StatusComplete, ""},
+		{"request warn", atomsim.ProcInvoices, MethodRequest, runnerd.StateSucceeded, atomapi.StatusCompleteWarn, ""},
+		{"request error", atomsim.ProcFails, MethodRequest, runnerd.StateFailed, atomapi.StatusError, "refused the connection"},
+		{"executeProcess complete", atomsim.ProcOrders, MethodExecuteProcess, runnerd.StateSucceeded, atomapi.StatusComplete, ""},
+		{"executeProcess error", atomsim.ProcFails, MethodExecuteProcess, runnerd.StateFailed, atomapi.StatusError, "refused the connection"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +144,7 @@ func TestSimExecuteConcurrentBatch(t *testing.T) {
 		if d.RequestID != "" && byReq[d.RequestID] != d.ExecutionID {
 			t.Errorf("run %d: request %s got execution %s; the simulator says %s", i, d.RequestID, d.ExecutionID, byReq[d.RequestID])
 		}
-		if want := procs[i] != atomsim.ProcFails; (out.State == store.StateSucceeded) != want {
+		if want := procs[i] != atomsim.ProcFails; (out.State == runnerd.StateSucceeded) != want {
 			t.Errorf("run %d (%s): %s (%v)", i, procs[i], out.State, out.Err)
 		}
 	}
@@ -167,14 +167,14 @@ func TestSimDeploy(t *testing.T) {
 			k := &Deploy{Client: e.client, ProcessID: atomsim.ProcOrders, FromEnv: atomsim.EnvTest, ToEnv: atomsim.EnvProd,
 				Method: method, ListenerStatus: "RUNNING"}
 			out := k.Run(context.Background(), e.rc("promote"))
-			if d := detailOf[DeployDetail](t, out); out.State != store.StateSucceeded || d.Result != "deployed" {
+			if d := detailOf[DeployDetail](t, out); out.State != runnerd.StateSucceeded || d.Result != "deployed" {
 				t.Fatalf("first Run() = %s (%v) %+v; want deployed", out.State, out.Err, d)
 			}
 			if n := len(e.s.Deploys()); n != 1 {
 				t.Fatalf("simulator saw %d deploy writes after the first run; want 1", n)
 			}
 			out = k.Run(context.Background(), e.rc("promote"))
-			if d := detailOf[DeployDetail](t, out); out.State != store.StateSucceeded || d.Result != "already deployed" {
+			if d := detailOf[DeployDetail](t, out); out.State != runnerd.StateSucceeded || d.Result != "already deployed" {
 				t.Errorf("second Run() = %s (%v) %+v; want already deployed", out.State, out.Err, d)
 			}
 			if n := len(e.s.Deploys()); n != 1 {
@@ -202,8 +202,8 @@ func TestSimExportAuditLog(t *testing.T) {
 	// Two consecutive runs: the first ends 10 days ago, the second now.
 	var files []ExportFile
 	for _, nominal := range []time.Time{simT0.Add(-10 * 24 * time.Hour), simT0} {
-		out := k.Run(context.Background(), &scheduler.RunContext{Run: store.Run{ID: 1, Job: "audit", NominalTime: nominal}, Now: e.s.Now})
-		if out.State != store.StateSucceeded {
+		out := k.Run(context.Background(), &scheduler.RunContext{Run: runnerd.Run{ID: 1, Job: "audit", NominalTime: nominal}, Now: e.s.Now})
+		if out.State != runnerd.StateSucceeded {
 			t.Fatalf("Run(%v) = %s (%v)", nominal, out.State, out.Err)
 		}
 		files = append(files, detailOf[ExportDetail](t, out).Files...)
@@ -255,7 +255,7 @@ func TestSimExportCSV(t *testing.T) {
 	k := &Export{Client: e.client, State: st, Object: "AuditLog", WindowProperty: "date", FirstWindow: 72 * time.Hour,
 		MaxWindow: 72 * time.Hour, Format: FormatCSV, Output: filepath.Join(t.TempDir(), "{job}-{date}.csv")}
 	out := k.Run(context.Background(), e.rc("audit-csv"))
-	if out.State != store.StateSucceeded {
+	if out.State != runnerd.StateSucceeded {
 		t.Fatalf("Run() = %s (%v)", out.State, out.Err)
 	}
 	d := detailOf[ExportDetail](t, out)
@@ -386,13 +386,13 @@ func exportMem(tb testing.TB, n int) memFigures {
 	st := &fakeState{t: tb}
 	k := &Export{Client: mq, State: st, Object: "AuditLog", WindowProperty: "date", FirstWindow: 31 * 24 * time.Hour,
 		MaxWindow: 31 * 24 * time.Hour, Output: filepath.Join(tb.TempDir(), "{job}.jsonl")}
-	rc := &scheduler.RunContext{Run: store.Run{ID: 1, Job: "mem", NominalTime: simT0}}
+	rc := &scheduler.RunContext{Run: runnerd.Run{ID: 1, Job: "mem", NominalTime: simT0}}
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
 	out := k.Run(context.Background(), rc)
 	runtime.ReadMemStats(&after)
-	if out.State != store.StateSucceeded || detailOf[ExportDetail](tb, out).Rows != n {
+	if out.State != runnerd.StateSucceeded || detailOf[ExportDetail](tb, out).Rows != n {
 		tb.Fatalf("Run() = %s (%v) %s", out.State, out.Err, out.Detail)
 	}
 	peak := uint64(0)
