@@ -12,6 +12,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"runnerd/internal/atomapi"
+	"runnerd/internal/schedule"
 )
 
 // kinds is a set of job kinds a key belongs to.
@@ -647,9 +648,19 @@ func loadLocation(name string) (*time.Location, error) {
 // Location returns the job's time zone.
 func (j *Job) Location() (*time.Location, error) { return loadLocation(j.Timezone) }
 
-// CronSchedule returns the job's parsed schedule (robfig/cron standard parser).
-// Its Next works in the zone of the time it is given.
-func (j *Job) CronSchedule() (cron.Schedule, error) { return parseSchedule(j.Schedule) }
+// ParsedSchedule returns the job's parsed schedule in its zone, exactly as the
+// daemon fires it (schedule.Parse: wall-clock times across daylight-saving
+// changes).
+func (j *Job) ParsedSchedule() (cron.Schedule, error) {
+	if _, err := parseSchedule(j.Schedule); err != nil {
+		return nil, err
+	}
+	loc, err := j.Location()
+	if err != nil {
+		return nil, err
+	}
+	return schedule.Parse(j.Schedule, loc)
+}
 
 // NextFires returns the next n fire times of the job strictly after after, in
 // the job's zone.
@@ -667,7 +678,7 @@ func (j *Job) FiresUntil(after, end time.Time) ([]time.Time, error) {
 // fires walks the schedule from after: at most n times, and not past end
 // unless end is zero.
 func (j *Job) fires(after, end time.Time, n int) ([]time.Time, error) {
-	s, err := j.CronSchedule()
+	s, err := j.ParsedSchedule()
 	if err != nil {
 		return nil, err
 	}
@@ -676,7 +687,7 @@ func (j *Job) fires(after, end time.Time, n int) ([]time.Time, error) {
 		return nil, err
 	}
 	var out []time.Time
-	for t := s.Next(after.In(loc)); !t.IsZero() && len(out) < n && (end.IsZero() || !t.After(end)); t = s.Next(t) {
+	for t := s.Next(after); !t.IsZero() && len(out) < n && (end.IsZero() || !t.After(end)); t = s.Next(t) {
 		out = append(out, t.In(loc))
 	}
 	return out, nil

@@ -27,12 +27,13 @@ func TestNextFires(t *testing.T) {
 			[]string{"2026-01-12 01:00", "2026-01-13 01:00", "2026-01-14 01:00"}}, // Fri → Mon, CET = UTC+1
 		{"weekdays 02:00 Berlin across spring DST", "0 2 * * 1-5", "Europe/Berlin", "2026-03-27 00:00",
 			[]string{"2026-03-27 01:00", "2026-03-30 00:00", "2026-03-31 00:00"}}, // CET then CEST = UTC+2
-		{"daily 02:30 Berlin: the nonexistent 02:30 is skipped", "30 2 * * *", "Europe/Berlin", "2026-03-27 12:00",
-			[]string{"2026-03-28 01:30", "2026-03-30 00:30", "2026-03-31 00:30"}},
-		{"daily 02:30 Berlin: the repeated 02:30 fires twice", "30 2 * * *", "Europe/Berlin", "2026-10-24 12:00",
-			[]string{"2026-10-25 00:30", "2026-10-25 01:30", "2026-10-26 01:30"}},
-		{"hourly Berlin across fall-back: UTC hours stay consecutive", "0 * * * *", "Europe/Berlin", "2026-10-24 22:30",
-			[]string{"2026-10-24 23:00", "2026-10-25 00:00", "2026-10-25 01:00", "2026-10-25 02:00"}},
+		// As the daemon fires them (schedule.Parse): wall-clock times.
+		{"daily 02:30 Berlin: the nonexistent 02:30 runs at 03:30", "30 2 * * *", "Europe/Berlin", "2026-03-27 12:00",
+			[]string{"2026-03-28 01:30", "2026-03-29 01:30", "2026-03-30 00:30"}},
+		{"daily 02:30 Berlin: the repeated 02:30 runs once", "30 2 * * *", "Europe/Berlin", "2026-10-24 12:00",
+			[]string{"2026-10-25 00:30", "2026-10-26 01:30", "2026-10-27 01:30"}},
+		{"hourly Berlin across fall-back: the repeated 02:00 runs once", "0 * * * *", "Europe/Berlin", "2026-10-24 22:30",
+			[]string{"2026-10-24 23:00", "2026-10-25 00:00", "2026-10-25 02:00", "2026-10-25 03:00"}},
 		{"hourly Berlin across spring-forward", "@hourly", "Europe/Berlin", "2026-03-28 23:30",
 			[]string{"2026-03-29 00:00", "2026-03-29 01:00", "2026-03-29 02:00"}},
 		{"daily New York", "@daily", "America/New_York", "2026-03-07 12:00",

@@ -4,14 +4,16 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"runnerd/internal/schedule"
 )
 
 // fireTimes returns the first n slots of spec (in zone) after from, in UTC.
 func fireTimes(t *testing.T, spec string, zone *time.Location, from time.Time, n int) []string {
 	t.Helper()
-	s, err := ParseSchedule(spec, zone)
+	s, err := schedule.Parse(spec, zone)
 	if err != nil {
-		t.Fatalf("ParseSchedule(%q) error: %v", spec, err)
+		t.Fatalf("schedule.Parse(%q) error: %v", spec, err)
 	}
 	var out []string
 	for tt := from; len(out) < n; {
@@ -101,7 +103,7 @@ func TestParseScheduleZonesAndDST(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			got := fireTimes(t, tc.spec, tc.zone, utc(t, tc.from), len(tc.want))
 			if !slices.Equal(got, tc.want) {
-				t.Errorf("ParseSchedule(%q).Next… from %s = %v; want %v", tc.spec, tc.from, got, tc.want)
+				t.Errorf("schedule.Parse(%q).Next… from %s = %v; want %v", tc.spec, tc.from, got, tc.want)
 			}
 		})
 	}
@@ -109,8 +111,8 @@ func TestParseScheduleZonesAndDST(t *testing.T) {
 
 func TestParseScheduleErrors(t *testing.T) {
 	for _, spec := range []string{"", "TZ=", "CRON_TZ=Europe/Berlin", "61 * * * *", "* * * *", "CRON_TZ=Nowhere/Else 0 9 * * *", "@every -1m x"} {
-		if _, err := ParseSchedule(spec, time.UTC); err == nil {
-			t.Errorf("ParseSchedule(%q) = nil error; want an error", spec)
+		if _, err := schedule.Parse(spec, time.UTC); err == nil {
+			t.Errorf("schedule.Parse(%q) = nil error; want an error", spec)
 		}
 	}
 }
@@ -121,7 +123,7 @@ func TestParseScheduleErrors(t *testing.T) {
 func TestWallScheduleMonotonic(t *testing.T) {
 	for _, name := range []string{"Europe/Berlin", "America/New_York", "Australia/Lord_Howe"} {
 		loc := mustLoad(t, name)
-		s, err := ParseSchedule("*/15 * * * *", loc)
+		s, err := schedule.Parse("*/15 * * * *", loc)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +158,7 @@ func TestWallScheduleMonotonic(t *testing.T) {
 }
 
 func TestSlotsBetween(t *testing.T) {
-	s, err := ParseSchedule("0 * * * *", time.UTC)
+	s, err := schedule.Parse("0 * * * *", time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +185,7 @@ func FuzzParseSchedule(f *testing.F) {
 		f.Skip(err)
 	}
 	f.Fuzz(func(t *testing.T, spec string, unix int64) {
-		s, err := ParseSchedule(spec, berlin)
+		s, err := schedule.Parse(spec, berlin)
 		if err != nil {
 			return
 		}
@@ -194,7 +196,7 @@ func FuzzParseSchedule(f *testing.F) {
 				return
 			}
 			if !next.After(prev) {
-				t.Fatalf("ParseSchedule(%q).Next(%v) = %v; want after it", spec, prev, next)
+				t.Fatalf("schedule.Parse(%q).Next(%v) = %v; want after it", spec, prev, next)
 			}
 			prev = next
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"runnerd/internal/budget"
+	"runnerd/internal/schedule"
 	"runnerd/internal/store"
 )
 
@@ -89,7 +90,7 @@ var (
 type Job struct {
 	Name     string
 	Kind     string // execute | deploy | export (recorded on runs and passed to the Estimator)
-	Schedule string // see ParseSchedule
+	Schedule string // see schedule.Parse
 	Location *time.Location
 	Priority runnerd.Priority
 	// Timeout bounds each attempt of Runner.Run, polls included.
@@ -258,7 +259,7 @@ func normalize(j Job) (Job, cron.Schedule, error) {
 	if j.Location == nil {
 		j.Location = time.UTC
 	}
-	sched, err := ParseSchedule(j.Schedule, j.Location)
+	sched, err := schedule.Parse(j.Schedule, j.Location)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("schedule %q: %w", j.Schedule, err))
 	}
