@@ -23,7 +23,16 @@ type AuditProperty struct {
 	Name, Value, PreviousValue string
 }
 
-// UpsertAudit stores recs in one transaction and returns how many were new.
+const (
+	qInsertAudit = `INSERT INTO audit_records
+		(document_id, account_id, container_id, user_id, date, type, action, modifier, level, source, message)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (document_id) DO NOTHING`
+	qInsertAuditProperty = `INSERT INTO audit_properties (record_id, seq, name, value, previous_value)
+		VALUES (?, ?, ?, ?, ?)`
+)
+
+// UpsertAudit stores recs (an export's page) in one transaction, through
+// statements prepared once per store, and returns how many were new.
 // A record whose DocumentID is already stored is left as it is (audit
 // entries do not change), so re-exports never duplicate.
 func (db *DB) UpsertAudit(ctx context.Context, recs []AuditRecord) (inserted int, err error) {
@@ -35,19 +44,6 @@ func (db *DB) UpsertAudit(ctx context.Context, recs []AuditRecord) (inserted int
 		return 0, fmt.Errorf("store: upsert audit: %w", err)
 	}
 	defer tx.Rollback()
-	rec, err := tx.PrepareContext(ctx, `INSERT INTO audit_records
-		(document_id, account_id, container_id, user_id, date, type, action, modifier, level, source, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (document_id) DO NOTHING`)
-	if err != nil {
-		return 0, fmt.Errorf("store: upsert audit: %w", err)
-	}
-	defer rec.Close()
-	prop, err := tx.PrepareContext(ctx, `INSERT INTO audit_properties (record_id, seq, name, value, previous_value)
-		VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return 0, fmt.Errorf("store: upsert audit: %w", err)
-	}
-	defer prop.Close()
 	for _, r := range recs {
 		if r.DocumentID == "" {
 			return 0, fmt.Errorf("store: upsert audit: record dated %s has no document id", r.Date.UTC().Format(time.RFC3339))
@@ -55,7 +51,7 @@ func (db *DB) UpsertAudit(ctx context.Context, recs []AuditRecord) (inserted int
 		if r.Date.IsZero() {
 			return 0, fmt.Errorf("store: upsert audit: record %q has no date", r.DocumentID)
 		}
-		res, err := rec.ExecContext(ctx, r.DocumentID, r.AccountID, r.ContainerID, r.UserID, r.Date.UnixMilli(),
+		res, err := tx.exec(ctx, qInsertAudit, r.DocumentID, r.AccountID, r.ContainerID, r.UserID, r.Date.UnixMilli(),
 			r.Type, r.Action, r.Modifier, r.Level, r.Source, r.Message)
 		if err != nil {
 			return 0, fmt.Errorf("store: upsert audit %q: %w", r.DocumentID, err)
@@ -70,7 +66,7 @@ func (db *DB) UpsertAudit(ctx context.Context, recs []AuditRecord) (inserted int
 			return 0, fmt.Errorf("store: upsert audit %q: %w", r.DocumentID, err)
 		}
 		for i, p := range r.Properties {
-			if _, err := prop.ExecContext(ctx, id, i, p.Name, p.Value, p.PreviousValue); err != nil {
+			if _, err := tx.exec(ctx, qInsertAuditProperty, id, i, p.Name, p.Value, p.PreviousValue); err != nil {
 				return 0, fmt.Errorf("store: upsert audit %q: property %q: %w", r.DocumentID, p.Name, err)
 			}
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -33,12 +34,28 @@ func (db *DB) BeginCall(ctx context.Context, c Call) (int64, error) {
 	return id, nil
 }
 
+// The statements of the per-call path, prepared once on the writer
+// connection (stmtCache) instead of parsed at every call.
+const (
+	qBumpRunCalls = `UPDATE runs SET calls = calls + 1 WHERE id = ?`
+	qInsertCall   = `INSERT INTO calls
+		(run_id, job, request_id, operation, method, path, safe, recovery, attempt,
+		 started_at, finished_at, status, duration_ms, bytes, error, platform_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qBumpHour = `INSERT INTO hourly_usage (hour, calls) VALUES (?, 1)
+		ON CONFLICT (hour) DO UPDATE SET calls = calls + 1`
+	qDropHour    = `UPDATE hourly_usage SET calls = calls - 1 WHERE hour = ? AND calls > 0`
+	qCallStarted = `SELECT started_at FROM calls WHERE id = ?`
+	qEndCall     = `UPDATE calls SET finished_at = ?, status = ?, duration_ms = ?, bytes = ?,
+		error = ?, platform_id = ?, started_at = COALESCE(?, started_at) WHERE id = ?`
+)
+
 func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 	if c.StartedAt.IsZero() {
 		c.StartedAt = tx.now
 	}
 	if c.RunID != 0 {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET calls = calls + 1 WHERE id = ?`, c.RunID)
+		res, err := tx.exec(ctx, qBumpRunCalls, c.RunID)
 		if err != nil {
 			return 0, err
 		}
@@ -48,10 +65,7 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 			return 0, fmt.Errorf("run %d: %w", c.RunID, ErrNotFound)
 		}
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO calls
-		(run_id, job, request_id, operation, method, path, safe, recovery, attempt,
-		 started_at, finished_at, status, duration_ms, bytes, error, platform_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	res, err := tx.exec(ctx, qInsertCall,
 		nullID(c.RunID), c.Job, nullString(c.RequestID), c.Operation, c.Method, c.Path,
 		boolInt(c.Safe), boolInt(c.Recovery), c.Attempt,
 		ms(c.StartedAt), ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID)
@@ -62,8 +76,7 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO hourly_usage (hour, calls) VALUES (?, 1)
-		ON CONFLICT (hour) DO UPDATE SET calls = calls + 1`, hourMS(c.StartedAt)); err != nil {
+	if _, err := tx.exec(ctx, qBumpHour, hourMS(c.StartedAt)); err != nil {
 		return 0, err
 	}
 	return id, nil
@@ -71,6 +84,13 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 
 // EndCall completes the row c.ID: FinishedAt (default Now()), Status,
 // DurationMS, Bytes, Error (capped at MaxErrorExcerpt bytes) and PlatformID.
+//
+// If c.SentAt is set (when the first byte actually left, after pacing), the
+// row's started_at becomes c.SentAt, and if that is in another UTC hour than
+// the one BeginCall counted, the call moves to SentAt's hour in the hourly
+// rollup — all in the same transaction, so the rollup always sums to the
+// rows. (A process that dies between sending and EndCall leaves the call in
+// the hour it was begun in.)
 func (db *DB) EndCall(ctx context.Context, c Call) error {
 	tx, err := db.begin(ctx)
 	if err != nil {
@@ -80,9 +100,24 @@ func (db *DB) EndCall(ctx context.Context, c Call) error {
 	if c.FinishedAt.IsZero() {
 		c.FinishedAt = tx.now
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE calls SET finished_at = ?, status = ?, duration_ms = ?, bytes = ?,
-		error = ?, platform_id = ? WHERE id = ?`,
-		ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID, c.ID)
+	if !c.SentAt.IsZero() {
+		var started int64
+		if err := tx.queryRow(ctx, qCallStarted, c.ID).Scan(&started); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: end call %d: %w", c.ID, ErrNotFound)
+		} else if err != nil {
+			return fmt.Errorf("store: end call %d: %w", c.ID, err)
+		}
+		if from, to := hourMS(time.UnixMilli(started)), hourMS(c.SentAt); from != to {
+			if _, err := tx.exec(ctx, qDropHour, from); err != nil {
+				return fmt.Errorf("store: end call %d: %w", c.ID, err)
+			}
+			if _, err := tx.exec(ctx, qBumpHour, to); err != nil {
+				return fmt.Errorf("store: end call %d: %w", c.ID, err)
+			}
+		}
+	}
+	res, err := tx.exec(ctx, qEndCall,
+		ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID, ms(c.SentAt), c.ID)
 	if err != nil {
 		return fmt.Errorf("store: end call %d: %w", c.ID, err)
 	}

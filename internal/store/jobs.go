@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
@@ -66,9 +67,45 @@ func (db *DB) SetLastNominal(ctx context.Context, job string, t time.Time) error
 	if t.IsZero() {
 		return fmt.Errorf("store: set last nominal %q: zero time", job)
 	}
-	return db.setJob(ctx, "set last nominal", job, `INSERT INTO jobs (name, last_nominal, updated_at) VALUES (?1, ?2, ?3)
-		ON CONFLICT (name) DO UPDATE SET last_nominal = max(COALESCE(last_nominal, ?2), ?2), updated_at = ?3`,
-		t.UnixMilli())
+	return db.setJob(ctx, "set last nominal", job, qSetLastNominal, t.UnixMilli())
+}
+
+const qSetLastNominal = `INSERT INTO jobs (name, last_nominal, updated_at) VALUES (?1, ?2, ?3)
+	ON CONFLICT (name) DO UPDATE SET last_nominal = max(COALESCE(last_nominal, ?2), ?2), updated_at = ?3`
+
+// SetLastNominals is SetLastNominal for many jobs in one transaction (one
+// fsync): the daemon's start-up records every job's last slot with it. Each
+// value only moves forward, as with SetLastNominal. An empty map writes
+// nothing.
+func (db *DB) SetLastNominals(ctx context.Context, last map[string]time.Time) error {
+	if len(last) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(last))
+	for job, t := range last {
+		if job == "" {
+			return fmt.Errorf("store: set last nominals: empty job name")
+		}
+		if t.IsZero() {
+			return fmt.Errorf("store: set last nominals %q: zero time", job)
+		}
+		names = append(names, job)
+	}
+	sort.Strings(names) // a deterministic write order
+	tx, err := db.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("store: set last nominals: %w", err)
+	}
+	defer tx.Rollback()
+	for _, job := range names {
+		if _, err := tx.exec(ctx, qSetLastNominal, job, last[job].UnixMilli(), tx.now.UnixMilli()); err != nil {
+			return fmt.Errorf("store: set last nominals %q: %w", job, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("store: set last nominals: %w", err)
+	}
+	return nil
 }
 
 // SetWatermark records the end of job's last export window safely on disk.
@@ -87,7 +124,7 @@ func (db *DB) setJob(ctx context.Context, op, job, q string, v any) error {
 		return fmt.Errorf("store: %s %q: %w", op, job, err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, q, job, v, tx.now.UnixMilli()); err != nil {
+	if _, err := tx.exec(ctx, q, job, v, tx.now.UnixMilli()); err != nil {
 		return fmt.Errorf("store: %s %q: %w", op, job, err)
 	}
 	if err := tx.Commit(); err != nil {

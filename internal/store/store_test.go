@@ -224,16 +224,20 @@ func TestOpenCorrupt(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		damage func(b []byte, pageSize int)
+		// deep: damage only the full quick_check sees, not the cheap check at
+		// every open; refused with FullCheck (and after an unclean daemon
+		// stop: TestDaemonUncleanStopCorrupt).
+		deep bool
 	}{
-		{"header", func(b []byte, _ int) { fill(b[:100]) }},
-		{"every page but the first", func(b []byte, ps int) { fill(b[ps:]) }},
-		{"the schema page", func(b []byte, ps int) { fill(b[100:ps]) }},
-		{"whole file", func(b []byte, _ int) { fill(b) }},
+		{"header", func(b []byte, _ int) { fill(b[:100]) }, false},
+		{"every page but the first", func(b []byte, ps int) { fill(b[ps:]) }, false},
+		{"the schema page", func(b []byte, ps int) { fill(b[100:ps]) }, false},
+		{"whole file", func(b []byte, _ int) { fill(b) }, false},
 		{"cells of the calls table", func(b []byte, ps int) {
 			// The calls table's root page (a leaf holding all 50 rows) keeps
 			// its header; its cell content area, at the end, is overwritten.
 			fill(b[callsRoot*ps-ps/2 : callsRoot*ps])
-		}},
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "bad.db")
@@ -253,7 +257,23 @@ func TestOpenCorrupt(t *testing.T) {
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			_, err = Open(ctx, path, Options{})
+			if tc.deep {
+				// The cheap check passes; the query that meets the damage fails.
+				db, err := Open(ctx, path, Options{})
+				if err != nil {
+					t.Fatalf("Open(deep damage, cheap check) = %v; want it opened", err)
+				}
+				if _, err := db.ListCalls(ctx, CallFilter{Status: -1}); err == nil {
+					t.Errorf("ListCalls over damaged pages = nil error")
+				}
+				db.Close()
+				if err := os.WriteFile(path, b, 0o600); err != nil { // the WAL mode open may have rewritten nothing, but be exact
+					t.Fatal(err)
+				}
+				os.Remove(path + "-wal")
+				os.Remove(path + "-shm")
+			}
+			_, err = Open(ctx, path, Options{FullCheck: tc.deep})
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open(corrupt %s) = %v; want ErrCorrupt", tc.name, err)
 			}

@@ -15,8 +15,13 @@ type Call struct {
 	Safe       bool
 	Recovery   bool
 	Attempt    int
-	StartedAt  time.Time
+	StartedAt  time.Time // when BeginCall recorded it; after EndCall with SentAt, when it was sent
 	FinishedAt time.Time // zero while the attempt is open (sent, not answered)
+	// SentAt, given to EndCall, is when the first byte actually left (after
+	// pacing). When set, EndCall makes it the row's StartedAt and moves the
+	// call to SentAt's hour in the hourly rollup if that differs. Never read
+	// back: ListCalls returns it as StartedAt.
+	SentAt time.Time
 	Status     int       // 0 = no answer
 	DurationMS int64
 	Bytes      int64

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package store
+
+// lowerThreadPriority is a no-op where per-thread priorities are not
+// available.
+func lowerThreadPriority() {}
