@@ -167,7 +167,10 @@ func (p *Planner) reason(h0, x int64, left int, at time.Time, c Candidate, upcom
 		fmt.Fprintf(&b, "until %s", at.UTC().Format(layout))
 	}
 	// The reserved shares counted in that window, by priority, highest first.
-	type share struct{ calls, runs int }
+	type share struct {
+		calls, runs int
+		names       labels
+	}
 	var higher [3]share
 	var equal share
 	hx := h0 + x
@@ -181,19 +184,21 @@ func (p *Planner) reason(h0, x int64, left int, at time.Time, c Candidate, upcom
 		if u.Priority == c.Priority {
 			equal.calls += u.Estimate
 			equal.runs++
+			equal.names.add(u.Label)
 		} else if i := int(u.Priority); i >= 0 && i < len(higher) {
 			higher[i].calls += u.Estimate
 			higher[i].runs++
+			higher[i].names.add(u.Label)
 		}
 	}
 	var parts []string
 	for i := len(higher) - 1; i >= 0; i-- {
 		if s := higher[i]; s.runs > 0 {
-			parts = append(parts, fmt.Sprintf("%d reserved for %d %s-priority %s", s.calls, s.runs, priorityName(i), plural(s.runs, "run")))
+			parts = append(parts, fmt.Sprintf("%d reserved for %d %s-priority %s", s.calls, s.runs, priorityName(i), plural(s.runs, "run"))+s.names.String(s.runs))
 		}
 	}
 	if equal.runs > 0 {
-		parts = append(parts, fmt.Sprintf("%d for %d earlier %s-priority %s", equal.calls, equal.runs, c.Priority, plural(equal.runs, "run")))
+		parts = append(parts, fmt.Sprintf("%d for %d earlier %s-priority %s", equal.calls, equal.runs, c.Priority, plural(equal.runs, "run"))+equal.names.String(equal.runs))
 	}
 	if n := len(parts); n > 0 {
 		b.WriteString(" after ")
@@ -203,6 +208,58 @@ func (p *Planner) reason(h0, x int64, left int, at time.Time, c Candidate, upcom
 		}
 		b.WriteString(parts[n-1])
 	}
+	return b.String()
+}
+
+// maxLabels is how many distinct labels a reason names per group.
+const maxLabels = 3
+
+// labels collects the distinct Labels of a group in the order first seen,
+// with how many runs carry each.
+type labels struct {
+	names []string
+	count []int
+}
+
+func (l *labels) add(s string) {
+	if s == "" {
+		return
+	}
+	if i := slices.Index(l.names, s); i >= 0 {
+		l.count[i]++
+		return
+	}
+	l.names = append(l.names, s)
+	l.count = append(l.count, 1)
+}
+
+// String returns " (a; b ×2; c and 4 more)" for a group of runs runs, or ""
+// when none is labelled. "and N more" counts the runs not named, labelled or
+// not.
+func (l labels) String(runs int) string {
+	if len(l.names) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" (")
+	named := 0
+	for i, s := range l.names {
+		if i == maxLabels {
+			break
+		}
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(s)
+		if l.count[i] > 1 {
+			fmt.Fprintf(&b, " ×%d", l.count[i])
+		}
+		named += l.count[i]
+	}
+	if more := runs - named; more > 0 {
+		fmt.Fprintf(&b, " and %d more", more)
+	}
+	b.WriteString(")")
 	return b.String()
 }
 

@@ -255,3 +255,36 @@ func TestAdmitOwnLaterSlotsDoNotDefer(t *testing.T) {
 		t.Fatalf("Admit with an earlier slot taking the whole cap = %+v; want deferred", d)
 	}
 }
+
+func TestAdmitReasonNamesLabels(t *testing.T) {
+	l := Limits{DailyLimit: 440, Reserve: 40} // Cap 400
+	now := mon.Add(34 * time.Hour)            // Tuesday 10:00
+	hr := func(n int) time.Time { return now.Add(time.Duration(n) * time.Hour) }
+	lab := func(c Candidate, s string) Candidate { c.Label = s; return c }
+	w := NewWindow(l)
+	w.Add(hr(-20), 60)
+	c := cand("export", now, low, 100, 10)
+
+	one := []Candidate{lab(cand("promote-orders", hr(-2), high, 20, 3), "promote-orders, deferred"),
+		cand("big", hr(2), normal, 300, 0)}
+	got := NewPlanner(l).Admit(now, w, c, one).Reason
+	want := "needs 100 calls; 20 left in the window until Wed 10:00 after 20 reserved for 1 high-priority run (promote-orders, deferred) and 300 reserved for 1 normal-priority run"
+	if got != want {
+		t.Errorf("one label:\n got %q\nwant %q", got, want)
+	}
+
+	var many []Candidate
+	many = append(many, lab(cand("a", now, high, 10, 1), "a, running"))
+	for i := range 3 {
+		many = append(many, lab(cand("b", hr(i+1), high, 10, 0), "b, scheduled"))
+	}
+	many = append(many, lab(cand("c", hr(1), high, 10, 2), "c, waiting"))
+	many = append(many, lab(cand("d", hr(2), high, 10, 4), "d, deferred"))
+	many = append(many, cand("e", hr(2), high, 10, 5))
+	many = append(many, cand("f", hr(3), high, 240, 6))
+	got = NewPlanner(l).Admit(now, w, c, many).Reason
+	want = "needs 100 calls; 30 left in the window until Wed 10:00 after 310 reserved for 8 high-priority runs (a, running; b, scheduled ×3; c, waiting and 3 more)"
+	if got != want {
+		t.Errorf("many labels:\n got %q\nwant %q", got, want)
+	}
+}

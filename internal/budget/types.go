@@ -14,6 +14,11 @@ type Candidate struct {
 	Priority runnerd.Priority // high runs keep their share first
 	Estimate int              // calls it is expected to spend
 	Seq      int64            // arrival order, for first come, first served among equals
+	// Label names the run in a deferral's reason when the planner keeps its
+	// share, e.g. "promote-orders, deferred" (the job and its state). Up to 3
+	// labels are printed per group, then "and N more"; runs with the same label
+	// are printed once with "×N". Empty: the run is counted but not named.
+	Label string
 }
 
 // Decision is the planner's answer for one candidate.
