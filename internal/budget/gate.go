@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"runnerd"
@@ -51,6 +52,16 @@ type Gate struct {
 	clock  Clock
 	cl     *Classifier
 	shares func(now time.Time, p runnerd.Priority) *RefusedError
+
+	// admitted are the calls Admit counted that have not been paced yet, oldest
+	// first: Pace moves one of them into the hour it is sent in.
+	mu       sync.Mutex
+	admitted []admission
+}
+
+type admission struct {
+	at    time.Time
+	limit int
 }
 
 // SetShares makes the gate keep the shares of higher-priority runs while a
@@ -85,6 +96,10 @@ func (g *Gate) Wait(ctx context.Context, a Ask) error {
 		return err
 	}
 	start, err := g.pace(ctx, now)
+	if err == nil {
+		// The call starts in start's hour: count it there.
+		err = g.moveTo(now, start, g.limitFor(a))
+	}
 	if err != nil {
 		g.window.Add(now, -1)
 		if probe {
@@ -92,9 +107,29 @@ func (g *Gate) Wait(ctx context.Context, a Ask) error {
 		}
 		return err
 	}
-	// The call starts in start's hour: count it there.
-	g.window.move(now, start, 1)
 	return nil
+}
+
+func (g *Gate) limitFor(a Ask) int {
+	if a.Recovery {
+		return g.limits.DailyLimit
+	}
+	return g.limits.Cap()
+}
+
+// moveTo counts a call admitted at from in the hour of start, when it is
+// sent; a refusal when the windows of start's hour cannot take it.
+func (g *Gate) moveTo(from, start time.Time, limit int) error {
+	if g.window.move(from, start, limit) {
+		return nil
+	}
+	at := g.window.FitsAt(start, 1, limit)
+	return &RefusedError{
+		Err:     ErrExhausted,
+		RetryAt: at,
+		Reason: fmt.Sprintf("paced into the %s hour, whose windows are full (%s)",
+			start.UTC().Format("15:04"), freesWords(at)),
+	}
 }
 
 // Admit refuses, before any waiting, with a *RefusedError wrapping
@@ -109,7 +144,18 @@ func (g *Gate) Wait(ctx context.Context, a Ask) error {
 // first commit put 6 requests in one second at the simulator with the rate
 // wait before the commit).
 func (g *Gate) Admit(ctx context.Context, a Ask) error {
-	_, _, err := g.admit(ctx, a)
+	now, _, err := g.admit(ctx, a)
+	if err == nil {
+		g.mu.Lock()
+		// Admissions older than two windows can no longer be paced usefully
+		// (their caller gave up before Pace): forget them.
+		i := 0
+		for i < len(g.admitted) && now.Sub(g.admitted[i].at) > 2*WindowHours*time.Hour {
+			i++
+		}
+		g.admitted = append(g.admitted[i:], admission{at: now, limit: g.limitFor(a)})
+		g.mu.Unlock()
+	}
 	return err
 }
 
@@ -118,10 +164,7 @@ func (g *Gate) admit(ctx context.Context, a Ask) (now time.Time, probe bool, err
 		return now, false, err
 	}
 	now = g.clock.Now()
-	limit := g.limits.Cap()
-	if a.Recovery {
-		limit = g.limits.DailyLimit
-	}
+	limit := g.limitFor(a)
 	if g.shares != nil && !a.Recovery && a.Priority < runnerd.PriorityHigh {
 		if r := g.shares(now, a.Priority); r != nil {
 			return now, false, r
@@ -159,8 +202,29 @@ func (g *Gate) admit(ctx context.Context, a Ask) (now time.Time, probe bool, err
 // Pace waits for a rate slot for a call that Admit counted, and returns the
 // time it may start. The call stays counted when ctx ends: its ledger row is
 // begun, and a begun row counts against the budget.
+//
+// When the slot falls in a later hour than the one the call was admitted in,
+// the call is counted in the hour it is sent in (the ledger's SentAt is the
+// returned time), and the room it leaves in the earlier hour stays held for
+// this process. If the windows of the later hour cannot take it, Pace refuses
+// with a *RefusedError wrapping ErrExhausted and the call must not be sent.
 func (g *Gate) Pace(ctx context.Context) (time.Time, error) {
-	return g.pace(ctx, g.clock.Now())
+	start, err := g.pace(ctx, g.clock.Now())
+	g.mu.Lock()
+	var a admission
+	ok := len(g.admitted) > 0
+	if ok {
+		a = g.admitted[0]
+		g.admitted = g.admitted[1:]
+	}
+	g.mu.Unlock()
+	if err != nil || !ok {
+		return start, err
+	}
+	if err := g.moveTo(a.at, start, a.limit); err != nil {
+		return start, err
+	}
+	return start, nil
 }
 
 // pace waits for a rate slot from now. The slot is taken when the call really

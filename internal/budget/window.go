@@ -20,12 +20,24 @@ type HourCount struct {
 }
 
 type bucket struct {
-	hour int64 // hours since the epoch; meaningful only when n != 0
+	hour int64 // hours since the epoch; meaningful only when n+hold != 0
 	n    int
+	// hold counts calls that were admitted in this hour and then paced into a
+	// later one (counted there in n): the room they leave here is not given
+	// back to other callers, in case one of them raced the move. Checks count
+	// it; what the window shows (Used, Hours, Status) does not. A Load, the
+	// ledger's truth, drops it.
+	hold int
 }
 
 // Window counts calls in UTC hour buckets and answers for the rolling 24 hours:
 // used(H) is the sum of the buckets H-23 … H. It is safe for concurrent use.
+//
+// A call counts in every window from its hour's to the one 23 hours later, so
+// the window admits a call only if all 24 of them stay within the limit, with
+// whatever buckets it holds for hours later than now (a clock stepped back, a
+// ledger loaded after a restart, a call counted ahead): no clock step, restart
+// or reordering can let the platform's count of any window exceed the limit.
 type Window struct {
 	limits Limits
 
@@ -67,7 +79,7 @@ func (w *Window) addLocked(h int64, n int) {
 	}
 	b := &w.buf[slot(h)]
 	switch {
-	case b.n == 0 || b.hour < h:
+	case b.n+b.hold == 0 || b.hour < h:
 		// Empty, or an hour at least 48 hours older: it cannot be in any window
 		// that h is in any more.
 		if n < 0 {
@@ -77,6 +89,9 @@ func (w *Window) addLocked(h int64, n int) {
 		*b = bucket{hour: h, n: n}
 	case b.hour == h:
 		b.n = max(0, b.n+n)
+		if b.n+b.hold == 0 {
+			*b = bucket{}
+		}
 	default:
 		// The slot holds an hour at least 48 hours newer: h is too old to matter.
 	}
@@ -90,16 +105,26 @@ func slot(h int64) int {
 	return i
 }
 
-// count returns the calls in hour h.
+// count returns the calls in hour h as checks count them: held ones too.
 func (w *Window) count(h int64) int {
 	b := w.buf[slot(h)]
-	if b.n != 0 && b.hour == h {
+	if b.hour == h {
+		return b.n + b.hold
+	}
+	return 0
+}
+
+// shown returns the calls started in hour h, without held ones.
+func (w *Window) shown(h int64) int {
+	b := w.buf[slot(h)]
+	if b.hour == h {
 		return b.n
 	}
 	return 0
 }
 
-// usedAt returns used(H) for hour h: the sum of buckets h-23 … h.
+// usedAt returns used(H) for hour h as checks count it: the sum of buckets
+// h-23 … h, held calls included.
 func (w *Window) usedAt(h int64) int {
 	sum := 0
 	for k := h - WindowHours + 1; k <= h; k++ {
@@ -108,11 +133,28 @@ func (w *Window) usedAt(h int64) int {
 	return sum
 }
 
-// Used returns the calls counted in the rolling window that now is in.
+// worstFrom returns the largest used(X) over the 24 windows X = h … h+23
+// that a call in hour h is counted in.
+func (w *Window) worstFrom(h int64) int {
+	sum := w.usedAt(h)
+	worst := sum
+	for x := h + 1; x < h+WindowHours; x++ {
+		sum += w.count(x) - w.count(x-WindowHours)
+		worst = max(worst, sum)
+	}
+	return worst
+}
+
+// Used returns the calls started in the rolling window that now is in.
 func (w *Window) Used(now time.Time) int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.usedAt(hourOf(now))
+	h := hourOf(now)
+	sum := 0
+	for k := h - WindowHours + 1; k <= h; k++ {
+		sum += w.shown(k)
+	}
+	return sum
 }
 
 // Remaining returns max(0, Cap − Used(now)): what is left for ordinary work.
@@ -128,7 +170,7 @@ func (w *Window) NextFree(now time.Time) (at time.Time, frees int) {
 	defer w.mu.Unlock()
 	h := hourOf(now)
 	for k := h - WindowHours + 1; k <= h; k++ {
-		if n := w.count(k); n > 0 {
+		if n := w.shown(k); n > 0 {
 			return hourTime(k + WindowHours), n
 		}
 	}
@@ -143,14 +185,15 @@ func (w *Window) Hours(now time.Time) []HourCount {
 	h := hourOf(now)
 	out := make([]HourCount, 0, WindowHours)
 	for k := h - WindowHours + 1; k <= h; k++ {
-		out = append(out, HourCount{Hour: hourTime(k), Calls: w.count(k)})
+		out = append(out, HourCount{Hour: hourTime(k), Calls: w.shown(k)})
 	}
 	return out
 }
 
 // FitsAt returns the earliest hour boundary after now at which n more calls
-// would fit within limit given the calls counted so far (nothing new added),
-// or the zero time if that does not happen within 24 hours.
+// would fit within limit in every window they would be counted in, given the
+// calls counted so far (nothing new added), or the zero time if that does not
+// happen within 24 hours.
 func (w *Window) FitsAt(now time.Time, n, limit int) time.Time {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -159,20 +202,21 @@ func (w *Window) FitsAt(now time.Time, n, limit int) time.Time {
 
 func (w *Window) fitsAtLocked(h int64, n, limit int) time.Time {
 	for k := h + 1; k <= h+WindowHours; k++ {
-		if w.usedAt(k)+n <= limit {
+		if w.worstFrom(k)+n <= limit {
 			return hourTime(k)
 		}
 	}
 	return time.Time{}
 }
 
-// tryAdd counts n calls in t's hour if the window stays within limit, and
-// reports whether it did, with the window's use before the call.
+// tryAdd counts n calls in t's hour if every window they are counted in (t's
+// hour's through the one 23 hours later) stays within limit, and reports
+// whether it did, with the fullest of those windows before the call.
 func (w *Window) tryAdd(t time.Time, n, limit int) (ok bool, used int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	h := hourOf(t)
-	used = w.usedAt(h)
+	used = w.worstFrom(h)
 	if used+n > limit {
 		return false, used
 	}
@@ -180,16 +224,35 @@ func (w *Window) tryAdd(t time.Time, n, limit int) (ok bool, used int) {
 	return true, used
 }
 
-// move moves n calls counted in from's hour to to's hour, when they differ.
-func (w *Window) move(from, to time.Time, n int) {
+// move moves a call counted in from's hour to to's later hour, where it was
+// sent. It is counted there; in from's hour it stays held (see bucket.hold),
+// so the move frees nothing for a concurrent caller. The windows of to's hour
+// that from's hour is not in (from+24 … to+23) must stay within limit; if they
+// would not, nothing moves and move reports false (the call stays counted
+// where it was admitted).
+func (w *Window) move(from, to time.Time, limit int) bool {
 	hf, ht := hourOf(from), hourOf(to)
-	if hf == ht {
-		return
+	if ht <= hf {
+		return true
 	}
 	w.mu.Lock()
-	w.addLocked(hf, -n)
-	w.addLocked(ht, n)
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	sum := w.usedAt(ht)
+	for x := ht; x < ht+WindowHours; x++ {
+		if x > ht {
+			sum += w.count(x) - w.count(x-WindowHours)
+		}
+		if x >= hf+WindowHours && sum+1 > limit {
+			return false
+		}
+	}
+	b := &w.buf[slot(hf)]
+	if b.hour == hf && b.n > 0 {
+		b.n--
+		b.hold++
+	}
+	w.addLocked(ht, 1)
+	return true
 }
 
 // snapshot copies the buckets of hours from … to (inclusive) into a slice
