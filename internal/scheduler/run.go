@@ -111,6 +111,12 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runner
 		}
 		o.from, o.to = from, to
 	}
+	nb := o.resumeAt
+	if r.State == runnerd.StateDeferred && r.NotBefore.After(nb) {
+		nb = r.NotBefore
+	}
+	arr, leave := s.arrive(j, rt, r, nb)
+	defer leave()
 	if !o.resumeAt.IsZero() && !s.sleepUntil(o.resumeAt) {
 		return r
 	}
@@ -153,6 +159,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runner
 
 		dec, est := s.admit(ctx, j, rt, r)
 		if dec.Admit {
+			s.set(arr, runnerd.StateRunning, time.Time{}, est)
 			r = s.execute(ctx, j, r, est, o)
 			s.release(rt)
 			s.estimate(ctx, j, rt)
@@ -169,6 +176,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runner
 		if r, next, ok = s.deferRun(ctx, j, r, dec); !ok {
 			return r
 		}
+		s.set(arr, runnerd.StateDeferred, r.NotBefore, est)
 		if o.manual {
 			bg := o
 			bg.manual, bg.ctx, bg.jitter, bg.resumeAt = false, nil, false, next // bg.byHand, bg.from/to stay
@@ -205,7 +213,7 @@ func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r runnerd.Run) 
 	}
 	now := s.now()
 	c := budget.Candidate{Job: j.Name, Nominal: r.NominalTime, Priority: j.Priority, Estimate: est, Seq: r.ID}
-	return s.planner.Admit(now, c, s.Upcoming(now, LookAhead)), est
+	return s.planner.Admit(now, c, s.LookAhead(now, LookAhead)), est
 }
 
 // deferRun records a refused run as deferred and returns when to ask again,

@@ -128,6 +128,10 @@ type Options struct {
 	// state (succeeded, failed, deferred, missed, unknown, skipped), after it is
 	// recorded. It must not block: metrics and notifications hang off it.
 	OnRun func(runnerd.Run)
+	// Spent, if set, returns the calls a run has spent so far (the engine
+	// counts them in its ledger hooks): an admitted or running run keeps
+	// the share of its estimate less what it spent (see LookAhead).
+	Spent func(runID int64) int
 }
 
 // DefaultRetryBackoff is 30s·2^attempt, capped at 10 minutes.
@@ -170,6 +174,10 @@ type Scheduler struct {
 
 	upMu sync.Mutex
 	up   upcomingCache
+
+	arrMu   sync.Mutex
+	arrived map[int64]*arrival // every arrived, unfinished run (see LookAhead)
+	spent   func(runID int64) int
 }
 
 // entry is one configured job and its place in cron.
@@ -209,6 +217,8 @@ func New(o Options) *Scheduler {
 		backoff:    o.RetryBackoff,
 		deferCheck: o.DeferCheck,
 		onRun:      o.OnRun,
+		spent:      o.Spent,
+		arrived:    map[int64]*arrival{},
 		entries:    map[string]*entry{},
 		rts:        map[string]*jobRT{},
 		stopCh:     make(chan struct{}),
