@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"runnerd/internal/config"
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
@@ -70,14 +71,8 @@ func loadConfig(e *env, path string) (*config.Config, error) {
 // openStore opens the configured database. Refusals (a corrupt file, a schema
 // newer than this binary) are configuration errors: exit 2.
 func openStore(ctx context.Context, cfg *config.Config, opts store.Options) (*store.DB, error) {
-	db, err := store.Open(ctx, cfg.Store.Path, opts)
-	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrSchemaTooNew) {
-			return nil, usageError{err}
-		}
-		return nil, err
-	}
-	return db, nil
+	db, err := engine.OpenStore(ctx, cfg, opts)
+	return db, configErr(err)
 }
 
 // openConfigStore loads the configuration at path and opens its database: what

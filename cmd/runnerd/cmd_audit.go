@@ -7,22 +7,17 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"runnerd"
-	"runnerd/internal/config"
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
 // auditNow is the audit command's clock (relative -since/-until, "now" in
 // the coverage report); tests replace it.
 var auditNow = time.Now
-
-// auditObject is the export object whose records runnerd audit answers from.
-const auditObject = "AuditLog"
 
 // defaultAuditLimit is -limit's default: the newest 1000 records.
 const defaultAuditLimit = 1000
@@ -209,13 +204,13 @@ warning printed when the asked range was not (fully) exported.
 			return usagef("audit: -coverage takes only -since and -until (coverage is per time range, not per user or type)")
 		}
 	}
-	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{})
+	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	if *coverage {
-		cov, err := loadCoverage(ctx, db, cfg)
+		cov, err := engine.LoadAuditCoverage(ctx, db, cfg)
 		if err != nil {
 			return err
 		}
@@ -254,7 +249,7 @@ warning printed when the asked range was not (fully) exported.
 		fmt.Fprintf(e.stderr, "runnerd audit: showing the newest %d records; more match (-limit 0 for all)\n", q.limit)
 	}
 	if len(recs) == 0 || q.hasFilter() {
-		cov, err := loadCoverage(ctx, db, cfg)
+		cov, err := engine.LoadAuditCoverage(ctx, db, cfg)
 		if err != nil {
 			return err
 		}
@@ -344,197 +339,6 @@ func writeAuditTable(w io.Writer, recs []store.AuditRecord) error {
 	return t.flush()
 }
 
-// Coverage.
-
-// coverageRange is one stretch of time in the coverage report.
-type coverageRange struct {
-	From, To time.Time
-	State    string   // covered | gap | failed
-	Jobs     []string // covered: the jobs whose windows make it up
-	Runs     []string // failed: "run N (state): error"
-	Records  int      // stored records dated in it
-}
-
-// Coverage states.
-const (
-	covCovered = "covered"
-	covGap     = "gap"    // never exported
-	covFailed  = "failed" // an export of it failed or was deferred, and nothing exported it since
-)
-
-// interval is a half-open time range with a label.
-type interval struct {
-	from, to time.Time
-	label    string
-}
-
-// auditCoverage is what the store knows about the AuditLog time ranges.
-type auditCoverage struct {
-	windows  []interval // exported windows, label = job
-	failures []interval // windows of failed or deferred AuditLog export runs, label = the run in words
-	filtered []string   // AuditLog export jobs with filters: they cover only part of the records
-}
-
-func loadCoverage(ctx context.Context, db *store.DB, cfg *config.Config) (auditCoverage, error) {
-	var cov auditCoverage
-	ws, err := db.ExportWindows(ctx, auditObject)
-	if err != nil {
-		return cov, err
-	}
-	jobs := map[string]bool{}
-	for _, w := range ws {
-		if w.To.After(w.From) {
-			cov.windows = append(cov.windows, interval{w.From, w.To, w.Job})
-		}
-		jobs[w.Job] = true
-	}
-	for _, j := range cfg.Jobs {
-		if j.Kind == "export" && j.Object == auditObject {
-			jobs[j.Name] = true
-			if len(j.Filters) > 0 {
-				var fs []string
-				for _, f := range j.Filters {
-					fs = append(fs, fmt.Sprintf("%s %s %s", f.Property, f.Operator, strings.Join(f.Arguments, ",")))
-				}
-				cov.filtered = append(cov.filtered, fmt.Sprintf("job %s exports only records with %s", j.Name, strings.Join(fs, " and ")))
-			}
-		}
-	}
-	names := make([]string, 0, len(jobs))
-	for j := range jobs {
-		names = append(names, j)
-	}
-	sort.Strings(names)
-	for _, job := range names {
-		runs, err := db.ListRuns(ctx, store.RunFilter{Job: job, States: []runnerd.RunState{runnerd.StateFailed, runnerd.StateDeferred}})
-		if err != nil {
-			return cov, err
-		}
-		for _, r := range runs {
-			var d struct {
-				Object string    `json:"object"`
-				F      time.Time `json:"from"`
-				T      time.Time `json:"to"`
-			}
-			if r.Detail == "" || json.Unmarshal([]byte(r.Detail), &d) != nil || d.Object != auditObject || !d.T.After(d.F) {
-				continue
-			}
-			why := r.Error
-			if why == "" {
-				why = r.Reason
-			}
-			if len(why) > 120 {
-				why = why[:117] + "..."
-			}
-			label := fmt.Sprintf("run %d of %s %s", r.ID, r.Job, r.State)
-			if why != "" {
-				label += ": " + why
-			}
-			cov.failures = append(cov.failures, interval{d.F.UTC(), d.T.UTC(), label})
-		}
-	}
-	return cov, nil
-}
-
-// ranges lays cov out over [from, to): covered ranges (windows merged where
-// they touch or overlap), and between them gaps, split where failed runs'
-// windows begin and end. A zero from/to is the first/last recorded window
-// (or failure).
-func (cov auditCoverage) ranges(from, to time.Time) []coverageRange {
-	ws := slices.Clone(cov.windows)
-	sort.Slice(ws, func(i, j int) bool { return ws[i].from.Before(ws[j].from) })
-	var covered []coverageRange
-	for _, w := range ws {
-		if n := len(covered); n > 0 && !w.from.After(covered[n-1].To) {
-			c := &covered[n-1]
-			if w.to.After(c.To) {
-				c.To = w.to
-			}
-			if !slices.Contains(c.Jobs, w.label) {
-				c.Jobs = append(c.Jobs, w.label)
-			}
-			continue
-		}
-		covered = append(covered, coverageRange{From: w.from, To: w.to, State: covCovered, Jobs: []string{w.label}})
-	}
-	// The natural bounds: the first and last recorded window or failure.
-	var lo, hi time.Time
-	for _, c := range covered {
-		lo, hi = minTime(lo, c.From), maxTime(hi, c.To)
-	}
-	for _, f := range cov.failures {
-		lo, hi = minTime(lo, f.from), maxTime(hi, f.to)
-	}
-	if !from.IsZero() {
-		lo = from
-	}
-	if !to.IsZero() {
-		hi = to
-	}
-	if lo.IsZero() || hi.IsZero() || !lo.Before(hi) {
-		return nil
-	}
-	var out []coverageRange
-	gap := func(a, b time.Time) {
-		if !a.Before(b) {
-			return
-		}
-		// Split [a, b) at every failure bound inside it.
-		cuts := []time.Time{a, b}
-		for _, f := range cov.failures {
-			for _, t := range []time.Time{f.from, f.to} {
-				if t.After(a) && t.Before(b) {
-					cuts = append(cuts, t)
-				}
-			}
-		}
-		sort.Slice(cuts, func(i, j int) bool { return cuts[i].Before(cuts[j]) })
-		cuts = slices.CompactFunc(cuts, time.Time.Equal)
-		for i := 0; i+1 < len(cuts); i++ {
-			r := coverageRange{From: cuts[i], To: cuts[i+1], State: covGap}
-			for _, f := range cov.failures {
-				if f.from.Before(r.To) && f.to.After(r.From) && !slices.Contains(r.Runs, f.label) {
-					r.State = covFailed
-					r.Runs = append(r.Runs, f.label)
-				}
-			}
-			if n := len(out); n > 0 && out[n-1].State == r.State && out[n-1].To.Equal(r.From) && slices.Equal(out[n-1].Runs, r.Runs) {
-				out[n-1].To = r.To
-				continue
-			}
-			out = append(out, r)
-		}
-	}
-	at := lo
-	for _, c := range covered {
-		if !c.To.After(lo) || !c.From.Before(hi) {
-			continue
-		}
-		c.From, c.To = maxTime(c.From, lo), minTime(c.To, hi)
-		gap(at, c.From)
-		out = append(out, c)
-		at = c.To
-	}
-	gap(at, hi)
-	return out
-}
-
-// minTime is the earlier of a and b; a zero a counts as unset.
-func minTime(a, b time.Time) time.Time {
-	if a.IsZero() || b.Before(a) {
-		return b
-	}
-	return a
-}
-
-// maxTime is the later of a and b; a zero a counts as unset.
-func maxTime(a, b time.Time) time.Time {
-	if a.IsZero() || b.After(a) {
-		return b
-	}
-	return a
-}
-
 // coverageJSON is a -coverage -json line.
 type coverageJSON struct {
 	From    string   `json:"from"`
@@ -546,11 +350,11 @@ type coverageJSON struct {
 	Runs    []string `json:"runs,omitempty"`
 }
 
-func writeCoverage(ctx context.Context, e *env, db *store.DB, cov auditCoverage, since, until, now time.Time, asJSON bool) error {
+func writeCoverage(ctx context.Context, e *env, db *store.DB, cov engine.AuditCoverage, since, until, now time.Time, asJSON bool) error {
 	if !since.IsZero() && until.IsZero() {
 		until = now
 	}
-	rs := cov.ranges(since, until)
+	rs := cov.Ranges(since, until)
 	for i := range rs {
 		n, err := db.CountAudit(ctx, store.AuditFilter{Since: rs[i].From, Until: rs[i].To})
 		if err != nil {
@@ -572,9 +376,9 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov auditCoverage,
 	for _, r := range rs {
 		who := strings.Join(r.Jobs, ", ")
 		switch r.State {
-		case covGap:
+		case engine.CoverageGap:
 			who, gaps = "never exported", gaps+1
-		case covFailed:
+		case engine.CoverageFailed:
 			who, gaps = strings.Join(r.Runs, "; "), gaps+1
 		}
 		t.row(shortTime(r.From), shortTime(r.To), r.State, strconv.FormatFloat(r.To.Sub(r.From).Hours(), 'f', -1, 64),
@@ -589,7 +393,7 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov auditCoverage,
 	}
 	last := rs[len(rs)-1].To
 	for _, r := range rs {
-		if r.State == covCovered {
+		if r.State == engine.CoverageCovered {
 			last = r.To
 		}
 	}
@@ -598,7 +402,7 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov auditCoverage,
 		fmt.Fprintf(e.stdout, " (%s ago)", now.Sub(last).Round(time.Minute))
 	}
 	fmt.Fprintln(e.stdout)
-	for _, s := range cov.filtered {
+	for _, s := range cov.Filtered {
 		fmt.Fprintf(e.stdout, "note: %s: its windows cover only those\n", s)
 	}
 	return nil
@@ -607,29 +411,29 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov auditCoverage,
 // warnCoverage tells on w which parts of [since, until) the local store does
 // not cover (until defaults to now; since to the first export), so that no
 // rows is not read as nothing happened.
-func warnCoverage(w io.Writer, cov auditCoverage, since, until, now time.Time, empty bool) {
+func warnCoverage(w io.Writer, cov engine.AuditCoverage, since, until, now time.Time, empty bool) {
 	if until.IsZero() {
 		until = now
 	}
-	rs := cov.ranges(since, until)
+	rs := cov.Ranges(since, until)
 	if len(rs) == 0 {
 		fmt.Fprintln(w, "runnerd audit: warning: no AuditLog export window is recorded: the local store may hold nothing of this range")
 		return
 	}
 	var last time.Time // the end of the latest covered range
 	for _, r := range rs {
-		if r.State == covCovered {
+		if r.State == engine.CoverageCovered {
 			last = r.To
 		}
 	}
 	var holes []string
 	for _, r := range rs {
-		if r.State == covCovered {
+		if r.State == engine.CoverageCovered {
 			continue
 		}
 		why := "never exported"
 		switch {
-		case r.State == covFailed:
+		case r.State == engine.CoverageFailed:
 			why = "export failed"
 		case !last.IsZero() && !r.From.Before(last):
 			why = "not exported yet"

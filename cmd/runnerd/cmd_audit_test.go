@@ -19,6 +19,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/engine"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
@@ -475,11 +476,11 @@ func TestAuditCoverage(t *testing.T) {
 		from, to time.Time
 		state    string
 	}{
-		{d[0].from, d[skippedDay].from, covCovered},
-		{d[skippedDay].from, d[skippedDay].to, covGap},
-		{d[skippedDay+1].from, d[failedDay].from, covCovered},
-		{d[failedDay].from, d[failedDay].to, covFailed},
-		{d[failedDay+1].from, d[29].to, covCovered},
+		{d[0].from, d[skippedDay].from, engine.CoverageCovered},
+		{d[skippedDay].from, d[skippedDay].to, engine.CoverageGap},
+		{d[skippedDay+1].from, d[failedDay].from, engine.CoverageCovered},
+		{d[failedDay].from, d[failedDay].to, engine.CoverageFailed},
+		{d[failedDay+1].from, d[29].to, engine.CoverageCovered},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("audit -coverage = %+v; want %d ranges", got, len(want))
@@ -506,51 +507,6 @@ func TestAuditCoverage(t *testing.T) {
 	}
 	if want := fmt.Sprintf(`{"from":%q,"to":%q,"state":"gap","hours":48,"records":0}`, rfc3339(auditSimNow), rfc3339(auditSimNow.Add(48*time.Hour))); !strings.Contains(out, want) {
 		t.Errorf("audit -coverage beyond the exports = %s; want the tail %s", out, want)
-	}
-}
-
-// TestCoverageRanges checks the layout of windows and failures by hand.
-func TestCoverageRanges(t *testing.T) {
-	h := func(n int) time.Time { return auditSimNow.Add(time.Duration(n) * time.Hour) }
-	cov := auditCoverage{
-		windows: []interval{{h(0), h(2), "a"}, {h(1), h(3), "b"}, {h(3), h(4), "a"}, {h(6), h(7), "a"}, {h(9), h(10), "a"}},
-		failures: []interval{
-			{h(4), h(5), "run 1"},           // part of the gap 4..6
-			{h(6), h(7), "run 2"},           // later covered: not a gap
-			{h(8), h(11), "run 3"},          // around a covered hour
-			{h(12), h(13), "run 4 (later)"}, // after every window
-		},
-	}
-	type r struct {
-		from, to int
-		state    string
-	}
-	got := func(rs []coverageRange) []r {
-		var out []r
-		for _, c := range rs {
-			out = append(out, r{int(c.From.Sub(auditSimNow).Hours()), int(c.To.Sub(auditSimNow).Hours()), c.State})
-		}
-		return out
-	}
-	for _, tc := range []struct {
-		name     string
-		from, to time.Time
-		want     []r
-	}{
-		{"all", time.Time{}, time.Time{}, []r{{0, 4, covCovered}, {4, 5, covFailed}, {5, 6, covGap}, {6, 7, covCovered},
-			{7, 8, covGap}, {8, 9, covFailed}, {9, 10, covCovered}, {10, 11, covFailed}, {11, 12, covGap}, {12, 13, covFailed}}},
-		{"clipped", h(1), h(6), []r{{1, 4, covCovered}, {4, 5, covFailed}, {5, 6, covGap}}},
-		{"before and after", h(-2), h(15), []r{{-2, 0, covGap}, {0, 4, covCovered}, {4, 5, covFailed}, {5, 6, covGap}, {6, 7, covCovered},
-			{7, 8, covGap}, {8, 9, covFailed}, {9, 10, covCovered}, {10, 11, covFailed}, {11, 12, covGap}, {12, 13, covFailed}, {13, 15, covGap}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if g := got(cov.ranges(tc.from, tc.to)); !slices.Equal(g, tc.want) {
-				t.Errorf("ranges(%v, %v) = %v; want %v", tc.from, tc.to, g, tc.want)
-			}
-		})
-	}
-	if rs := (auditCoverage{}).ranges(time.Time{}, time.Time{}); rs != nil {
-		t.Errorf("ranges of nothing = %v; want none", rs)
 	}
 }
 
@@ -664,9 +620,9 @@ func TestBackfillEstimate(t *testing.T) {
 		{"no history", nil, t0, t0.Add(72 * time.Hour), 3, 15, "export default of 5 pages"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := estimateBackfill(tc.ws, "audit", tc.from, tc.to)
+			e := engine.EstimateBackfill(tc.ws, "audit", tc.from, tc.to)
 			if e.Windows != tc.windows || e.Calls != tc.calls || !strings.Contains(e.Basis, tc.basisHint) {
-				t.Errorf("estimateBackfill(%s) = %+v; want %d windows, %d calls, basis ~%q", tc.name, e, tc.windows, tc.calls, tc.basisHint)
+				t.Errorf("EstimateBackfill(%s) = %+v; want %d windows, %d calls, basis ~%q", tc.name, e, tc.windows, tc.calls, tc.basisHint)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
@@ -35,23 +37,24 @@ type budgetView struct {
 // the last recorded 503 classification.
 func loadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*budgetView, error) {
 	v := &budgetView{
-		limits: budget.Limits{DailyLimit: cfg.Budget.DailyLimit, Reserve: cfg.Budget.Reserve, Rate: cfg.Budget.Rate},
+		limits: engine.Limits(cfg),
 		now:    now,
 	}
-	v.window = budget.NewWindow(v.limits)
-	usage, err := db.HourlyUsage(ctx, now.Add(-25*time.Hour))
-	if err != nil {
+	var err error
+	if v.window, err = engine.LoadWindow(ctx, db, v.limits, now); err != nil {
 		return nil, err
 	}
-	hours := make([]budget.HourCount, len(usage))
-	for i, u := range usage {
-		hours[i] = budget.HourCount{Hour: u.Hour, Calls: u.Calls}
-	}
-	v.window.Load(hours)
 	// The daemon records each change of its 503 classification; what it last
 	// believed holds until its Until (an "ok" has none).
 	v.class = budget.Classification{Kind: "ok"}
-	if s, err := db.Meta(ctx, metaClassification); err == nil && s != "" {
+	s, err := db.Meta(ctx, engine.MetaClassification)
+	if errors.Is(err, store.ErrNotFound) {
+		s, err = "", nil // no 503 seen yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("budget: read the last 503 classification: %w", err)
+	}
+	if s != "" {
 		var c budget.Classification
 		if json.Unmarshal([]byte(s), &c) == nil && (c.Until.IsZero() || c.Until.After(now)) {
 			v.class = c
@@ -72,7 +75,7 @@ func cmdBudget(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{})
+	cfg, db, err := openConfigStore(ctx, e, c.config, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

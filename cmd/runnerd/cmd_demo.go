@@ -83,7 +83,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	defer d.close()
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
-	if err := d.sched.Start(runCtx); err != nil {
+	if err := d.Start(runCtx); err != nil {
 		return err
 	}
 	var wg sync.WaitGroup
@@ -91,7 +91,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := d.sched.RunNow(runCtx, j.Name, time.Time{}, time.Time{}); err != nil {
+			if _, err := d.RunNow(runCtx, j.Name, time.Time{}, time.Time{}); err != nil {
 				logger.Warn("demo: run", "job", j.Name, "err", err)
 			}
 		}()
@@ -102,7 +102,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	d.sched.Stop(sctx)
+	d.Stop(sctx, stopGrace)
 	cancelRuns()
 	wg.Wait()
 	if err := d.report(context.WithoutCancel(ctx), e, len(sim.Requests())); err != nil {
@@ -124,7 +124,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 func (d *daemon) report(ctx context.Context, e *env, simRequests int) error {
 	w := e.stdout
 	fmt.Fprintln(w, "\n== history (runnerd history)")
-	runs, err := d.db.ListRuns(ctx, store.RunFilter{})
+	runs, err := d.DB().ListRuns(ctx, store.RunFilter{})
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (d *daemon) report(ctx context.Context, e *env, simRequests int) error {
 		return err
 	}
 	fmt.Fprintln(w, "\n== calls by job and operation (runnerd calls)")
-	calls, err := d.db.ListCalls(ctx, store.CallFilter{Status: -1})
+	calls, err := d.DB().ListCalls(ctx, store.CallFilter{Status: -1})
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,10 @@ func (d *daemon) report(ctx context.Context, e *env, simRequests int) error {
 	t.flush()
 	fmt.Fprintf(w, "%d calls in the ledger; the simulator received %d requests\n", len(calls), simRequests)
 	fmt.Fprintln(w, "\n== budget (runnerd budget)")
-	v := &budgetView{limits: d.limits, window: d.window, class: d.classifier.State(d.now()), now: d.now()}
+	v, err := loadBudgetView(ctx, d.Config(), d.DB(), d.Now())
+	if err != nil {
+		return err
+	}
 	j := v.json()
 	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s: used %d in the rolling 24 h, %d left for runnerd's work\n",
 		j.DailyLimit, j.Reserve, j.Rate, j.Used, j.Remaining)

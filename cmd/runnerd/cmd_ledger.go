@@ -89,7 +89,7 @@ func cmdCalls(ctx context.Context, e *env, args []string) error {
 			return usagef("calls: -status %q: want an HTTP status code, or 0 for unanswered calls", *status)
 		}
 	}
-	_, db, err := openConfigStore(ctx, e, c.config, store.Options{})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	_, db, err := openConfigStore(ctx, e, c.config, store.Options{})
+	_, db, err := openConfigStore(ctx, e, c.config, store.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"runnerd/internal/engine"
 	"runnerd/internal/notify"
 	"runnerd/internal/store"
 )
@@ -54,7 +55,7 @@ func cmdNotifyTest(ctx context.Context, e *env, args []string) error {
 	}
 	name := pos[0]
 	var target *notify.Target
-	targets, err := notifyTargets(e, cfg)
+	targets, err := engine.NotifyTargets(e.getenv, cfg)
 	if err != nil {
 		return err
 	}

@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
-	"sort"
 	"time"
 
-	"runnerd"
-	"runnerd/internal/budget"
-	"runnerd/internal/store"
+	"runnerd/internal/engine"
 )
 
 // planJSON is one line of `runnerd plan -json`.
@@ -22,16 +18,6 @@ type planJSON struct {
 	Admit          bool   `json:"admit"`
 	Reason         string `json:"reason,omitempty"`
 	RemainingAfter int    `json:"remaining_after"`
-}
-
-func priorityOf(s string) runnerd.Priority {
-	switch s {
-	case "high":
-		return runnerd.PriorityHigh
-	case "low":
-		return runnerd.PriorityLow
-	}
-	return runnerd.PriorityNormal
 }
 
 func cmdPlan(ctx context.Context, e *env, args []string) error {
@@ -49,49 +35,19 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	now := time.Now().UTC()
-	horizon := now.Add(time.Duration(*hours) * time.Hour)
-	jc, err := costs(ctx, cfg, now, 0, time.Duration(*hours)*time.Hour)
+	// One open, read-only: plan never creates or migrates a database.
+	db, err := readLedger(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	// The ledger: what the window already holds, and which jobs are paused.
-	limits := budget.Limits{DailyLimit: cfg.Budget.DailyLimit, Reserve: cfg.Budget.Reserve, Rate: cfg.Budget.Rate}
-	window := budget.NewWindow(limits)
-	paused := map[string]bool{}
-	if _, err := os.Stat(cfg.Store.Path); err == nil {
-		db, err := openStore(ctx, cfg, store.Options{NoMigrate: true})
-		if err != nil {
-			return err
-		}
-		v, err := loadBudgetView(ctx, cfg, db, now)
-		if err == nil {
-			window = v.window
-		}
-		states, _ := db.JobStates(ctx)
-		for _, s := range states {
-			paused[s.Job] = s.Paused
-		}
-		db.Close()
+	if db != nil {
+		defer db.Close()
 	}
-	var upcoming []budget.Candidate
-	basis := map[string]string{}
-	for _, x := range jc {
-		if !x.job.Enabled || paused[x.job.Name] {
-			continue
-		}
-		basis[x.job.Name] = x.estimate.Basis
-		for _, t := range x.next {
-			if t.After(horizon) {
-				break
-			}
-			upcoming = append(upcoming, budget.Candidate{Job: x.job.Name, Nominal: t, Priority: priorityOf(x.job.Priority), Estimate: x.estimate.Calls})
-		}
+	p, err := engine.PlanFromLedger(ctx, cfg, db, nil, now, *hours)
+	if err != nil {
+		return configErr(err)
 	}
-	sort.SliceStable(upcoming, func(i, j int) bool { return upcoming[i].Nominal.Before(upcoming[j].Nominal) })
-	for i := range upcoming {
-		upcoming[i].Seq = int64(i)
-	}
-	steps := budget.NewPlanner(limits).Plan(now, window, *hours, upcoming)
+	steps, window, basis := p.Steps, p.Window, p.Basis
 	if c.json {
 		for _, s := range steps {
 			if err := jsonLines(e.stdout, planJSON{Job: s.Job, Time: rfc3339(s.Nominal), Priority: s.Priority.String(),

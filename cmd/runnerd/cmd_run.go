@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"runnerd"
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
-	"runnerd/internal/scheduler/kinds"
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
@@ -164,69 +163,13 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 	return nil
 }
 
-// Backfill estimate.
-const (
-	backfillShare   = 10  // without -max-calls, -yes is needed above this percentage of the remaining budget
-	backfillHistory = 48  // windows of the job's history the records-per-hour rate is taken from
-	pageSize        = 100 // records per QUERY/queryMore page (atomsphere-api.md 2.3)
-)
-
-// backfillEstimate is what re-exporting a window is expected to cost.
-type backfillEstimate struct {
-	Windows int     // sub-windows the export splits the window into (kinds.DefaultMaxWindow each)
-	Records float64 // expected records
-	Calls   int     // expected calls: the pages of every sub-window, at least one each
-	Basis   string  // in words
-}
-
-// estimateBackfill estimates the calls of exporting [from, to) for job: every
-// sub-window costs max(1, ceil(records/100)) pages, where records = the job's
-// records per hour of window, over its latest 48 recorded windows (rows ÷
-// hours), times the sub-window's hours. A job with no recorded window uses
-// the export default (budget.DefaultEstimates().Export pages per sub-window).
-func estimateBackfill(ws []store.ExportWindow, job string, from, to time.Time) backfillEstimate {
-	from, to = from.UTC().Truncate(time.Second), to.UTC().Truncate(time.Second)
-	var rows int
-	var hours float64
-	seen := 0
-	for i := len(ws) - 1; i >= 0 && seen < backfillHistory; i-- { // ws are oldest first
-		w := ws[i]
-		if w.Job != job || !w.To.After(w.From) {
-			continue
-		}
-		rows += w.Rows
-		hours += w.To.Sub(w.From).Hours()
-		seen++
-	}
-	var est backfillEstimate
-	perHour := -1.0
-	if hours > 0 {
-		perHour = float64(rows) / hours
-		est.Basis = fmt.Sprintf("%.1f records/hour over the job's last %d exported windows (%.0f h)", perHour, seen, hours)
-	} else {
-		est.Basis = fmt.Sprintf("no exported window yet: the export default of %d pages per window", budget.DefaultEstimates().Export)
-	}
-	for s := from; s.Before(to); s = s.Add(kinds.DefaultMaxWindow) {
-		e := s.Add(kinds.DefaultMaxWindow)
-		if e.After(to) {
-			e = to
-		}
-		est.Windows++
-		if perHour < 0 {
-			est.Calls += budget.DefaultEstimates().Export
-			est.Records += float64(budget.DefaultEstimates().Export * pageSize)
-			continue
-		}
-		n := perHour * e.Sub(s).Hours()
-		est.Records += n
-		est.Calls += max(1, int(math.Ceil(n/pageSize)))
-	}
-	return est
-}
-
 // checkBackfill vets runnerd run JOB -from -to before anything is sent: the
 // job must be a windowed export; the estimate is printed; above the threshold
 // (-max-calls, else 10% of the budget remaining) it needs -yes.
+// backfillShare: without -max-calls, -yes is needed above this percentage of
+// the remaining budget.
+const backfillShare = 10
+
 func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string, from, to, now time.Time, maxCalls int, yes bool) error {
 	var job *config.Job
 	for i := range cfg.Jobs {
@@ -242,20 +185,24 @@ func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string,
 	case job.WindowProperty == "":
 		return usagef("run: -from/-to: export job %q exports all of %s every run (no window_property): there is no window to re-export", name, job.Object)
 	}
-	db, err := openStore(ctx, cfg, store.Options{})
+	// Read-only, and a host with no ledger yet has no history: the defaults.
+	db, err := readLedger(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	ws, err := db.ExportWindows(ctx, job.Object)
-	if err != nil {
-		return err
+	var ws []store.ExportWindow
+	view := &budgetView{limits: engine.Limits(cfg), now: now}
+	view.window = budget.NewWindow(view.limits)
+	if db != nil {
+		defer db.Close()
+		if ws, err = db.ExportWindows(ctx, job.Object); err != nil {
+			return err
+		}
+		if view, err = loadBudgetView(ctx, cfg, db, now); err != nil {
+			return err
+		}
 	}
-	est := estimateBackfill(ws, name, from, to)
-	view, err := loadBudgetView(ctx, cfg, db, now)
-	if err != nil {
-		return err
-	}
+	est := engine.EstimateBackfill(ws, name, from, to)
 	remaining := view.window.Remaining(now)
 	threshold, why := maxCalls, "-max-calls"
 	if threshold == 0 {

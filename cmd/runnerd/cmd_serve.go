@@ -3,21 +3,18 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"runnerd/internal/config"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/sdnotify"
-	"runnerd/internal/web"
 )
 
 // stopBound is how long SIGTERM waits for runs in flight (an unsafe call's
@@ -43,18 +40,20 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	}
 	notifier := sdnotify.New(e.getenv)
 	notifier.Logger = log
-	d, err := newDaemon(ctx, e, cfg, log, daemonOptions{})
+	d, err := newDaemon(ctx, e, cfg, log, daemonOptions{serve: true})
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	return d.serve(ctx, c.config, notifier, lv)
+	return d.serve(ctx, e, c.config, notifier, lv)
 }
 
 // serve runs the daemon until ctx ends (SIGINT/SIGTERM): control socket, HTTP,
-// cron, sd_notify, SIGHUP reloads.
-func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotify.Notifier, lv *slog.LevelVar) error {
-	log := d.log
+// cron, sd_notify, SIGHUP reloads. The engine decides; this loop only wires
+// signals, listeners and systemd to it.
+func (d *daemon) serve(ctx context.Context, e *env, configPath string, notifier *sdnotify.Notifier, lv *slog.LevelVar) error {
+	log := d.Logger()
+	cfg := d.Config()
 	// SIGHUP is caught from the start: under systemd `systemctl reload` may
 	// come the moment READY=1 is out, and SIGHUP's default action would end
 	// the daemon.
@@ -82,24 +81,22 @@ func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotif
 		}
 		return d.handleControl(hctx, req)
 	}
-	stopCtl, err := serveControl(runCtx, socketPath(d.e.getenv, d.cfg.Store.Path), handle)
+	stopCtl, err := serveControl(runCtx, socketPath(e.getenv, cfg.Store.Path), handle)
 	if err != nil {
 		return err
 	}
 	defer stopCtl()
 
-	if addr := d.cfg.HTTP.Listen; addr != "" {
+	if addr := cfg.HTTP.Listen; addr != "" {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return usagef("%s: http: listen %q: %v", d.cfg.File, addr, err)
+			return usagef("%s: http: listen %q: %v", cfg.File, addr, err)
 		}
-		srv := &http.Server{Handler: web.Handler(d, d.metrics, d.now), ReadHeaderTimeout: 5 * time.Second}
-		go srv.Serve(ln)
-		defer srv.Close()
+		d.Serve(ln) // the engine shuts it down in Close
 		log.Info("http: serving /metrics, /healthz and the status page", "addr", ln.Addr().String())
 	}
 
-	if err := d.sched.Start(runCtx); err != nil {
+	if err := d.Start(runCtx); err != nil {
 		if errors.Is(err, scheduler.ErrStarted) || errors.Is(err, scheduler.ErrStopped) {
 			return err
 		}
@@ -112,16 +109,16 @@ func (d *daemon) serve(ctx context.Context, configPath string, notifier *sdnotif
 		}
 	}
 	close(started)
-	d.startBackground(runCtx)
-	d.startReconcile(runCtx)
 
 	notifier.Ready()
-	notifier.Status(d.statusLine())
-	log.Info("runnerd ready", "jobs", len(d.cfg.Jobs), "db", d.db.Path())
-	if iv, err := sdnotify.WatchdogInterval(d.e.getenv); err != nil {
+	notifier.Status(d.StatusLine())
+	log.Info("runnerd ready", "jobs", len(cfg.Jobs), "db", d.DB().Path())
+	var watchdog sync.WaitGroup
+	defer watchdog.Wait()
+	if iv, err := sdnotify.WatchdogInterval(e.getenv); err != nil {
 		log.Warn("watchdog: WATCHDOG_USEC unusable; not sending WATCHDOG=1", "err", err)
 	} else if iv > 0 {
-		go notifier.RunWatchdog(runCtx, iv, d.Healthy)
+		watchdog.Go(func() { notifier.RunWatchdog(runCtx, iv, d.Healthy) })
 	}
 
 	status := time.NewTicker(30 * time.Second)
@@ -133,11 +130,11 @@ loop:
 			break loop
 		case <-hup:
 			notifier.Reloading()
-			d.reload(runCtx, configPath, lv)
+			d.reload(runCtx, e, configPath, lv)
 			notifier.Ready()
-			notifier.Status(d.statusLine())
+			notifier.Status(d.StatusLine())
 		case <-status.C:
-			notifier.Status(d.statusLine())
+			notifier.Status(d.StatusLine())
 		}
 	}
 
@@ -145,80 +142,38 @@ loop:
 	// No new requests: a `runnerd run` from now on finds no daemon and waits
 	// for the spender lock, which is released when this process exits.
 	stopCtl()
-	log.Info("stopping: no new runs; waiting for runs in flight", "in_flight", d.sched.InFlight(), "bound", stopBound)
+	log.Info("stopping: no new runs; waiting for runs in flight", "in_flight", d.Scheduler().InFlight(), "bound", stopBound)
 	sctx, cancel := context.WithTimeout(context.Background(), stopBound)
 	defer cancel()
-	if err := d.sched.Stop(sctx); err != nil {
+	if err := d.Stop(sctx, stopGrace); err != nil {
 		log.Warn("runs still in flight at the stop bound were cancelled; their state is recorded", "err", err)
-		// Let the cancelled runs record how they ended before the store closes.
-		gctx, gcancel := context.WithTimeout(context.Background(), stopGrace)
-		d.sched.Stop(gctx)
-		gcancel()
 	}
 	cancelRuns()
-	d.stopped.Store(true)
 	log.Info("stopped")
 	return nil
 }
 
 // reload re-reads the configuration on SIGHUP. A bad file is reported line by
 // line and the running configuration kept.
-func (d *daemon) reload(ctx context.Context, path string, lv *slog.LevelVar) {
-	cfg, err := config.Load(path, config.LoadOptions{Getenv: d.e.getenv})
+func (d *daemon) reload(ctx context.Context, e *env, path string, lv *slog.LevelVar) {
+	log := d.Logger()
+	cfg, err := config.Load(path, config.LoadOptions{Getenv: e.getenv})
 	if err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			d.log.Error("reload: configuration refused; keeping the running one", "problem", line)
+			log.Error("reload: configuration refused; keeping the running one", "problem", line)
 		}
 		return
 	}
-	for _, c := range []struct {
-		section string
-		changed bool
-	}{
-		{"[account]", cfg.Account != d.cfg.Account},
-		{"[store]", cfg.Store != d.cfg.Store},
-		{"[budget]", cfg.Budget != d.cfg.Budget},
-		{"[http]", cfg.HTTP != d.cfg.HTTP},
-		{"[log] format", cfg.Log.Format != d.cfg.Log.Format},
-		{"[[notify]]", !reflect.DeepEqual(cfg.Notify, d.cfg.Notify)},
-	} {
-		if c.changed {
-			d.log.Warn("reload: changes to " + c.section + " take effect at the next restart; the rest is applied")
-		}
-	}
-	jobs, err := d.buildJobs(cfg)
-	if err == nil {
-		err = d.sched.SetJobs(ctx, jobs)
+	warnings, err := d.Reload(ctx, cfg)
+	for _, w := range warnings {
+		log.Warn("reload: " + w)
 	}
 	if err != nil {
-		d.log.Error("reload: jobs refused; keeping the running ones", "err", err)
+		log.Error("reload: jobs refused; keeping the running ones", "err", err)
 		return
 	}
 	if err := setLevel(lv, cfg.Log.Level); err != nil {
-		d.log.Warn("reload: log level", "err", err)
+		log.Warn("reload: log level", "err", err)
 	}
-	d.mu.Lock()
-	// [[notify]] stays as running (its targets' workers and secrets are
-	// built at start); the warning above says so.
-	d.cfg.Jobs, d.cfg.Defaults, d.cfg.Log.Level = cfg.Jobs, cfg.Defaults, cfg.Log.Level
-	d.mu.Unlock()
-	d.log.Info("reload: configuration applied", "jobs", len(cfg.Jobs))
-}
-
-// statusLine is the one-line STATUS= for systemctl status.
-func (d *daemon) statusLine() string {
-	now := d.now()
-	var next string
-	var nextAt time.Time
-	for job, t := range d.sched.Next() {
-		if !t.IsZero() && (nextAt.IsZero() || t.Before(nextAt)) {
-			next, nextAt = job, t
-		}
-	}
-	s := fmt.Sprintf("%d jobs, %d running; budget %d of %d left", len(d.cfg.Jobs), d.sched.InFlight(),
-		d.window.Remaining(now), d.limits.Cap())
-	if next != "" {
-		s += fmt.Sprintf("; next %s at %s", next, nextAt.UTC().Format(time.RFC3339))
-	}
-	return s
+	log.Info("reload: configuration applied", "jobs", len(cfg.Jobs))
 }

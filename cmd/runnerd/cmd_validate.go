@@ -7,52 +7,18 @@ import (
 	"strings"
 	"time"
 
-	"runnerd/internal/budget"
 	"runnerd/internal/config"
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
-// jobCost is a job's schedule and estimated cost, shared by validate and plan.
-type jobCost struct {
-	job      *config.Job
-	next     []time.Time
-	estimate budget.Estimate
-	perDay   int // fires in the next 24 hours
-}
-
-// costs computes each enabled job's next fire times (the next n, or with a
-// horizon all of them up to it) and estimates. When the
-// database exists, estimates come from the jobs' recorded runs.
-func costs(ctx context.Context, cfg *config.Config, now time.Time, n int, horizon time.Duration) ([]jobCost, error) {
-	var db *store.DB
-	if _, err := os.Stat(cfg.Store.Path); err == nil {
-		if db, err = openStore(ctx, cfg, store.Options{NoMigrate: true}); err != nil {
-			return nil, err
-		}
-		defer db.Close()
+// readLedger opens cfg's database read-only for estimates, or returns nil
+// when there is none yet (a new host: estimates are the kinds' defaults).
+func readLedger(ctx context.Context, cfg *config.Config) (*store.DB, error) {
+	if _, err := os.Stat(cfg.Store.Path); err != nil {
+		return nil, nil
 	}
-	var out []jobCost
-	for i := range cfg.Jobs {
-		j := &cfg.Jobs[i]
-		next, err := j.NextFires(now, n)
-		if horizon > 0 {
-			next, err = j.FiresUntil(now, now.Add(horizon))
-		}
-		if err != nil {
-			return nil, usageError{err}
-		}
-		day, err := j.FiresUntil(now, now.Add(24*time.Hour))
-		if err != nil {
-			return nil, usageError{err}
-		}
-		per := len(day)
-		var recent []int
-		if db != nil {
-			recent, _ = db.RecentCallCounts(ctx, j.Name, 20)
-		}
-		out = append(out, jobCost{job: j, next: next, estimate: budget.EstimateRun(estimateKind(j), recent, budget.DefaultEstimates()), perDay: per})
-	}
-	return out, nil
+	return openStore(ctx, cfg, store.Options{ReadOnly: true})
 }
 
 func cmdValidate(ctx context.Context, e *env, args []string) error {
@@ -66,9 +32,16 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	now := time.Now()
-	jc, err := costs(ctx, cfg, now, 3, 0)
+	db, err := readLedger(ctx, cfg)
 	if err != nil {
 		return err
+	}
+	if db != nil {
+		defer db.Close()
+	}
+	jc, err := engine.JobCosts(ctx, cfg, db, nil, now, 3, 0)
+	if err != nil {
+		return configErr(err)
 	}
 	capacity := cfg.Budget.DailyLimit - cfg.Budget.Reserve
 	total := 0
@@ -86,14 +59,14 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	}
 	var rows []jobJSON
 	for _, x := range jc {
-		loc, _ := x.job.Location()
-		r := jobJSON{Job: x.job.Name, Kind: x.job.Kind, Enabled: x.job.Enabled, Priority: x.job.Priority,
-			Timezone: x.job.Timezone, PerRun: x.estimate.Calls, Basis: x.estimate.Basis, RunsPerDay: x.perDay,
-			CallsPerDay: x.perDay * x.estimate.Calls}
-		for _, t := range x.next {
+		loc, _ := x.Job.Location()
+		r := jobJSON{Job: x.Job.Name, Kind: x.Job.Kind, Enabled: x.Job.Enabled, Priority: x.Job.Priority,
+			Timezone: x.Job.Timezone, PerRun: x.Estimate.Calls, Basis: x.Estimate.Basis, RunsPerDay: x.PerDay,
+			CallsPerDay: x.PerDay * x.Estimate.Calls}
+		for _, t := range x.Next {
 			r.Next = append(r.Next, t.In(loc).Format(time.RFC3339))
 		}
-		if x.job.Enabled {
+		if x.Job.Enabled {
 			total += r.CallsPerDay
 		}
 		rows = append(rows, r)

@@ -119,10 +119,10 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 	h := newHookRecv(t)
 	d := notifyDaemon(t, h.srv.URL, "sim-password")
 	// Hold the receiver: an event nobody waits for takes the worker into it.
-	d.notify.n.AuthFailed("primer")
+	d.Notifier().AuthFailed("primer")
 	<-h.reached
 
-	r, err := d.sched.RunNow(context.Background(), "backwards", time.Time{}, time.Time{})
+	r, err := d.RunNow(context.Background(), "backwards", time.Time{}, time.Time{})
 	if err != nil {
 		t.Fatalf("RunNow() = %v", err)
 	}
@@ -136,7 +136,7 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 	}
 	// The run finished while the receiver still held the primer.
 	close(h.release)
-	d.stopNotifier()
+	d.FlushNotifications()
 
 	var failed map[string]any
 	for _, ev := range h.events() {
@@ -162,7 +162,7 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 			t.Errorf("a notification holds the password: %s", raw)
 		}
 	}
-	rows, err := d.db.ListNotifyDeliveries(context.Background(), store.NotifyFilter{})
+	rows, err := d.DB().ListNotifyDeliveries(context.Background(), store.NotifyFilter{})
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("ListNotifyDeliveries() = %d rows, %v; want 2 (primer and failed)", len(rows), err)
 	}
@@ -172,7 +172,7 @@ func TestNotifyStuckReceiverDoesNotDelayRun(t *testing.T) {
 		}
 	}
 	// The same counts are in /metrics.
-	mfs, err := d.metrics.Registry().Gather()
+	mfs, err := d.Metrics().Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestNotifyAuthBreaker(t *testing.T) {
 	close(h.release)
 	d := notifyDaemon(t, h.srv.URL, "wrong-password")
 	for range 3 {
-		r, err := d.sched.RunNow(context.Background(), "backwards", time.Time{}, time.Time{})
+		r, err := d.RunNow(context.Background(), "backwards", time.Time{}, time.Time{})
 		if err != nil {
 			t.Fatalf("RunNow() = %v", err)
 		}
@@ -209,7 +209,7 @@ func TestNotifyAuthBreaker(t *testing.T) {
 			t.Fatalf("run = %s; want failed", r.State)
 		}
 	}
-	d.stopNotifier()
+	d.FlushNotifications()
 	var got []string
 	for _, ev := range h.events() {
 		got = append(got, ev["event"].(string))

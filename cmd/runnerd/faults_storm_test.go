@@ -21,9 +21,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
-	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
-	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
 )
 
@@ -125,40 +123,24 @@ func TestFaultStorm503(t *testing.T) {
 			t.Fatal(err)
 		}
 		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		d, err := newDaemon(context.Background(), e, cfg, log, daemonOptions{})
+		// The daemon's client with the simulator in-process (so that it reads
+		// the bubble's clock); everything else as the engine builds it: the
+		// paced gate, the recorder, the default timeout and retry policy.
+		d, err := newDaemon(context.Background(), e, cfg, log, daemonOptions{client: func(c *atomapi.Config) {
+			c.HTTPClient = &http.Client{Transport: memTransport{storm}}
+		}})
 		if err != nil {
 			t.Fatalf("newDaemon() = %v", err)
 		}
-		// The daemon's client with the simulator in-process (so that it reads
-		// the bubble's clock); everything else as newDaemon built it: the
-		// paced gate, the recorder, the default timeout and retry policy.
-		c, err := atomapi.New(atomapi.Config{
-			BaseURL: cfg.Account.URL, AccountID: cfg.Account.ID,
-			Credentials: atomapi.NewCredentials(cfg.Account.User, "sim-password"),
-			Gate:        apigate.Gate{G: d.gate, Paced: true}, Recorder: d.hooks, Logger: d.log,
-			HTTPClient: &http.Client{Transport: memTransport{storm}},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		d.client = c
-		d.poller = &kinds.Poller{Client: c, Now: d.now}
-		jobs, err := d.buildJobs(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
 		ctx, cancel := context.WithCancel(context.Background())
-		if err := d.sched.SetJobs(ctx, jobs); err != nil {
-			t.Fatal(err)
-		}
-		if err := d.sched.Start(ctx); err != nil {
+		if err := d.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		// Storm, then the classifier's pause until the next hour boundary,
 		// then the deferred runs go: stop well after.
 		end := stormTo.Truncate(time.Hour).Add(time.Hour + 20*time.Minute)
 		time.Sleep(end.Sub(time.Now()))
-		if err := d.sched.Stop(context.Background()); err != nil {
+		if err := d.Scheduler().Stop(context.Background()); err != nil {
 			t.Fatalf("Stop() = %v", err)
 		}
 		cancel()
@@ -195,11 +177,11 @@ func deferredRuns(logs string) map[int64]bool {
 func checkStorm(t *testing.T, d *daemon, sim *atomsim.Server, stormFrom, stormTo time.Time, deferred map[int64]bool) {
 	t.Helper()
 	ctx := context.Background()
-	runs, err := d.db.ListRuns(ctx, store.RunFilter{})
+	runs, err := d.DB().ListRuns(ctx, store.RunFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	calls, err := d.db.ListCalls(ctx, store.CallFilter{Status: -1})
+	calls, err := d.DB().ListCalls(ctx, store.CallFilter{Status: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +273,7 @@ func checkStorm(t *testing.T, d *daemon, sim *atomsim.Server, stormFrom, stormTo
 	}
 	// The budget: the ledger never beyond the cap (daily_limit − reserve),
 	// and the simulator's count agrees.
-	capacity := d.limits.Cap()
+	capacity := d.Limits().Cap()
 	used, _ := sim.Usage()
 	if len(calls) > capacity {
 		t.Errorf("ledger holds %d calls in 24 h; want ≤ cap %d", len(calls), capacity)

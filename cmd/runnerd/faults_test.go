@@ -30,9 +30,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
-	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
-	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
 )
 
@@ -118,10 +116,7 @@ func newFaultRig(t *testing.T, o faultRigOpts) *faultRig {
 		ca = fmt.Sprintf("ca_file = %q", path)
 	}
 	conf := fmt.Sprintf(faultJobs, r.srv.URL+"/api/rest/v1", ca, filepath.Join(r.dir, "runnerd.db"), o.jobKeys, r.dir, o.jobKeys)
-	r.d = r.newDaemon(conf)
-	if o.fast > 0 {
-		r.fastClient(o.fast, o.recorder)
-	}
+	r.d = r.newDaemon(conf, r.fastClient(o.fast, o.recorder))
 	return r
 }
 
@@ -141,7 +136,7 @@ func faultEnv() *env {
 	}}
 }
 
-func (r *faultRig) newDaemon(conf string) *daemon {
+func (r *faultRig) newDaemon(conf string, client func(*atomapi.Config)) *daemon {
 	t := r.t
 	t.Helper()
 	path := filepath.Join(r.dir, "jobs.toml")
@@ -154,7 +149,7 @@ func (r *faultRig) newDaemon(conf string) *daemon {
 		t.Fatalf("config.Load() = %v", err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	d, err := newDaemon(context.Background(), e, cfg, log, daemonOptions{})
+	d, err := newDaemon(context.Background(), e, cfg, log, daemonOptions{client: client})
 	if err != nil {
 		t.Fatalf("newDaemon() = %v", err)
 	}
@@ -167,47 +162,28 @@ func (r *faultRig) newDaemon(conf string) *daemon {
 	return d
 }
 
-// fastClient swaps the daemon's client for one built as newDaemon builds it
-// (gate apigate.Gate{G: d.gate, Paced: true}, recorder d.hooks, the configured URL and account)
-// with a short timeout and fast retries, and rebuilds the jobs on it with the
-// daemon's own buildJobs.
-func (r *faultRig) fastClient(timeout time.Duration, wrap func(atomapi.Recorder) atomapi.Recorder) {
-	t, d := r.t, r.d
-	t.Helper()
-	var rec atomapi.Recorder = d.hooks
-	if wrap != nil {
-		rec = wrap(rec)
+// fastClient returns the engine's client options with a short timeout and
+// fast retries, and the engine's recorder wrapped by wrap; nil for timeout 0
+// (the client as the engine builds it).
+func (r *faultRig) fastClient(timeout time.Duration, wrap func(atomapi.Recorder) atomapi.Recorder) func(*atomapi.Config) {
+	if timeout <= 0 {
+		return nil
 	}
-	r.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	c, err := atomapi.New(atomapi.Config{
-		BaseURL:     d.cfg.Account.URL,
-		AccountID:   d.cfg.Account.ID,
-		Credentials: atomapi.NewCredentials(d.cfg.Account.User, "sim-password"),
-		Gate:        apigate.Gate{G: d.gate, Paced: true},
-		Recorder:    rec,
-		HTTPClient:  r.hc,
-		Timeout:     timeout,
-		Retry:       atomapi.RetryPolicy{MaxAttempts: 4, Base: 10 * time.Millisecond, Max: 50 * time.Millisecond},
-		Logger:      d.log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.client = c
-	d.poller = &kinds.Poller{Client: c, Now: d.now}
-	jobs, err := d.buildJobs(d.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.sched.SetJobs(context.Background(), jobs); err != nil {
-		t.Fatal(err)
+	return func(c *atomapi.Config) {
+		if wrap != nil {
+			c.Recorder = wrap(c.Recorder)
+		}
+		r.hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.HTTPClient = r.hc
+		c.Timeout = timeout
+		c.Retry = atomapi.RetryPolicy{MaxAttempts: 4, Base: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	}
 }
 
 // run runs job now, as `runnerd run JOB` does in-process.
 func (r *faultRig) run(job string) runnerd.Run {
 	r.t.Helper()
-	run, err := r.d.sched.RunNow(context.Background(), job, time.Time{}, time.Time{})
+	run, err := r.d.RunNow(context.Background(), job, time.Time{}, time.Time{})
 	if err != nil {
 		r.t.Fatalf("RunNow(%q) = %v", job, err)
 	}
@@ -218,11 +194,11 @@ func (r *faultRig) run(job string) runnerd.Run {
 // or the deadline (real time) passes; it returns the run as last read.
 func (r *faultRig) reconcile(id int64, within time.Duration) runnerd.Run {
 	r.t.Helper()
-	rc := r.d.newReconciler()
+	rc := r.d.NewReconciler()
 	deadline := time.Now().Add(within)
 	for {
 		rc.Pass(context.Background())
-		run, err := r.d.db.GetRun(context.Background(), id)
+		run, err := r.d.DB().GetRun(context.Background(), id)
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -239,7 +215,7 @@ func (r *faultRig) reconcile(id int64, within time.Duration) runnerd.Run {
 func (r *faultRig) ledgerMatches() {
 	t := r.t
 	t.Helper()
-	calls, err := r.d.db.ListCalls(context.Background(), store.CallFilter{Status: -1})
+	calls, err := r.d.DB().ListCalls(context.Background(), store.CallFilter{Status: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +452,7 @@ func TestFaultHugeBody(t *testing.T) {
 	if alloc > 512<<20 {
 		t.Errorf("allocated %d MiB reading a 1 GiB body; want the read bounded (64 MiB limit)", alloc>>20)
 	}
-	calls, _ := r.d.db.ListCalls(context.Background(), store.CallFilter{Status: -1})
+	calls, _ := r.d.DB().ListCalls(context.Background(), store.CallFilter{Status: -1})
 	if len(calls) != 1 || calls[0].Status != 200 || calls[0].Bytes > 64<<20 {
 		t.Errorf("ledger = %+v; want one row, HTTP 200, at most 64 MiB read", calls)
 	}
@@ -627,7 +603,7 @@ func TestFaultSQLiteLocked(t *testing.T) {
 		return err
 	})
 	r := newFaultRig(t, faultRigOpts{fast: 2 * time.Second, recorder: wrap})
-	path = r.d.db.Path()
+	path = r.d.DB().Path()
 	lr := h
 	lr.armed.Store(true)
 	run := r.run("exec")
@@ -695,7 +671,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 		return begin()
 	})
 	r := newFaultRig(t, faultRigOpts{fast: 2 * time.Second, recorder: wrap})
-	dbPath = r.d.db.Path()
+	dbPath = r.d.DB().Path()
 	if run := r.run("exec"); run.State != runnerd.StateSucceeded { // the ledger has rows and a WAL
 		t.Fatalf("first run = %s (%q)", run.State, run.Error)
 	}
@@ -711,7 +687,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 	}
 
 	undo := limitFileSize(t, dbPath)
-	_, err := r.d.sched.RunNow(context.Background(), "exec", time.Time{}, time.Time{})
+	_, err := r.d.RunNow(context.Background(), "exec", time.Time{}, time.Time{})
 	undo()
 	t.Logf("RunNow on a full ledger: %v", err)
 	if err == nil {
@@ -724,7 +700,7 @@ func TestFaultSQLiteFull(t *testing.T) {
 	if again := r.run("exec"); again.State != runnerd.StateSucceeded {
 		t.Errorf("run after space returned = %s (%q); want succeeded", again.State, again.Error)
 	}
-	if res, err := r.d.db.IntegrityCheck(context.Background()); err != nil || res != "ok" {
+	if res, err := r.d.DB().IntegrityCheck(context.Background()); err != nil || res != "ok" {
 		t.Errorf("IntegrityCheck() = %q, %v; want ok", res, err)
 	}
 	r.ledgerMatches()

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"runnerd/internal/engine"
 )
 
 // Exit codes, in one place (DESIGN 3.2).
@@ -34,13 +36,24 @@ func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
 
+// configErr turns the engine's configuration errors into usage errors
+// (exit 2); others pass as they are.
+func configErr(err error) error {
+	var ce engine.ConfigError
+	if errors.As(err, &ce) {
+		return usageError{err}
+	}
+	return err
+}
+
 // exitCode maps an error returned by run to the process exit code.
 func exitCode(err error) int {
 	var ue usageError
+	var ce engine.ConfigError
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
 	default:
 		return exitFailed

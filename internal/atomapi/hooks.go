@@ -45,7 +45,10 @@ type Call struct {
 	Safe      bool      // read-only: may be retried freely. Unsafe: ExecutionRequest, executeProcess, deploys
 	Attempt   int       // 1 for the first attempt, counted by the caller's retries
 	StartedAt time.Time // set by the client just before Begin
-	LedgerID  int64     // set by the Recorder's Begin, if it keeps rows
+	// SentAt is when the request may go, set by a Pacer's Pace after the
+	// rate wait (zero without one): the hour the platform counts it in.
+	SentAt   time.Time
+	LedgerID int64 // set by the Recorder's Begin, if it keeps rows
 }
 
 // Result is how an attempt ended, given to Recorder.End.

@@ -40,13 +40,17 @@ func (g Gate) Wait(ctx context.Context, c *atomapi.Call) error {
 	return g.G.Wait(ctx, Ask(c))
 }
 
-// Pace waits for the rate slot of a call Wait admitted (paced only; unpaced,
+// Pace waits for the rate slot of a call Wait admitted and sets c.SentAt to
+// the time it may go, the hour the ledger counts it in (paced only; unpaced,
 // Wait has waited already).
 func (g Gate) Pace(ctx context.Context, c *atomapi.Call) error {
 	if !g.Paced {
 		return nil
 	}
-	_, err := g.G.Pace(ctx)
+	sent, err := g.G.Pace(ctx)
+	if err == nil {
+		c.SentAt = sent
+	}
 	return err
 }
 

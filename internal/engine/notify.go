@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"context"
@@ -21,22 +21,22 @@ import (
 // notifications (one attempt each) before dropping them.
 const notifyStopGrace = 5 * time.Second
 
-// daemonNotify is the daemon's side of notifications: the notifier and what
+// engineNotify is the daemon's side of notifications: the notifier and what
 // the call hooks keep to tell an opened auth breaker.
-type daemonNotify struct {
+type engineNotify struct {
 	n *notify.Notifier
 
 	mu        sync.Mutex
 	authFails int // consecutive 401/403 answers, as the client's breaker counts them
 }
 
-// notifyTargets reads the [[notify]] targets' secret files.
-func notifyTargets(e *env, cfg *config.Config) ([]notify.Target, error) {
+// NotifyTargets reads the [[notify]] targets' secret files.
+func NotifyTargets(getenv func(string) string, cfg *config.Config) ([]notify.Target, error) {
 	targets := make([]notify.Target, 0, len(cfg.Notify))
 	for _, nc := range cfg.Notify {
-		s, err := nc.Secret(config.LoadOptions{Getenv: e.getenv})
+		s, err := nc.Secret(config.LoadOptions{Getenv: getenv})
 		if err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", cfg.File, err)}
+			return nil, ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
 		}
 		targets = append(targets, notify.Target{Config: nc, Secret: s})
 	}
@@ -45,54 +45,54 @@ func notifyTargets(e *env, cfg *config.Config) ([]notify.Target, error) {
 
 // startNotifier builds the notifier for cfg's targets and starts its workers.
 // With no targets it is inert.
-func (d *daemon) startNotifier(cfg *config.Config) error {
-	targets, err := notifyTargets(d.e, cfg)
+func (e *Engine) startNotifier(cfg *config.Config) error {
+	targets, err := NotifyTargets(e.getenv, cfg)
 	if err != nil {
 		return err
 	}
 	n, err := notify.New(notify.Options{
 		Targets:  targets,
-		Now:      d.now,
-		Recorder: deliveryRecorder{d.db},
-		Logger:   d.log,
-		Budget:   d.budgetUse,
+		Now:      e.now,
+		Recorder: deliveryRecorder{e.db},
+		Logger:   e.log,
+		Budget:   e.budgetUse,
 	})
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", cfg.File, err)}
+		return ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
 	}
-	d.notify = &daemonNotify{n: n}
-	if err := d.metrics.Registry().Register(newNotifyCollector(d)); err != nil {
-		d.log.Warn("metrics: notification counters not exported", "err", err)
+	e.notify = &engineNotify{n: n}
+	if err := e.metrics.Registry().Register(newNotifyCollector(e)); err != nil {
+		e.log.Warn("metrics: notification counters not exported", "err", err)
 	}
 	return nil
 }
 
 // stopNotifier lets queued notifications go out for a moment, then stops.
-func (d *daemon) stopNotifier() {
-	if d.notify == nil {
+func (e *Engine) stopNotifier() {
+	if e.notify == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), notifyStopGrace)
 	defer cancel()
-	d.notify.n.Close(ctx)
+	e.notify.n.Close(ctx)
 }
 
 // budgetUse is the rolling window's use and capacity now.
-func (d *daemon) budgetUse() (used, capacity int) {
-	return d.window.Used(d.now()), d.limits.Cap()
+func (e *Engine) budgetUse() (used, capacity int) {
+	return e.window.Used(e.now()), e.limits.Cap()
 }
 
 // notifyRun hands a recorded run outcome to the notifier, with the job's
 // priority. It never blocks on delivery.
-func (d *daemon) notifyRun(r runnerd.Run) {
-	if d.notify == nil {
+func (e *Engine) notifyRun(r runnerd.Run) {
+	if e.notify == nil {
 		return
 	}
 	priority := ""
-	if j, err := d.findJob(r.Job); err == nil {
+	if j, err := e.Job(r.Job); err == nil {
 		priority = j.Priority
 	}
-	d.notify.n.RunOutcome(notify.Run{
+	e.notify.n.RunOutcome(notify.Run{
 		ID: r.ID, Job: r.Job, Kind: r.Kind, Priority: priority, NominalTime: r.NominalTime,
 		State: string(r.State), Reason: r.Reason, Error: r.Error, Calls: r.Calls,
 	})
@@ -101,27 +101,27 @@ func (d *daemon) notifyRun(r runnerd.Run) {
 // notifyCall hears each call's answer (from callHooks.End): budget
 // thresholds, a change of the 503 classification to or from external, and the
 // auth breaker opening at the second 401/403 in a row.
-func (d *daemon) notifyCall(status int, before, after budget.Classification) {
-	if d.notify == nil {
+func (e *Engine) notifyCall(status int, before, after budget.Classification) {
+	if e.notify == nil {
 		return
 	}
-	n := d.notify.n
-	n.BudgetUsage(d.budgetUse())
+	n := e.notify.n
+	n.BudgetUsage(e.budgetUse())
 	if before.Kind != after.Kind {
 		n.ClassificationChanged(before.Kind, after.Kind, after.Reason)
 	}
 	if status == 0 {
 		return // no answer: the breaker counts answers only
 	}
-	d.notify.mu.Lock()
+	e.notify.mu.Lock()
 	opened := false
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		d.notify.authFails++
-		opened = d.notify.authFails == authBreakerTrips
+		e.notify.authFails++
+		opened = e.notify.authFails == authBreakerTrips
 	} else {
-		d.notify.authFails = 0
+		e.notify.authFails = 0
 	}
-	d.notify.mu.Unlock()
+	e.notify.mu.Unlock()
 	if opened {
 		n.AuthFailed(fmt.Sprintf("HTTP %d from the platform; check account.user and the password", status))
 	}
@@ -147,24 +147,24 @@ var _ notify.Recorder = deliveryRecorder{}
 
 // notifyStats returns each target's delivery counters (for /metrics); nil
 // without targets.
-func (d *daemon) notifyStats() []notify.Stats {
-	if d.notify == nil {
+func (e *Engine) notifyStats() []notify.Stats {
+	if e.notify == nil {
 		return nil
 	}
-	return d.notify.n.Stats()
+	return e.notify.n.Stats()
 }
 
 // notifyCollector exposes the notifier's per-target counters in /metrics:
 // runnerd_notify_deliveries_total{target,outcome} and
 // runnerd_notify_queued{target}, read at scrape time.
 type notifyCollector struct {
-	d              *daemon
+	e              *Engine
 	total, pending *prometheus.Desc
 }
 
-func newNotifyCollector(d *daemon) *notifyCollector {
+func newNotifyCollector(e *Engine) *notifyCollector {
 	return &notifyCollector{
-		d: d,
+		e: e,
 		total: prometheus.NewDesc("runnerd_notify_deliveries_total",
 			"Notifications by target and outcome: sent, failed (after the last attempt), retried (extra attempts), dropped (queue full or left at stop), suppressed (de-duplicated).",
 			[]string{"target", "outcome"}, nil),
@@ -175,7 +175,7 @@ func newNotifyCollector(d *daemon) *notifyCollector {
 func (c *notifyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.total; ch <- c.pending }
 
 func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, s := range c.d.notifyStats() {
+	for _, s := range c.e.notifyStats() {
 		for _, o := range []struct {
 			outcome string
 			n       uint64

@@ -1,0 +1,174 @@
+package engine
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"runnerd"
+	"runnerd/internal/budget"
+	"runnerd/internal/config"
+	"runnerd/internal/store"
+)
+
+// JobCost is a job's schedule and estimated cost, for validate and plan.
+type JobCost struct {
+	Job      *config.Job
+	Next     []time.Time // the next n fires, or all of them up to the horizon
+	Estimate budget.Estimate
+	PerDay   int // fires in the next 24 hours
+}
+
+// JobCosts computes each job's next fire times — the next n, or with a
+// horizon all of them up to it — on the daemon's own schedule reading, and
+// its estimate from db's recorded runs (db nil: the kinds' defaults).
+func JobCosts(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logger, now time.Time, n int, horizon time.Duration) ([]JobCost, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var out []JobCost
+	for i := range cfg.Jobs {
+		j := &cfg.Jobs[i]
+		next, err := j.NextFires(now, n)
+		if horizon > 0 {
+			next, err = j.FiresUntil(now, now.Add(horizon))
+		}
+		if err != nil {
+			return nil, ConfigError{fmt.Errorf("job %q: %w", j.Name, err)}
+		}
+		day, err := j.FiresUntil(now, now.Add(24*time.Hour))
+		if err != nil {
+			return nil, ConfigError{fmt.Errorf("job %q: %w", j.Name, err)}
+		}
+		out = append(out, JobCost{Job: j, Next: next, Estimate: Estimate(ctx, db, log, j.Name, EstimateKind(j)), PerDay: len(day)})
+	}
+	return out, nil
+}
+
+// Plan is the engine's own foresight for the next hours: every arrived run
+// and every slot, decided by the same rule admission applies.
+func (e *Engine) Plan(now time.Time, hours int) []budget.PlanStep {
+	return e.planner.Plan(now, e.window, hours, e.lookAheadFor(now, time.Duration(hours)*time.Hour))
+}
+
+func (e *Engine) lookAheadFor(now time.Time, horizon time.Duration) []budget.Candidate {
+	all := e.sched.LookAhead(now, max(horizon, 24*time.Hour)+24*time.Hour)
+	capacity := e.limits.Cap()
+	out := all[:0]
+	for _, c := range all {
+		if c.Estimate <= capacity {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// LedgerPlan is what `runnerd plan` shows without asking the daemon: the
+// look-ahead the daemon admits with, built from the configuration and the
+// ledger — the runs recorded as waiting, deferred or running first (in
+// arrival order), then the enabled, unpaused jobs' slots.
+type LedgerPlan struct {
+	Steps  []budget.PlanStep
+	Window *budget.Window    // the rolling window as the ledger holds it
+	Basis  map[string]string // each job's estimate basis, in words
+	Costs  []JobCost
+}
+
+// PlanFromLedger foresees the next hours from cfg and db (db nil: an empty
+// ledger). Errors reading the ledger are returned, never shown as an empty
+// window.
+func PlanFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.Logger, now time.Time, hours int) (*LedgerPlan, error) {
+	horizon := time.Duration(hours) * time.Hour
+	// Slots up to a day past the horizon: a run near its end must make room
+	// for the higher-priority runs that come after it.
+	costs, err := JobCosts(ctx, cfg, db, log, now, 0, horizon+24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	limits := Limits(cfg)
+	p := &LedgerPlan{Window: budget.NewWindow(limits), Basis: map[string]string{}, Costs: costs}
+	paused := map[string]bool{}
+	var arrived []budget.Candidate
+	if db != nil {
+		if p.Window, err = LoadWindow(ctx, db, limits, now); err != nil {
+			return nil, err
+		}
+		states, err := db.JobStates(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("plan: read the jobs' state: %w", err)
+		}
+		for _, s := range states {
+			paused[s.Job] = s.Paused
+		}
+		if arrived, err = arrivedFromLedger(ctx, cfg, db, costs, now); err != nil {
+			return nil, err
+		}
+	}
+	upcoming := arrived
+	for _, x := range costs {
+		if !x.Job.Enabled || paused[x.Job.Name] {
+			continue
+		}
+		p.Basis[x.Job.Name] = x.Estimate.Basis
+		prio, err := runnerd.ParsePriority(x.Job.Priority)
+		if err != nil {
+			return nil, ConfigError{fmt.Errorf("job %q: %w", x.Job.Name, err)}
+		}
+		for _, t := range x.Next {
+			upcoming = append(upcoming, budget.Candidate{Job: x.Job.Name, Nominal: t, Priority: prio, Estimate: x.Estimate.Calls})
+		}
+	}
+	capacity := limits.Cap()
+	kept := upcoming[:0]
+	for _, c := range upcoming {
+		if c.Estimate <= capacity {
+			kept = append(kept, c)
+		}
+	}
+	p.Steps = budget.NewPlanner(limits).Plan(now, p.Window, hours, kept)
+	return p, nil
+}
+
+// arrivedFromLedger returns the runs the ledger holds as waiting (planned),
+// deferred, admitted or running, as the scheduler's LookAhead gives them.
+func arrivedFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, costs []JobCost, now time.Time) ([]budget.Candidate, error) {
+	runs, err := db.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{
+		runnerd.StatePlanned, runnerd.StateDeferred, runnerd.StateAdmitted, runnerd.StateRunning}})
+	if err != nil {
+		return nil, fmt.Errorf("plan: read the runs in flight: %w", err)
+	}
+	est := map[string]int{}
+	for _, x := range costs {
+		est[x.Job.Name] = x.Estimate.Calls
+	}
+	var out []budget.Candidate
+	for _, r := range runs {
+		j := cfg.Job(r.Job)
+		if j == nil {
+			continue // removed from the configuration: the daemon skips it
+		}
+		prio, err := runnerd.ParsePriority(j.Priority)
+		if err != nil {
+			return nil, ConfigError{fmt.Errorf("job %q: %w", j.Name, err)}
+		}
+		c := budget.Candidate{Job: r.Job, Nominal: now, Priority: prio, Estimate: est[r.Job], Seq: r.ID,
+			Label: r.Job + " (" + string(r.State) + ")"}
+		switch r.State {
+		case runnerd.StateAdmitted, runnerd.StateRunning:
+			if r.Estimate > 0 {
+				c.Estimate = r.Estimate
+			}
+			c.Estimate = max(0, c.Estimate-r.Calls)
+		default:
+			if r.NotBefore.After(now) {
+				c.Nominal = r.NotBefore
+			}
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b budget.Candidate) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}

@@ -1,0 +1,120 @@
+package engine
+
+import (
+	"context"
+	"time"
+
+	"runnerd/internal/store"
+	"runnerd/internal/web"
+)
+
+// The daemon is the status page's and /metrics' web.Source.
+var _ web.Source = (*Engine)(nil)
+
+func (e *Engine) Jobs(ctx context.Context) []web.JobStatus {
+	jobs := e.Config().Jobs
+	next := e.sched.Next()
+	states, err := e.db.JobStates(ctx)
+	if err != nil {
+		e.log.Warn("status page: the jobs' state cannot be read; showing them as not paused", "err", err)
+	}
+	paused := map[string]bool{}
+	for _, s := range states {
+		paused[s.Job] = s.Paused
+	}
+	out := make([]web.JobStatus, 0, len(jobs))
+	for _, j := range jobs {
+		js := web.JobStatus{Name: j.Name, Kind: j.Kind, Priority: j.Priority, Schedule: j.Schedule,
+			Timezone: j.Timezone, Next: next[j.Name], Paused: paused[j.Name]}
+		if runs, err := e.db.ListRuns(ctx, store.RunFilter{Job: j.Name, Limit: 1}); err != nil {
+			e.log.Warn("status page: the job's last run cannot be read", "job", j.Name, "err", err)
+		} else if len(runs) > 0 {
+			js.LastState, js.LastNominal, js.LastError = string(runs[0].State), runs[0].NominalTime, runs[0].Error
+		}
+		out = append(out, js)
+	}
+	return out
+}
+
+func (e *Engine) Budget(now time.Time) web.BudgetStatus {
+	cl := e.classifier.State(now)
+	st := e.window.Status(now)
+	b := web.BudgetStatus{
+		DailyLimit: st.DailyLimit, Reserve: st.Reserve, Rate: st.Rate, Used: st.Used, Remaining: st.Remaining,
+		WindowStart: st.WindowStart, NextFreeAt: st.NextFreeAt, NextFrees: st.NextFrees,
+		Classification: cl.Kind, ClassificationReason: cl.Reason,
+	}
+	for _, h := range st.Hours {
+		b.Hours = append(b.Hours, web.HourCalls{Hour: h.Hour, Calls: h.Calls})
+	}
+	return b
+}
+
+func (e *Engine) RecentRuns(ctx context.Context, n int) []web.RunRow {
+	runs, err := e.db.ListRuns(ctx, store.RunFilter{Limit: n})
+	if err != nil {
+		e.log.Warn("status page: recent runs cannot be read", "err", err)
+	}
+	out := make([]web.RunRow, 0, len(runs))
+	for _, r := range runs {
+		out = append(out, web.RunRow{ID: r.ID, Job: r.Job, Kind: r.Kind, State: string(r.State), Nominal: r.NominalTime,
+			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Error: firstNonEmpty(r.Error, r.Reason)})
+	}
+	return out
+}
+
+func (e *Engine) RecentCalls(ctx context.Context, n int) []web.CallRow {
+	calls, err := e.db.ListCalls(ctx, store.CallFilter{Status: -1, Limit: n})
+	if err != nil {
+		e.log.Warn("status page: recent calls cannot be read", "err", err)
+	}
+	out := make([]web.CallRow, 0, len(calls))
+	for _, c := range calls {
+		out = append(out, web.CallRow{ID: c.ID, RunID: c.RunID, Job: c.Job, Operation: c.Operation, Method: c.Method,
+			Path: c.Path, Status: c.Status, Started: c.StartedAt, DurationMS: c.DurationMS, Error: c.Error})
+	}
+	return out
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
+
+// housekeeping is the daemon's upkeep until ctx ends: ledger retention once
+// a day, and, when the last daemon did not stop cleanly, a full integrity
+// check of the file at low priority.
+func (e *Engine) housekeeping(ctx context.Context) {
+	retention := e.Config().Budget.Retention.Duration
+	if retention <= 0 {
+		retention = 90 * 24 * time.Hour
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	var last time.Time
+	for {
+		if now := e.now(); now.Sub(last) >= 24*time.Hour {
+			last = now
+			if n, err := e.db.Prune(ctx, retention); err != nil {
+				e.log.Warn("retention: prune failed", "err", err)
+			} else if n > 0 {
+				e.log.Info("retention: pruned call rows", "rows", n, "older_than", retention)
+			}
+			if _, err := e.db.PruneNotifyDeliveries(ctx, retention); err != nil {
+				e.log.Warn("retention: prune of notification deliveries failed", "err", err)
+			}
+			if err := e.db.Checkpoint(ctx); err != nil {
+				e.log.Warn("retention: WAL checkpoint failed", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
