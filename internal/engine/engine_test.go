@@ -53,9 +53,9 @@ path = %q
 
 // rig is an engine on a simulator, inside a synctest bubble.
 type rig struct {
-	t   *testing.T
-	dir string
-	sim *atomsim.Server
+	t      *testing.T
+	dir    string
+	sim    *atomsim.Server
 	e      *Engine
 	log    *lockedLog
 	opened time.Time

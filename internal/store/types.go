@@ -21,8 +21,8 @@ type Call struct {
 	// pacing). When set, EndCall makes it the row's StartedAt and moves the
 	// call to SentAt's hour in the hourly rollup if that differs. Never read
 	// back: ListCalls returns it as StartedAt.
-	SentAt time.Time
-	Status     int       // 0 = no answer
+	SentAt     time.Time
+	Status     int // 0 = no answer
 	DurationMS int64
 	Bytes      int64
 	Error      string // capped excerpt
