@@ -109,6 +109,7 @@ type Engine struct {
 	wg       sync.WaitGroup // every goroutine the engine started
 	srvMu    sync.Mutex
 	servers  []*http.Server
+	conns    sync.WaitGroup // the status page's connections
 
 	started   atomic.Bool
 	stopped   atomic.Bool // the scheduler has been stopped
@@ -336,7 +337,17 @@ func (e *Engine) goBG(f func(ctx context.Context)) {
 // Serve serves the status page, /metrics and /healthz on ln until Close,
 // which shuts the server down within a bound.
 func (e *Engine) Serve(ln net.Listener) {
-	srv := &http.Server{Handler: web.Handler(e, e.metrics, e.now), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: web.Handler(e, e.metrics, e.now), ReadHeaderTimeout: 5 * time.Second,
+		// Each connection's goroutine is counted, so that Close waits for its
+		// handler to end (Shutdown alone does not wait for them to exit).
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			switch st {
+			case http.StateNew:
+				e.conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				e.conns.Done()
+			}
+		}}
 	e.srvMu.Lock()
 	e.servers = append(e.servers, srv)
 	e.srvMu.Unlock()
@@ -373,9 +384,15 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		if e.sched != nil && !e.stopped.Load() {
-			ctx, cancel := context.WithTimeout(context.Background(), stopGraceOnClose)
-			e.Stop(ctx, stopGraceOnClose)
+			// Runs still in flight are cancelled at once and get a grace
+			// to record how they ended; a caller that wants them to finish
+			// calls Stop with its own bound first.
+			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
+			e.Stop(ctx, stopGraceOnClose)
+		}
+		if e.poller != nil {
+			e.poller.Wait() // every run has ended, so every waiter has stopped
 		}
 		e.cancelBG()
 		e.srvMu.Lock()
@@ -389,6 +406,7 @@ func (e *Engine) Close() error {
 			cancel()
 		}
 		e.wg.Wait()
+		e.conns.Wait()
 		e.stopNotifier()
 		if e.beforeDBClose != nil {
 			e.beforeDBClose()

@@ -95,6 +95,7 @@ type Poller struct {
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
 
+	loops   sync.WaitGroup // the polling loop, while it runs
 	mu      sync.Mutex
 	tracked []*Tracking
 	running bool
@@ -136,7 +137,11 @@ func (p *Poller) Track(ctx context.Context, t Target) *Tracking {
 	p.tracked = append(p.tracked, w)
 	if !p.running {
 		p.running = true
-		go p.loop()
+		p.loops.Add(1)
+		go func() {
+			defer p.loops.Done()
+			p.loop()
+		}()
 	} else if p.wake != nil {
 		p.wake()
 	}
@@ -222,7 +227,15 @@ func (p *Poller) removeLocked(w *Tracking) {
 		}
 	}
 	w.finished = true
+	if len(p.tracked) == 0 && p.wake != nil {
+		p.wake() // nobody left to follow: the loop ends now, not at its next tick
+	}
 }
+
+// Wait returns once the polling loop has ended: after the last waiter has
+// stopped (Stop or Done). The engine calls it on close, after every run has
+// ended, so that no goroutine of the poller outlives the daemon.
+func (p *Poller) Wait() { p.loops.Wait() }
 
 // finishLocked delivers r to w and stops following it.
 func (p *Poller) finishLocked(w *Tracking, r PollResult) {
