@@ -83,9 +83,14 @@ func (l *lockedLog) String() string {
 // opens the engine. now is the bubble's clock.
 func newRig(t *testing.T, limit int, jobs string, seed func(db *store.DB)) *rig {
 	t.Helper()
+	return newRigSim(t, limit, jobs, seed, atomsim.Options{Rate: 5, DailyLimit: limit, AuditLogs: 200, AuditDays: 2,
+		ExecutionRecords: -1, Events: -1, ExecDuration: 30 * time.Second, RecordDelay: time.Second}, slog.LevelInfo)
+}
+
+func newRigSim(t *testing.T, limit int, jobs string, seed func(db *store.DB), so atomsim.Options, level slog.Level) *rig {
+	t.Helper()
 	r := &rig{t: t, dir: t.TempDir(), log: &lockedLog{}, opened: time.Now()}
-	r.sim = atomsim.New(atomsim.Options{Rate: 5, DailyLimit: limit, AuditLogs: 200, AuditDays: 2, ExecutionRecords: -1,
-		Events: -1, ExecDuration: 30 * time.Second, RecordDelay: time.Second})
+	r.sim = atomsim.New(so)
 	dbPath := filepath.Join(r.dir, "runnerd.db")
 	path := filepath.Join(r.dir, "jobs.toml")
 	conf := fmt.Sprintf(testAccount, limit, dbPath) + strings.ReplaceAll(jobs, "DIR", r.dir)
@@ -112,7 +117,7 @@ func newRig(t *testing.T, limit int, jobs string, seed func(db *store.DB)) *rig 
 	}
 	r.e, err = Open(t.Context(), Options{
 		Config: cfg, Getenv: getenv,
-		Logger: slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Logger: slog.New(slog.NewTextHandler(r.log, &slog.HandlerOptions{Level: level})),
 		Client: func(c *atomapi.Config) { c.HTTPClient = &http.Client{Transport: memTransport{r.sim}} },
 	})
 	if err != nil {
@@ -332,3 +337,145 @@ func TestRunningHighRunKeepsItsShare(t *testing.T) {
 		}
 	})
 }
+
+const oversubscribedJobs = `
+[[job]]
+name = "promote"
+kind = "deploy"
+schedule = "0 */4 * * *"
+priority = "high"
+process_id = "proc-orders"
+from_environment = "env-test"
+to_environment = "env-prod"
+
+[[job]]
+name = "nightly"
+kind = "execute"
+schedule = "30 */2 * * *"
+priority = "high"
+process_id = "proc-invoices"
+atom_id = "atom-test"
+
+[[job]]
+name = "orders"
+kind = "execute"
+schedule = "*/5 * * * *"
+catch_up_window = "30m"
+process_id = "proc-orders"
+atom_id = "atom-test"
+
+[[job]]
+name = "orders-low"
+kind = "execute"
+schedule = "2-59/10 * * * *"
+priority = "low"
+catch_up_window = "30m"
+process_id = "proc-orders"
+atom_id = "atom-prod"
+`
+
+// TestOversubscribedDay: a whole simulated day whose jobs ask for several
+// times the allowance (executions followed to their end every 5 and every 10
+// minutes, beside the high deploys and executions). Every high run is served
+// at its slot (their estimates from their history); lower runs are deferred
+// or missed, never at the expense of a high one; no rolling window ever holds more than the cap, and the
+// simulator refuses nothing.
+func TestOversubscribedDay(t *testing.T) {
+	const limit = 300
+	synctest.Test(t, func(t *testing.T) {
+		day := time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
+		time.Sleep(time.Until(day.Add(-time.Minute)))
+		// The high jobs have run before: their estimates come from history
+		// (a new job's default can be below what it spends, and the shares
+		// held for it with it).
+		seed := func(db *store.DB) {
+			history(t, db, "promote", "deploy", day.Add(-time.Hour), 4)
+			history(t, db, "nightly", "execute", day.Add(-time.Hour), 12)
+		}
+		r := newRigSim(t, limit, oversubscribedJobs, seed, atomsim.Options{Rate: 5, DailyLimit: limit, AuditLogs: 1000,
+			AuditDays: 2, ExecutionRecords: -1, Events: -1, ExecDuration: 2 * time.Minute, RecordDelay: time.Second}, slog.LevelInfo)
+		sim := r.sim
+		if err := r.e.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(day.Add(24*time.Hour + 50*time.Minute)))
+		if err := r.e.Stop(context.Background(), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+
+		end := day.Add(24 * time.Hour)
+		demand, servedCalls := 0, 0
+		lower := map[runnerd.RunState]int{}
+		for _, job := range []string{"promote", "nightly", "orders", "orders-low"} {
+			for _, run := range r.runs(job) {
+				if run.NominalTime.Before(day) || !run.NominalTime.Before(end) {
+					continue
+				}
+				if job == "promote" || job == "nightly" {
+					if run.State != runnerd.StateSucceeded || run.StartedAt.Sub(run.NominalTime) > time.Minute {
+						t.Errorf("high run %s at %s: %s, started %v (%s %s); want succeeded at its slot",
+							job, run.NominalTime.Format("15:04"), run.State, run.StartedAt.Sub(run.NominalTime), run.Reason, run.Error)
+					}
+					continue
+				}
+				lower[run.State]++
+				if run.State == runnerd.StateSucceeded {
+					servedCalls += run.Calls
+				}
+			}
+		}
+		served := lower[runnerd.StateSucceeded]
+		if served > 0 {
+			for _, n := range lower {
+				demand += n * servedCalls / served // what every lower run would have cost
+			}
+		}
+		if demand < 2*limit {
+			t.Fatalf("lower-priority demand %d calls; the test wants at least twice the allowance of %d", demand, limit)
+		}
+		if lower[runnerd.StateSucceeded] == 0 || lower[runnerd.StateMissed] == 0 {
+			t.Errorf("lower runs by state %v; want some served and some missed on an over-subscribed day", lower)
+		}
+		// No rolling window over the cap, hour by hour, from the ledger.
+		usage, err := r.e.db.HourlyUsage(context.Background(), day.Add(-24*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		byHour := map[time.Time]int{}
+		for _, u := range usage {
+			byHour[u.Hour] += u.Calls
+		}
+		for h := day; !h.After(end); h = h.Add(time.Hour) {
+			sum := 0
+			for k := h.Add(-23 * time.Hour); !k.After(h); k = k.Add(time.Hour) {
+				sum += byHour[k]
+			}
+			if sum > limit {
+				t.Errorf("the window of %s holds %d calls; cap %d", h.Format("15:04"), sum, limit)
+			}
+		}
+		refused := 0
+		for _, q := range sim.Requests() {
+			if q.Status == 503 {
+				refused++
+			}
+		}
+		if refused != 0 {
+			t.Errorf("the simulator refused %d requests (503); want 0", refused)
+		}
+		t.Logf("lower runs: %v; lower demand %d calls against an allowance of %d", lower, demand, limit)
+		if dumpLog || t.Failed() {
+			os.WriteFile(filepath.Join(os.TempDir(), "oversubscribed.log"), []byte(r.log.String()), 0o644)
+		}
+	})
+}
+
+func TestMain(m *testing.M) {
+	if os.Getenv("RUNNERD_ENGINE_LOG") != "" {
+		dumpLog = true
+	}
+	os.Exit(m.Run())
+}
+
+var dumpLog bool
