@@ -23,6 +23,13 @@ const (
 	opDeployProcess           = "deployProcess"
 )
 
+// The operations that start an execution, as the ledger names them: only
+// their platform ids (ExecutionRequest requestIds) identify executions.
+const (
+	OpExecutionRequestCreate = opExecutionRequestCreate
+	OpExecuteProcess         = opExecuteProcess
+)
+
 const (
 	contentJSON = "application/json"
 	contentText = "text/plain"

@@ -446,7 +446,7 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 		// Another run sent into the same window and its call is unanswered:
 		// any candidate may be its execution. Once it knows its id, the
 		// window may hold only ours.
-		return rc.wait(ctx, l, fmt.Sprintf("%d executions in the window; run %d, which sent into it too, is still in flight",
+		return rc.wait(ctx, l, fmt.Sprintf("%d executions in the window; run %d, which sent into it too, has no known execution yet",
 			len(cands), busy))
 	}
 	switch len(cands) {
@@ -477,6 +477,7 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 // (admitted or running), 0 if none.
 func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to time.Time) (taken map[string]bool, busy int64, err error) {
 	taken = map[string]bool{}
+	done := map[string]bool{} // requestIds resolved in this call
 	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{Since: from.Add(-48 * time.Hour)})
 	if err != nil {
 		return nil, 0, err
@@ -499,15 +500,32 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		if c.RunID == 0 || c.RunID == l.run.ID || c.Safe || c.StartedAt.After(to) {
 			continue
 		}
+		// Only a call that starts an execution can own one: a deploy's
+		// platform id is no requestId (asking for it was a wasted 400).
+		if c.Operation != atomapi.OpExecutionRequestCreate && c.Operation != atomapi.OpExecuteProcess {
+			continue
+		}
 		if c.PlatformID == "" {
 			if st := state[c.RunID]; st == runnerd.StateRunning || st == runnerd.StateAdmitted {
 				busy = c.RunID
 			}
 			continue
 		}
+		if done[c.PlatformID] {
+			continue // resolved earlier in this pass
+		}
 		rec, pending, err := rc.o.Client.ExecutionRecordAsync(ctx, c.PlatformID)
-		if err == nil && !pending && rec.ExecutionID != "" {
+		switch {
+		case err == nil && !pending && rec.ExecutionID != "":
 			taken[rec.ExecutionID] = true
+			done[c.PlatformID] = true
+		case err == nil || (!errors.Is(err, atomapi.ErrNotFound) && !errors.Is(err, atomapi.ErrBadRequest)):
+			// Pending, or the lookup failed: that request's execution may
+			// be any candidate in the window, so no candidate may be
+			// claimed by the window yet (its owner would find it claimed
+			// by us and be flagged). A failed lookup is "not known yet",
+			// never "not taken".
+			busy = c.RunID
 		}
 	}
 	return taken, busy, nil

@@ -32,6 +32,7 @@ type fakeClient struct {
 	follows     int // follow lookups (QUERY by executionId), refused ones included
 	followRecov int // follow lookups with Recovery
 	failNext    error
+	asked       []string // ids given to ExecutionRecordAsync
 	// overCap: the budget is over its cap, so the gate refuses every call
 	// without Recovery (as the client reports it: a TransportError, not sent).
 	overCap bool
@@ -66,6 +67,7 @@ func (f *fakeClient) ExecutionRecordAsync(ctx context.Context, id string) (atoma
 	if err := f.note(ctx, false); err != nil {
 		return atomapi.ExecutionRecord{}, false, err
 	}
+	f.asked = append(f.asked, id)
 	xid, ok := f.byReq[id]
 	if !ok {
 		return atomapi.ExecutionRecord{}, false, &atomapi.APIError{Operation: "ExecutionRecord.async", Status: 400}

@@ -256,7 +256,7 @@ func TestBusyRunBlocksASingleCandidate(t *testing.T) {
 	if sum := fx.pass(t); sum[Waiting] != 1 {
 		t.Fatalf("Pass() = %v; want waiting", sum)
 	}
-	wantState(t, fx.s.get(1), runnerd.StateUnknown, "run 2, which sent into it too, is still in flight")
+	wantState(t, fx.s.get(1), runnerd.StateUnknown, "run 2, which sent into it too, has no known execution yet")
 	if h, ok := fx.s.claims["x-2"]; ok {
 		t.Fatalf("x-2 claimed by run %d while run 2's call is unanswered; want unclaimed", h)
 	}
@@ -271,5 +271,64 @@ func TestBusyRunBlocksASingleCandidate(t *testing.T) {
 	}
 	if _, ok := fx.s.claims["x-2"]; ok {
 		t.Errorf("x-2 claimed by run %d; want it left to run 2", fx.s.claims["x-2"])
+	}
+}
+
+// asyncAsked records the ids the fake client's async lookup was asked for.
+func (f *fakeClient) asyncAsked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.asked...)
+}
+
+// A deploy's platform id is no requestId: the window search never sends it
+// to the execution lookup (before, it cost a 400 per unknown run per pass).
+func TestDeployIDNeverReachesExecutionLookup(t *testing.T) {
+	fx := newFixture(t, OnUnknownSkip)
+	fx.s.unknownRun(1, "exec", t0, "")
+	fx.s.mu.Lock()
+	fx.s.runs[2] = runnerd.Run{ID: 2, Job: "promote", Kind: "deploy", NominalTime: t0, State: runnerd.StateSucceeded, StartedAt: t0}
+	fx.s.calls = append(fx.s.calls, store.Call{ID: 2, RunID: 2, Job: "promote", RequestID: "rq-deploy",
+		Operation: "DeployedPackage.create", Status: 200, PlatformID: "dp-123", StartedAt: t0.Add(5 * time.Second)})
+	fx.s.mu.Unlock()
+	fx.c.add("x-1", "proc", "atom", t0.Add(time.Second), atomapi.StatusComplete)
+	fx.now = t0.Add(2 * time.Minute)
+	if sum := fx.pass(t); sum[Succeeded] != 1 {
+		t.Fatalf("Pass() = %v; want run 1 succeeded by the window", sum)
+	}
+	for _, id := range fx.c.asyncAsked() {
+		if id == "dp-123" {
+			t.Errorf("the deploy's id dp-123 was sent to ExecutionRecord/async")
+		}
+	}
+}
+
+// Two runs compete for one execution: run 2's request is accepted but its
+// record is not available yet (pending), run 1 has no requestId and would
+// find the one execution in the window. Run 1 must wait, not claim it: the
+// execution is run 2's, and run 2 claims it by its requestId.
+func TestPendingRequestKeepsWindowClaimWaiting(t *testing.T) {
+	fx := newFixture(t, OnUnknownSkip)
+	fx.s.unknownRun(1, "exec", t0, "")
+	fx.s.unknownRun(2, "exec", t0.Add(time.Second), "req-2")
+	fx.c.add("x-2", "proc", "atom", t0.Add(2*time.Second), atomapi.StatusComplete)
+	fx.c.mu.Lock()
+	fx.c.byReq["req-2"] = "x-pending" // accepted; the record is not there yet
+	fx.c.mu.Unlock()
+	fx.now = t0.Add(2 * time.Minute)
+	fx.pass(t)
+	if h, ok := fx.s.claims["x-2"]; ok && h == 1 {
+		t.Fatalf("run 1 claimed x-2 through the window while run 2's request was pending")
+	}
+	fx.c.mu.Lock()
+	fx.c.byReq["req-2"] = "x-2" // run 2's record shows
+	fx.c.mu.Unlock()
+	fx.now = t0.Add(11 * time.Minute)
+	fx.pass(t)
+	if got := fx.s.get(2).State; got != runnerd.StateSucceeded {
+		t.Errorf("run 2 = %s (%s); want succeeded, claimed by its requestId", got, fx.s.get(2).Reason)
+	}
+	if got := fx.s.get(1).State; got == runnerd.StateSucceeded || strings.Contains(fx.s.get(1).Reason, "claimed by another") {
+		t.Errorf("run 1 = %s (%s); want it not to have x-2, and not flagged", got, fx.s.get(1).Reason)
 	}
 }
