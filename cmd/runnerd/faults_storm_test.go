@@ -139,7 +139,7 @@ func TestFaultStorm503(t *testing.T) {
 		// Storm, then the classifier's pause until the next hour boundary,
 		// then the deferred runs go: stop well after.
 		end := stormTo.Truncate(time.Hour).Add(time.Hour + 20*time.Minute)
-		time.Sleep(end.Sub(time.Now()))
+		time.Sleep(time.Until(end))
 		if err := d.Scheduler().Stop(context.Background()); err != nil {
 			t.Fatalf("Stop() = %v", err)
 		}

@@ -36,7 +36,7 @@ func newLogger(w io.Writer, level, format string, getenv func(string) string) (*
 		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: dropTime})
 	case "", "auto":
 		if f, ok := w.(*os.File); ok && !journald && isatty.IsTerminal(f.Fd()) {
-			h = tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly})
+			h = tint.NewTextHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly})
 		} else {
 			h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: dropTime})
 		}

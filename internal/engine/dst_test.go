@@ -21,7 +21,7 @@ import (
 func TestFireTimesAgreeAcrossDST(t *testing.T) {
 	for _, tc := range []struct {
 		name, zone, spec, from string // from: UTC
-		want                       []string
+		want                   []string
 	}{
 		{"Berlin spring forward", "Europe/Berlin", "30 2 * * *", "2027-03-27T12:00:00Z",
 			[]string{"2027-03-28T01:30:00Z", "2027-03-29T00:30:00Z", "2027-03-30T00:30:00Z"}},

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"os"
 	"path/filepath"
@@ -60,17 +59,6 @@ func MustOpenDBAt(tb testing.TB, path string, opts Options) (*DB, *clock) {
 		}
 	})
 	return db, clk
-}
-
-// rawDB opens path with no pragmas of ours, for inspecting and tampering.
-func rawDB(tb testing.TB, path string) *sql.DB {
-	tb.Helper()
-	raw, err := sql.Open("sqlite3", path+"?_busy_timeout=5000")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { raw.Close() })
-	return raw
 }
 
 func count(tb testing.TB, db *DB, q string, args ...any) int {
