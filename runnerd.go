@@ -124,6 +124,11 @@ const (
 	OnUnknownRefire = "refire" // run it again
 )
 
+// DeployNotes is the notes a deploy run writes on its DeployedPackage, and
+// reconciliation looks for after a crash: "runnerd JOB NOMINAL", NOMINAL in
+// the API's time format (nominalAPI).
+func DeployNotes(job, nominalAPI string) string { return "runnerd " + job + " " + nominalAPI }
+
 // Sleep waits d, or until ctx ends; it returns ctx's error then. A d of zero
 // or less returns at once (nil unless ctx has ended).
 func Sleep(ctx context.Context, d time.Duration) error {

@@ -129,11 +129,7 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 	if err != nil {
 		return err
 	}
-	found := false
-	for _, j := range cfg.Jobs {
-		found = found || j.Name == pos[0]
-	}
-	if !found {
+	if cfg.Job(pos[0]) == nil {
 		return usagef("%s: no job %q in %s", op, pos[0], cfg.File)
 	}
 	req := controlRequest{Op: op, Job: pos[0]}
@@ -171,12 +167,7 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 const backfillShare = 10
 
 func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string, from, to, now time.Time, maxCalls int, yes bool) error {
-	var job *config.Job
-	for i := range cfg.Jobs {
-		if cfg.Jobs[i].Name == name {
-			job = &cfg.Jobs[i]
-		}
-	}
+	job := cfg.Job(name)
 	switch {
 	case job == nil:
 		return usagef("run: no job %q in %s", name, cfg.File)

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"runnerd"
 )
 
 // DefaultBaseURL is the North America REST prefix; the account id follows it.
@@ -164,7 +166,7 @@ func New(cfg Config) (*Client, error) {
 		c.maxBody = DefaultMaxBody
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = runnerd.Sleep
 	}
 	if c.newID == nil {
 		c.newID = randomID
@@ -549,20 +551,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(t.Sub(now), 0), true
 	}
 	return 0, false
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func randomID() string {

@@ -3,6 +3,8 @@ package budget
 import (
 	"context"
 	"time"
+
+	"runnerd"
 )
 
 // Clock is the time source of the Gate: tests give a fake one, or run the real
@@ -20,16 +22,4 @@ type realClock struct{}
 
 func (realClock) Now() time.Time { return time.Now() }
 
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+func (realClock) Sleep(ctx context.Context, d time.Duration) error { return runnerd.Sleep(ctx, d) }

@@ -92,11 +92,11 @@ var jobKeyNames, jobKeyByName = func() ([]string, map[string]jobKey) {
 
 // Allowed values.
 var (
-	overlaps        = []string{"skip", "queue", "allow"}
-	catchUps        = []string{"none", "latest", "all"}
+	overlaps        = []string{runnerd.OverlapSkip, runnerd.OverlapQueue, runnerd.OverlapAllow}
+	catchUps        = []string{runnerd.CatchUpNone, runnerd.CatchUpLatest, runnerd.CatchUpAll}
 	executeMethods  = []string{"request", "executeProcess"}
 	deployMethods   = []string{"package", "deployProcess"}
-	onUnknowns      = []string{"skip", "refire"}
+	onUnknowns      = []string{runnerd.OnUnknownSkip, runnerd.OnUnknownRefire}
 	listenerStates  = []string{"RUNNING", "PAUSED"}
 	formats         = []string{"jsonl", "csv"}
 	placeholders    = []string{"{job}", "{window_start}", "{window_end}", "{date}"}
@@ -693,16 +693,11 @@ func (j *Job) fires(after, end time.Time, n int) ([]time.Time, error) {
 	return out, nil
 }
 
-// PriorityLevel returns the job's priority as the budget and client use it.
+// PriorityLevel returns the job's priority as the budget and client use it
+// (a validated configuration has only high, normal and low).
 func (j *Job) PriorityLevel() runnerd.Priority {
-	switch j.Priority {
-	case "high":
-		return runnerd.PriorityHigh
-	case "low":
-		return runnerd.PriorityLow
-	default:
-		return runnerd.PriorityNormal
-	}
+	p, _ := runnerd.ParsePriority(j.Priority)
+	return p
 }
 
 // Job returns the job named name, or nil.

@@ -65,8 +65,8 @@ const (
 
 // OnUnknown values (config on_unknown).
 const (
-	OnUnknownSkip   = "skip"
-	OnUnknownRefire = "refire"
+	OnUnknownSkip   = runnerd.OnUnknownSkip
+	OnUnknownRefire = runnerd.OnUnknownRefire
 )
 
 // Client is what reconciliation needs from the AtomSphere client: lookups only.
@@ -258,6 +258,11 @@ func (rc *Reconciler) Run(ctx context.Context, r runnerd.Run) (Verdict, error) {
 func (rc *Reconciler) run(ctx context.Context, r runnerd.Run, force bool) (Verdict, error) {
 	if r.State != runnerd.StateUnknown {
 		return Waiting, nil
+	}
+	if r.Detail != "" && !json.Valid([]byte(r.Detail)) {
+		// Its recorded requestId may be in there: never fall back to a window
+		// search over it, and never overwrite it. An operator looks.
+		return Error, fmt.Errorf("reconcile run %d: its recorded detail is not JSON, so its request id cannot be read; left unknown for an operator", r.ID)
 	}
 	l := &lookup{run: r, detail: parseDetail(r.Detail)}
 	if b, _ := l.detail[keyFlagged].(bool); b {
@@ -534,7 +539,7 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 // deployPackage reconciles a DeployedPackage deploy by the notes the kind
 // writes: "runnerd JOB NOMINAL".
 func (rc *Reconciler) deployPackage(ctx context.Context, l *lookup) (Verdict, error) {
-	notes := fmt.Sprintf("runnerd %s %s", l.run.Job, atomapi.FormatTime(l.run.NominalTime))
+	notes := runnerd.DeployNotes(l.run.Job, atomapi.FormatTime(l.run.NominalTime))
 	pkgs, err := rc.o.Client.QueryDeployedPackages(ctx, atomapi.And(
 		atomapi.Eq("environmentId", l.target.ToEnv),
 		atomapi.Eq("componentId", l.target.ProcessID),

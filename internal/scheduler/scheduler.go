@@ -48,16 +48,16 @@ type Estimator interface {
 
 // Overlap policies: what a fire does while a run of the same job is in flight.
 const (
-	OverlapSkip  = "skip"  // record the new run as skipped
-	OverlapQueue = "queue" // let at most one run wait; skip any further one
-	OverlapAllow = "allow" // run side by side
+	OverlapSkip  = runnerd.OverlapSkip  // record the new run as skipped
+	OverlapQueue = runnerd.OverlapQueue // let at most one run wait; skip any further one
+	OverlapAllow = runnerd.OverlapAllow // run side by side
 )
 
 // Catch-up policies: what Start does with slots missed while runnerd was down.
 const (
-	CatchUpNone   = "none"   // record them as missed
-	CatchUpLatest = "latest" // run the latest one, record the others as missed
-	CatchUpAll    = "all"    // run each, oldest first
+	CatchUpNone   = runnerd.CatchUpNone   // record them as missed
+	CatchUpLatest = runnerd.CatchUpLatest // run the latest one, record the others as missed
+	CatchUpAll    = runnerd.CatchUpAll    // run each, oldest first
 )
 
 // Defaults for zero values in Job and Options.

@@ -113,7 +113,7 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 		EnvironmentID:  k.ToEnv,
 		PackageID:      from.PackageID,
 		ListenerStatus: k.ListenerStatus,
-		Notes:          fmt.Sprintf("runnerd %s %s", rc.Run.Job, atomapi.FormatTime(rc.Run.NominalTime)),
+		Notes:          runnerd.DeployNotes(rc.Run.Job, atomapi.FormatTime(rc.Run.NominalTime)),
 	})
 	switch class := classifySend(err, isBudget); class {
 	case sendAccepted:

@@ -203,14 +203,7 @@ func (p *Poller) sleep(ctx context.Context, d time.Duration) error {
 	if p.Sleep != nil {
 		return p.Sleep(ctx, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return runnerd.Sleep(ctx, d)
 }
 
 func (p *Poller) removeLocked(w *Tracking) {
