@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -25,48 +23,22 @@ type budgetJSON struct {
 	ClassificationUntil  string `json:"classification_until,omitempty"`
 }
 
-// budgetView is the budget as the ledger shows it at now.
-type budgetView struct {
-	limits budget.Limits
-	window *budget.Window
-	class  budget.Classification
-	now    time.Time
-}
+// budgetView is the budget as the ledger shows it.
+type budgetView struct{ *engine.BudgetView }
 
-// loadBudgetView rebuilds the window from the ledger's hourly rollup and reads
-// the last recorded 503 classification.
 func loadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*budgetView, error) {
-	v := &budgetView{
-		limits: engine.Limits(cfg),
-		now:    now,
-	}
-	var err error
-	if v.window, err = engine.LoadWindow(ctx, db, v.limits, now); err != nil {
+	v, err := engine.LoadBudgetView(ctx, cfg, db, now)
+	if err != nil {
 		return nil, err
 	}
-	// The daemon records each change of its 503 classification; what it last
-	// believed holds until its Until (an "ok" has none).
-	v.class = budget.Classification{Kind: "ok"}
-	s, err := db.Meta(ctx, engine.MetaClassification)
-	if errors.Is(err, store.ErrNotFound) {
-		s, err = "", nil // no 503 seen yet
-	}
-	if err != nil {
-		return nil, fmt.Errorf("budget: read the last 503 classification: %w", err)
-	}
-	if s != "" {
-		var c budget.Classification
-		if json.Unmarshal([]byte(s), &c) == nil && (c.Until.IsZero() || c.Until.After(now)) {
-			v.class = c
-		}
-	}
-	return v, nil
+	return &budgetView{v}, nil
 }
 
 func (v *budgetView) json() budgetJSON {
-	st := v.window.Status(v.now)
-	return budgetJSON{Status: st, NextFrees: st.NextFrees, Classification: v.class.Kind,
-		ClassificationReason: v.class.Reason, ClassificationUntil: rfc3339(v.class.Until)}
+	st := v.Window.Status(v.Now)
+	c := v.Classification
+	return budgetJSON{Status: st, NextFrees: st.NextFrees, Classification: c.Kind,
+		ClassificationReason: c.Reason, ClassificationUntil: rfc3339(c.Until)}
 }
 
 func cmdBudget(ctx context.Context, e *env, args []string) error {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"runnerd"
-	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/engine"
 	"runnerd/internal/store"
@@ -182,24 +181,19 @@ func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string,
 		return err
 	}
 	var ws []store.ExportWindow
-	view := &budgetView{limits: engine.Limits(cfg), now: now}
-	view.window = budget.NewWindow(view.limits)
 	if db != nil {
 		defer db.Close()
 		if ws, err = db.ExportWindows(ctx, job.Object); err != nil {
 			return err
 		}
-		if view, err = loadBudgetView(ctx, cfg, db, now); err != nil {
-			return err
-		}
+	}
+	view, err := engine.LoadBudgetView(ctx, cfg, db, now)
+	if err != nil {
+		return err
 	}
 	est := engine.EstimateBackfill(ws, name, from, to)
-	remaining := view.window.Remaining(now)
-	threshold, why := maxCalls, "-max-calls"
-	if threshold == 0 {
-		threshold = max(1, remaining*backfillShare/100)
-		why = fmt.Sprintf("%d%% of the %d calls remaining in the budget", backfillShare, remaining)
-	}
+	remaining := view.Window.Remaining(now)
+	threshold, why := engine.BackfillThreshold(view, maxCalls, backfillShare)
 	fmt.Fprintf(e.stderr, "backfill %s: %s from %s to %s (%s, %d window(s)): ≈ %.0f records → ≈ %d calls (%s); threshold %d (%s)\n",
 		name, job.Object, rfc3339(from), rfc3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
 		est.Basis, threshold, why)

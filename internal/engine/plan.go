@@ -3,6 +3,8 @@ package engine
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -171,4 +173,58 @@ func arrivedFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, co
 	}
 	slices.SortFunc(out, func(a, b budget.Candidate) int { return cmp.Compare(a.Seq, b.Seq) })
 	return out, nil
+}
+
+// BudgetView is the budget as the ledger shows it at Now, for `runnerd
+// budget` and the backfill check: the window rebuilt from the hourly rollup,
+// and the 503 classification the daemon last recorded, while it holds.
+type BudgetView struct {
+	Limits         budget.Limits
+	Window         *budget.Window
+	Classification budget.Classification
+	Now            time.Time
+}
+
+// LoadBudgetView reads db's view of the budget at now; db nil is an empty
+// ledger.
+func LoadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*BudgetView, error) {
+	v := &BudgetView{Limits: Limits(cfg), Now: now, Classification: budget.Classification{Kind: budget.KindOK}}
+	v.Window = budget.NewWindow(v.Limits)
+	if db == nil {
+		return v, nil
+	}
+	var err error
+	if v.Window, err = LoadWindow(ctx, db, v.Limits, now); err != nil {
+		return nil, err
+	}
+	// The daemon records each change of its 503 classification; what it last
+	// believed holds until its Until (an "ok" has none).
+	s, err := db.Meta(ctx, MetaClassification)
+	if errors.Is(err, store.ErrNotFound) {
+		s, err = "", nil // no 503 seen yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("budget: read the last 503 classification: %w", err)
+	}
+	if s != "" {
+		var c budget.Classification
+		if err := json.Unmarshal([]byte(s), &c); err != nil {
+			return nil, fmt.Errorf("budget: the recorded 503 classification does not decode: %w", err)
+		}
+		if c.Until.IsZero() || c.Until.After(now) {
+			v.Classification = c
+		}
+	}
+	return v, nil
+}
+
+// BackfillThreshold is the number of estimated calls above which a backfill
+// needs the operator's -yes: maxCalls when given, else share percent of what
+// the window has left for ordinary work; why says which, in words.
+func BackfillThreshold(v *BudgetView, maxCalls, share int) (threshold int, why string) {
+	if maxCalls > 0 {
+		return maxCalls, "-max-calls"
+	}
+	remaining := v.Window.Remaining(v.Now)
+	return max(1, remaining*share/100), fmt.Sprintf("%d%% of the %d calls remaining in the budget", share, remaining)
 }
