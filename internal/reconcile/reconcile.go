@@ -127,7 +127,15 @@ type Reconciler struct {
 	mu    sync.Mutex
 	every time.Duration       // Loop's interval, the shortest backoff
 	last  map[int64]time.Time // run id → when its last look began (in memory: a restart looks at every run once)
+	// resolved caches requestId → executionId across passes: a resolved
+	// request never changes its execution, and takenExecutions would
+	// otherwise spend one lookup per request in range on every pass.
+	// Cleared when it grows past resolvedMax (rc.mu is held).
+	resolved map[string]string
 }
+
+// resolvedMax bounds the requestId cache; past it the cache starts over.
+const resolvedMax = 4096
 
 // New returns a Reconciler.
 func New(o Options) *Reconciler {
@@ -146,7 +154,7 @@ func New(o Options) *Reconciler {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Reconciler{o: o, every: DefaultEvery, last: map[int64]time.Time{}}
+	return &Reconciler{o: o, every: DefaultEvery, last: map[int64]time.Time{}, resolved: map[string]string{}}
 }
 
 // Verdict is what one pass decided for a run.
@@ -497,12 +505,16 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 			taken[id] = true
 		}
 	}
-	calls, err := rc.o.Store.ListCalls(ctx, store.CallFilter{Since: from, Status: -1})
+	// A request sent up to a grace period before the window may have its
+	// execution start inside it (the runtime queues executions; execWindow
+	// makes the same allowance for this run), and one sent up to Skew after
+	// its end may carry an executionTime inside it (the two clocks differ).
+	calls, err := rc.o.Store.ListCalls(ctx, store.CallFilter{Since: from.Add(-rc.o.Grace), Status: -1})
 	if err != nil {
 		return nil, 0, err
 	}
 	for _, c := range calls {
-		if c.RunID == 0 || c.RunID == l.run.ID || c.Safe || c.StartedAt.After(to) {
+		if c.RunID == 0 || c.RunID == l.run.ID || c.Safe || c.StartedAt.After(to.Add(rc.o.Skew)) {
 			continue
 		}
 		// Only a call that starts an execution can own one: a deploy's
@@ -519,11 +531,20 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		if done[c.PlatformID] {
 			continue // resolved earlier in this pass
 		}
+		if id, ok := rc.resolved[c.PlatformID]; ok {
+			taken[id] = true
+			done[c.PlatformID] = true
+			continue // resolved in an earlier pass
+		}
 		rec, pending, err := rc.o.Client.ExecutionRecordAsync(ctx, c.PlatformID)
 		switch {
 		case err == nil && !pending && rec.ExecutionID != "":
 			taken[rec.ExecutionID] = true
 			done[c.PlatformID] = true
+			if len(rc.resolved) >= resolvedMax {
+				clear(rc.resolved)
+			}
+			rc.resolved[c.PlatformID] = rec.ExecutionID
 		case err == nil || (!errors.Is(err, atomapi.ErrNotFound) && !errors.Is(err, atomapi.ErrBadRequest)):
 			// Pending, or the lookup failed: that request's execution may
 			// be any candidate in the window, so no candidate may be

@@ -332,3 +332,63 @@ func TestPendingRequestKeepsWindowClaimWaiting(t *testing.T) {
 		t.Errorf("run 1 = %s (%s); want it not to have x-2, and not flagged", got, fx.s.get(1).Reason)
 	}
 }
+
+// A request sent before this run's window can start its execution inside
+// it (the runtime queues executions). Found by TestCrashKill9: run 2 sent at
+// t0 (its requestId recorded), its execution queued until t0+5m; run 1 sent
+// at t0+3m and crashed before recording its requestId. Run 1's window began
+// after run 2's send, so run 2's request was never resolved, and run 1
+// claimed x-2 — leaving run 2 flagged "claimed by another run".
+func TestEarlierRequestsExecutionInWindowIsTaken(t *testing.T) {
+	fx := newFixture(t, OnUnknownSkip)
+	fx.s.unknownRun(1, "exec", t0.Add(3*time.Minute), "")
+	fx.s.unknownRun(2, "exec", t0, "req-2")
+	fx.c.add("x-1", "proc", "atom", t0.Add(3*time.Minute), atomapi.StatusComplete)
+	fx.c.add("x-2", "proc", "atom", t0.Add(5*time.Minute), atomapi.StatusComplete)
+	fx.c.mu.Lock()
+	fx.c.byReq["req-2"] = "x-2"
+	fx.c.mu.Unlock()
+	fx.now = t0.Add(20 * time.Minute)
+	fx.pass(t)
+	for id, want := range map[int64]string{1: "x-1", 2: "x-2"} {
+		r := fx.s.get(id)
+		if r.State != runnerd.StateSucceeded || fx.s.claims[want] != id {
+			t.Errorf("run %d = %s (%s), claims %v; want succeeded with %s", id, r.State, r.Reason, fx.s.claims, want)
+		}
+	}
+}
+
+// A request another run sent resolves to one execution for good: the runs
+// whose windows it falls in ask for it once, not once each (nor once per
+// pass).
+func TestResolvedRequestIsAskedOnce(t *testing.T) {
+	fx := newFixture(t, OnUnknownSkip)
+	fx.s.unknownRun(2, "exec", t0, "req-2")
+	fx.s.mu.Lock()
+	r2 := fx.s.runs[2]
+	r2.State = runnerd.StateSucceeded
+	fx.s.runs[2] = r2
+	fx.s.mu.Unlock()
+	fx.s.unknownRun(1, "exec", t0.Add(3*time.Minute), "")
+	fx.s.unknownRun(3, "exec", t0.Add(4*time.Minute), "")
+	fx.c.add("x-2", "proc", "atom", t0.Add(5*time.Minute), atomapi.StatusComplete)
+	fx.c.mu.Lock()
+	fx.c.byReq["req-2"] = "x-2"
+	fx.c.mu.Unlock()
+	fx.now = t0.Add(20 * time.Minute)
+	fx.pass(t)
+	fx.c.add("x-1", "proc", "atom", t0.Add(6*time.Minute), atomapi.StatusComplete)
+	fx.now = t0.Add(2 * time.Hour)
+	fx.pass(t)
+	fx.c.mu.Lock()
+	defer fx.c.mu.Unlock()
+	n := 0
+	for _, id := range fx.c.asked {
+		if id == "req-2" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("req-2 asked %d times over two passes and two runs (asked %v); want 1", n, fx.c.asked)
+	}
+}
