@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"runnerd/internal/audit"
 	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
@@ -22,150 +22,52 @@ var auditNow = time.Now
 // defaultAuditLimit is -limit's default: the newest 1000 records.
 const defaultAuditLimit = 1000
 
-// auditShortcut is a named question: a type and the actions (any of) and
-// modifier it maps to (atomsphere-api.md 4.2).
-type auditShortcut struct {
-	name     string
-	typ      string
-	actions  []string
-	modifier string // "" = any
-	help     string
+// auditFlags is the command line of runnerd audit before it becomes an
+// audit.Query (the times are still text).
+type auditFlags struct {
+	audit.Query
+	since, until string
+	shortcuts    map[string]*bool
 }
 
-// auditShortcuts are the named questions. -deploys: 4.2 documents
-// as.atom.process ATTACH/DETACH as deploy/undeploy, and a packaged deployment
-// (DeployedPackage) is logged the same way (the record carries the
-// ENVIRONMENT_ID and VERSION_STRING of the package); 4.2 lists no other type
-// for deployments. as.packaged.component DELETE/RESTORE is a package's own
-// life cycle, not a deployment, so it is not included (-type
-// as.packaged.component asks for it).
-var auditShortcuts = []auditShortcut{
-	{"deploys", "as.atom.process", []string{"ATTACH", "DETACH"}, "",
-		"deployments and undeployments, packaged ones included: type as.atom.process, action ATTACH or DETACH, any modifier"},
-	{"manual-runs", "as.process.manual_execution", []string{"EXECUTE"}, "MANUAL",
-		"processes run by hand: type as.process.manual_execution, action EXECUTE, modifier MANUAL"},
-	{"logins", "account", []string{"ON_ENTRY"}, "SUCCESS",
-		"sign-ins and account switches: type account, action ON_ENTRY, modifier SUCCESS"},
-	{"schedule-changes", "as.schedules", []string{"UPDATE", "RESUME", "STOP"}, "",
-		"schedule changes: type as.schedules, action UPDATE, RESUME or STOP, any modifier (NONE, ALL, SINGLE)"},
-}
-
-// Documented enums of AuditLog (atomsphere-api.md 4.2).
-var (
-	auditLevels  = []string{"DEBUG", "ERROR", "INFO", "WARNING"}
-	auditSources = []string{"API", "INTERNAL", "MOBILE", "UI", "UNKNOWN"}
-)
-
-// auditQuery is the command line of runnerd audit before it becomes a filter.
-type auditQuery struct {
-	user, typ, action, modifier, level, source, container string
-	since, until, property, text                          string
-	limit                                                 int
-	shortcuts                                             map[string]*bool
-}
-
-// filter checks q and turns it into a store filter (newest first, Limit as
-// given). Every problem is a usage error naming the flag.
-func (q *auditQuery) filter(now time.Time) (store.AuditFilter, error) {
-	f := store.AuditFilter{
-		UserID: q.user, Type: q.typ, Action: strings.ToUpper(q.action), Modifier: strings.ToUpper(q.modifier),
-		Level: strings.ToUpper(q.level), Source: strings.ToUpper(q.source), ContainerID: q.container,
-		Text: q.text, Newest: true, Limit: q.limit,
-	}
-	if f.Level != "" && !slices.Contains(auditLevels, f.Level) {
-		return f, usagef("audit: -level %q: want one of %s", q.level, strings.Join(auditLevels, ", "))
-	}
-	if f.Source != "" && !slices.Contains(auditSources, f.Source) {
-		return f, usagef("audit: -source %q: want one of %s", q.source, strings.Join(auditSources, ", "))
-	}
-	if q.limit < 0 {
-		return f, usagef("audit: -limit %d: want 0 (all) or more", q.limit)
-	}
+// query parses the times and the chosen shortcuts into q.Query.
+func (q *auditFlags) query(now time.Time) (audit.Query, error) {
 	var err error
-	if f.Since, err = parseSince(q.since, now); err != nil {
-		return f, usagef("audit: -since: %v", err)
+	if q.Since, err = parseSince(q.since, now); err != nil {
+		return q.Query, usagef("audit: -since: %v", err)
 	}
-	if f.Until, err = parseSince(q.until, now); err != nil {
-		return f, usagef("audit: -until: %v", err)
+	if q.Until, err = parseSince(q.until, now); err != nil {
+		return q.Query, usagef("audit: -until: %v", err)
 	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		return f, usagef("audit: -since %s is not before -until %s", rfc3339(f.Since), rfc3339(f.Until))
-	}
-	if q.property != "" {
-		name, value, _ := strings.Cut(q.property, "=")
-		if name == "" {
-			return f, usagef("audit: -property %q: want NAME or NAME=VALUE", q.property)
-		}
-		f.Property, f.PropertyValue = name, value
-	}
-	var chosen []string
-	for _, s := range auditShortcuts {
-		if p := q.shortcuts[s.name]; p != nil && *p {
-			chosen = append(chosen, "-"+s.name)
+	q.Shortcuts = nil
+	for _, s := range audit.Shortcuts {
+		if *q.shortcuts[s.Name] {
+			q.Shortcuts = append(q.Shortcuts, s.Name)
 		}
 	}
-	if len(chosen) > 1 {
-		return f, usagef("audit: %s: choose one shortcut", strings.Join(chosen, " and "))
-	}
-	for _, s := range auditShortcuts {
-		if p := q.shortcuts[s.name]; p == nil || !*p {
-			continue
-		}
-		if f.Type != "" && f.Type != s.typ {
-			return f, usagef("audit: -%s selects type %s; -type %s contradicts it", s.name, s.typ, f.Type)
-		}
-		f.Type = s.typ
-		if f.Action != "" && !slices.Contains(s.actions, f.Action) {
-			return f, usagef("audit: -%s selects action %s; -action %s contradicts it", s.name, strings.Join(s.actions, " or "), f.Action)
-		}
-		if f.Action == "" {
-			f.Actions = s.actions
-		}
-		if s.modifier != "" {
-			if f.Modifier != "" && f.Modifier != s.modifier {
-				return f, usagef("audit: -%s selects modifier %s; -modifier %s contradicts it", s.name, s.modifier, f.Modifier)
-			}
-			f.Modifier = s.modifier
-		}
-	}
-	return f, nil
-}
-
-// hasFilter reports whether anything but the limit narrows the query.
-func (q *auditQuery) hasFilter() bool {
-	for _, s := range []string{q.user, q.typ, q.action, q.modifier, q.level, q.source, q.container, q.since, q.until, q.property, q.text} {
-		if s != "" {
-			return true
-		}
-	}
-	for _, p := range q.shortcuts {
-		if *p {
-			return true
-		}
-	}
-	return false
+	return q.Query, nil
 }
 
 func cmdAudit(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet(e, "audit", &c, true)
-	q := auditQuery{shortcuts: map[string]*bool{}}
-	fs.StringVar(&q.user, "user", "", "only records of this user `id` (e-mail)")
-	fs.StringVar(&q.typ, "type", "", "only records of this `type` (as.atom.process, account, …)")
-	fs.StringVar(&q.action, "action", "", "only records with this `action` (ATTACH, EXECUTE, …; case-insensitive)")
-	fs.StringVar(&q.modifier, "modifier", "", "only records with this `modifier` (NONE, MANUAL, …; case-insensitive)")
-	fs.StringVar(&q.level, "level", "", "only records of this `level`: "+strings.Join(auditLevels, ", "))
-	fs.StringVar(&q.source, "source", "", "only records from this `source`: "+strings.Join(auditSources, ", "))
-	fs.StringVar(&q.container, "container", "", "only records of this container (runtime) `id`")
+	q := auditFlags{shortcuts: map[string]*bool{}}
+	fs.StringVar(&q.User, "user", "", "only records of this user `id` (e-mail)")
+	fs.StringVar(&q.Type, "type", "", "only records of this `type` (as.atom.process, account, …)")
+	fs.StringVar(&q.Action, "action", "", "only records with this `action` (ATTACH, EXECUTE, …; case-insensitive)")
+	fs.StringVar(&q.Modifier, "modifier", "", "only records with this `modifier` (NONE, MANUAL, …; case-insensitive)")
+	fs.StringVar(&q.Level, "level", "", "only records of this `level`: "+strings.Join(audit.Levels, ", "))
+	fs.StringVar(&q.Source, "source", "", "only records from this `source`: "+strings.Join(audit.Sources, ", "))
+	fs.StringVar(&q.Container, "container", "", "only records of this container (runtime) `id`")
 	fs.StringVar(&q.since, "since", "", "only records at or after `T` (RFC 3339, a date, or an age such as 36h, 7d)")
 	fs.StringVar(&q.until, "until", "", "only records before `T` (RFC 3339, a date, or an age such as 36h, 7d)")
-	fs.StringVar(&q.property, "property", "", "only records having the property `NAME[=VALUE]` (e.g. ENVIRONMENT_ID=env-prod)")
-	fs.StringVar(&q.text, "text", "", "only records whose message contains `S` (ASCII letters case-insensitive)")
-	fs.IntVar(&q.limit, "limit", defaultAuditLimit, "at most `N` records, the newest (0 = all)")
+	fs.StringVar(&q.Property, "property", "", "only records having the property `NAME[=VALUE]` (e.g. ENVIRONMENT_ID=env-prod)")
+	fs.StringVar(&q.Text, "text", "", "only records whose message contains `S` (ASCII letters case-insensitive)")
+	fs.IntVar(&q.Limit, "limit", defaultAuditLimit, "at most `N` records, the newest (0 = all)")
 	asCSV := fs.Bool("csv", false, "print CSV with a header")
 	coverage := fs.Bool("coverage", false, "show which time ranges the local store holds and where the gaps are")
-	for _, s := range auditShortcuts {
-		q.shortcuts[s.name] = fs.Bool(s.name, false, s.help)
+	for _, s := range audit.Shortcuts {
+		q.shortcuts[s.Name] = fs.Bool(s.Name, false, s.Help)
 	}
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `usage: runnerd audit [filters] [-json | -csv] [-limit N]
@@ -190,17 +92,19 @@ warning printed when the asked range was not (fully) exported.
 		return usagef("audit: -json and -csv: choose one")
 	}
 	now := auditNow().UTC()
-	f, err := q.filter(now)
+	aq, err := q.query(now)
 	if err != nil {
 		return err
+	}
+	f, err := aq.Filter()
+	if err != nil {
+		return usagef("audit: %v", err)
 	}
 	if *coverage {
 		if *asCSV {
 			return usagef("audit: -coverage prints a table or -json, not -csv")
 		}
-		rest := f
-		rest.Since, rest.Until = time.Time{}, time.Time{}
-		if filters(rest) {
+		if !audit.OnlyTime(f) {
 			return usagef("audit: -coverage takes only -since and -until (coverage is per time range, not per user or type)")
 		}
 	}
@@ -217,17 +121,16 @@ warning printed when the asked range was not (fully) exported.
 		return writeCoverage(ctx, e, db, cov, f.Since, f.Until, now, c.json)
 	}
 
-	f.Limit = q.limit
-	if q.limit > 0 {
-		f.Limit = q.limit + 1 // one more tells whether there are more
+	if aq.Limit > 0 {
+		f.Limit = aq.Limit + 1 // one more tells whether there are more
 	}
 	recs, err := db.ListAudit(ctx, f)
 	if err != nil {
 		return err
 	}
-	more := q.limit > 0 && len(recs) > q.limit
+	more := aq.Limit > 0 && len(recs) > aq.Limit
 	if more {
-		recs = recs[:q.limit]
+		recs = recs[:aq.Limit]
 	}
 	switch {
 	case c.json:
@@ -246,9 +149,9 @@ warning printed when the asked range was not (fully) exported.
 		}
 	}
 	if more {
-		fmt.Fprintf(e.stderr, "runnerd audit: showing the newest %d records; more match (-limit 0 for all)\n", q.limit)
+		fmt.Fprintf(e.stderr, "runnerd audit: showing the newest %d records; more match (-limit 0 for all)\n", aq.Limit)
 	}
-	if len(recs) == 0 || q.hasFilter() {
+	if len(recs) == 0 || aq.Narrows() {
 		cov, err := engine.LoadAuditCoverage(ctx, db, cfg)
 		if err != nil {
 			return err
@@ -256,12 +159,6 @@ warning printed when the asked range was not (fully) exported.
 		warnCoverage(e.stderr, cov, f.Since, f.Until, now, len(recs) == 0)
 	}
 	return nil
-}
-
-// filters reports whether f selects records (ordering and limit aside).
-func filters(f store.AuditFilter) bool {
-	return !(f.UserID == "" && f.Type == "" && f.Action == "" && f.Modifier == "" && f.Level == "" && f.Source == "" &&
-		f.ContainerID == "" && len(f.Actions) == 0 && f.Property == "" && f.Text == "" && f.Since.IsZero() && f.Until.IsZero())
 }
 
 // auditJSON is the -json shape of an audit record (snake_case).
@@ -391,11 +288,9 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov engine.AuditCo
 		fmt.Fprintln(e.stdout, "no AuditLog export window is recorded: the local store answers nothing with certainty")
 		return nil
 	}
-	last := rs[len(rs)-1].To
-	for _, r := range rs {
-		if r.State == engine.CoverageCovered {
-			last = r.To
-		}
+	last := engine.LastCovered(rs)
+	if last.IsZero() {
+		last = rs[len(rs)-1].To
 	}
 	fmt.Fprintf(e.stdout, "%d gap(s); the latest export ends at %s", gaps, rfc3339(last))
 	if now.After(last) {
@@ -415,30 +310,14 @@ func warnCoverage(w io.Writer, cov engine.AuditCoverage, since, until, now time.
 	if until.IsZero() {
 		until = now
 	}
-	rs := cov.Ranges(since, until)
-	if len(rs) == 0 {
+	hs, recorded := cov.Holes(since, until)
+	if !recorded {
 		fmt.Fprintln(w, "runnerd audit: warning: no AuditLog export window is recorded: the local store may hold nothing of this range")
 		return
 	}
-	var last time.Time // the end of the latest covered range
-	for _, r := range rs {
-		if r.State == engine.CoverageCovered {
-			last = r.To
-		}
-	}
-	var holes []string
-	for _, r := range rs {
-		if r.State == engine.CoverageCovered {
-			continue
-		}
-		why := "never exported"
-		switch {
-		case r.State == engine.CoverageFailed:
-			why = "export failed"
-		case !last.IsZero() && !r.From.Before(last):
-			why = "not exported yet"
-		}
-		holes = append(holes, fmt.Sprintf("%s to %s (%s)", rfc3339(r.From), rfc3339(r.To), why))
+	holes := make([]string, len(hs))
+	for i, h := range hs {
+		holes[i] = fmt.Sprintf("%s to %s (%s)", rfc3339(h.From), rfc3339(h.To), h.Why)
 	}
 	if len(holes) == 0 {
 		return

@@ -158,52 +158,36 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 	return nil
 }
 
-// checkBackfill vets runnerd run JOB -from -to before anything is sent: the
-// job must be a windowed export; the estimate is printed; above the threshold
-// (-max-calls, else 10% of the budget remaining) it needs -yes.
-// backfillShare: without -max-calls, -yes is needed above this percentage of
-// the remaining budget.
-const backfillShare = 10
-
+// checkBackfill vets runnerd run JOB -from -to before anything is sent
+// (engine.PlanBackfill), prints the estimate, and asks for -yes above the
+// threshold.
 func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string, from, to, now time.Time, maxCalls int, yes bool) error {
-	job := cfg.Job(name)
-	switch {
-	case job == nil:
-		return usagef("run: no job %q in %s", name, cfg.File)
-	case job.Kind != "export":
-		return usagef("run: -from/-to re-export a past window; job %q is a %s job", name, job.Kind)
-	case job.WindowProperty == "":
-		return usagef("run: -from/-to: export job %q exports all of %s every run (no window_property): there is no window to re-export", name, job.Object)
-	}
 	// Read-only, and a host with no ledger yet has no history: the defaults.
 	db, err := readLedger(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	var ws []store.ExportWindow
 	if db != nil {
 		defer db.Close()
-		if ws, err = db.ExportWindows(ctx, job.Object); err != nil {
-			return err
-		}
 	}
-	view, err := engine.LoadBudgetView(ctx, cfg, db, now)
+	p, err := engine.PlanBackfill(ctx, cfg, db, name, from, to, now, maxCalls)
 	if err != nil {
+		if errors.As(err, new(engine.ConfigError)) {
+			return usagef("run: %v", err)
+		}
 		return err
 	}
-	est := engine.EstimateBackfill(ws, name, from, to)
-	remaining := view.Window.Remaining(now)
-	threshold, why := engine.BackfillThreshold(view, maxCalls, backfillShare)
+	est := p.Estimate
 	fmt.Fprintf(e.stderr, "backfill %s: %s from %s to %s (%s, %d window(s)): ≈ %.0f records → ≈ %d calls (%s); threshold %d (%s)\n",
-		name, job.Object, rfc3339(from), rfc3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
-		est.Basis, threshold, why)
-	if est.Calls > threshold && !yes {
+		name, p.Job.Object, rfc3339(from), rfc3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
+		est.Basis, p.Threshold, p.Why)
+	if p.NeedsConfirm() && !yes {
 		return usagef("run: the backfill of %s is estimated at %d calls, above the threshold of %d; nothing was sent: add -yes to proceed (or narrow -from/-to)",
-			name, est.Calls, threshold)
+			name, est.Calls, p.Threshold)
 	}
-	if est.Calls > remaining {
+	if est.Calls > p.Remaining {
 		fmt.Fprintf(e.stderr, "backfill %s: only %d calls remain in the budget: the export will stop there, keep what it completed and be deferred\n",
-			name, remaining)
+			name, p.Remaining)
 	}
 	return nil
 }

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"time"
 
 	"runnerd/internal/budget"
+	"runnerd/internal/config"
 	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
 )
@@ -67,4 +69,53 @@ func EstimateBackfill(ws []store.ExportWindow, job string, from, to time.Time) B
 		est.Calls += max(1, int(math.Ceil(n/pageSize)))
 	}
 	return est
+}
+
+// BackfillShare is the default threshold of a backfill: without an explicit
+// maximum, one estimated above this percentage of the remaining budget needs
+// the operator's confirmation.
+const BackfillShare = 10
+
+// BackfillPlan is what re-exporting a past window of an export job would
+// cost and whether it needs confirmation.
+type BackfillPlan struct {
+	Job       *config.Job
+	Estimate  BackfillEstimate
+	Remaining int    // calls left in the budget now
+	Threshold int    // above it, confirmation is needed
+	Why       string // the threshold in words
+}
+
+// NeedsConfirm reports whether the estimate is above the threshold.
+func (p BackfillPlan) NeedsConfirm() bool { return p.Estimate.Calls > p.Threshold }
+
+// PlanBackfill vets re-exporting [from, to) for the job name before anything
+// is sent: it must be an export job with a window_property (a ConfigError
+// otherwise). db may be nil (a host with no ledger yet: the defaults).
+// maxCalls > 0 sets the threshold; else it is BackfillShare percent of the
+// budget remaining.
+func PlanBackfill(ctx context.Context, cfg *config.Config, db *store.DB, name string, from, to, now time.Time, maxCalls int) (BackfillPlan, error) {
+	job := cfg.Job(name)
+	switch {
+	case job == nil:
+		return BackfillPlan{}, configErrorf("no job %q in %s", name, cfg.File)
+	case job.Kind != "export":
+		return BackfillPlan{}, configErrorf("-from/-to re-export a past window; job %q is a %s job", name, job.Kind)
+	case job.WindowProperty == "":
+		return BackfillPlan{}, configErrorf("-from/-to: export job %q exports all of %s every run (no window_property): there is no window to re-export", name, job.Object)
+	}
+	var ws []store.ExportWindow
+	if db != nil {
+		var err error
+		if ws, err = db.ExportWindows(ctx, job.Object); err != nil {
+			return BackfillPlan{}, err
+		}
+	}
+	view, err := LoadBudgetView(ctx, cfg, db, now)
+	if err != nil {
+		return BackfillPlan{}, err
+	}
+	p := BackfillPlan{Job: job, Estimate: EstimateBackfill(ws, name, from, to), Remaining: view.Window.Remaining(now)}
+	p.Threshold, p.Why = BackfillThreshold(view, maxCalls, BackfillShare)
+	return p, nil
 }

@@ -193,6 +193,51 @@ func (cov AuditCoverage) Ranges(from, to time.Time) []CoverageRange {
 }
 
 // minTime is the earlier of a and b; a zero a counts as unset.
+// LastCovered is the end of the latest covered range in rs, zero if none.
+func LastCovered(rs []CoverageRange) time.Time {
+	var last time.Time
+	for _, r := range rs {
+		if r.State == CoverageCovered {
+			last = r.To
+		}
+	}
+	return last
+}
+
+// Hole is a part of an asked range the local store does not cover, and why:
+// "never exported", "export failed", or "not exported yet" (after the latest
+// covered range).
+type Hole struct {
+	From, To time.Time
+	Why      string
+}
+
+// Holes returns the parts of [since, until) the store does not cover, so
+// that no rows is not read as nothing happened (a zero since is the first
+// recorded window). recorded is false when no AuditLog window is recorded
+// at all: then the store may hold nothing of the range.
+func (cov AuditCoverage) Holes(since, until time.Time) (holes []Hole, recorded bool) {
+	rs := cov.Ranges(since, until)
+	if len(rs) == 0 {
+		return nil, false
+	}
+	last := LastCovered(rs)
+	for _, r := range rs {
+		if r.State == CoverageCovered {
+			continue
+		}
+		why := "never exported"
+		switch {
+		case r.State == CoverageFailed:
+			why = "export failed"
+		case !last.IsZero() && !r.From.Before(last):
+			why = "not exported yet"
+		}
+		holes = append(holes, Hole{From: r.From, To: r.To, Why: why})
+	}
+	return holes, true
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.IsZero() || b.Before(a) {
 		return b

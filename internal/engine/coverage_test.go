@@ -51,3 +51,35 @@ func TestCoverageRanges(t *testing.T) {
 		t.Errorf("ranges of nothing = %v; want none", rs)
 	}
 }
+
+// TestCoverageHoles checks why each uncovered part is reported.
+func TestCoverageHoles(t *testing.T) {
+	t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	h := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Hour) }
+	if _, recorded := (AuditCoverage{}).Holes(time.Time{}, h(5)); recorded {
+		t.Error("Holes() of no windows: recorded = true")
+	}
+	cov := AuditCoverage{
+		Windows:  []Interval{{h(0), h(2), "a"}, {h(4), h(6), "a"}},
+		Failures: []Interval{{h(3), h(4), "run 1"}},
+	}
+	hs, recorded := cov.Holes(h(0), h(9))
+	if !recorded {
+		t.Fatal("Holes(): recorded = false")
+	}
+	type hole struct {
+		from, to int
+		why      string
+	}
+	var got []hole
+	for _, x := range hs {
+		got = append(got, hole{int(x.From.Sub(t0).Hours()), int(x.To.Sub(t0).Hours()), x.Why})
+	}
+	want := []hole{{2, 3, "never exported"}, {3, 4, "export failed"}, {6, 9, "not exported yet"}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Holes() = %v; want %v", got, want)
+	}
+	if last := LastCovered(cov.Ranges(h(0), h(9))); !last.Equal(h(6)) {
+		t.Errorf("LastCovered() = %v; want %v", last, h(6))
+	}
+}
