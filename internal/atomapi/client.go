@@ -44,6 +44,10 @@ const (
 	authTrips    = 2        // consecutive 401/403 that open the auth breaker
 )
 
+// DefaultAuthProbeEvery is how long the auth breaker stays shut before one
+// call is let through to try the credentials again.
+const DefaultAuthProbeEvery = 15 * time.Minute
+
 // RetryPolicy bounds the client's own retries: exponential backoff with full
 // jitter, sleep = random(0, min(Max, Base·2^(n-1))) after attempt n. A zero field
 // takes its default (5 attempts, 1s, 60s); MaxAttempts 1 disables retries.
@@ -80,14 +84,22 @@ type Config struct {
 	// default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger // nil = discard
+
+	// AuthProbeEvery: once the auth breaker is open (two 401/403 in a row),
+	// one call is let through this long after it opened or after the last
+	// probe was refused, so that credentials fixed on the platform's side
+	// are found without a restart while wrong ones are tried at a bounded
+	// pace (never enough to lock the account). Default
+	// DefaultAuthProbeEvery; negative: no probe (only ResetAuth or
+	// SetCredentials close the breaker).
+	AuthProbeEvery time.Duration
 }
 
 // Client is the AtomSphere REST client. It is safe for concurrent use.
 type Client struct {
 	prefix  string // BaseURL + "/" + escaped account id
 	account string
-	creds   Credentials
-	auth    string // the Authorization header value
+	probeEvery time.Duration
 	gate    Gate
 	rec     Recorder
 	hc      *http.Client
@@ -100,7 +112,11 @@ type Client struct {
 	log     *slog.Logger
 
 	mu        sync.Mutex
-	authFails int // consecutive 401/403; the breaker is open at authTrips
+	creds     Credentials
+	auth      string    // the Authorization header value
+	authFails int       // consecutive 401/403; the breaker is open at authTrips
+	authAt    time.Time // when the breaker opened, or the last probe was refused
+	probing   bool      // a probe call is under way
 }
 
 // New checks cfg, fills in its defaults and returns a client.
@@ -141,8 +157,9 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		prefix:  strings.TrimRight(base, "/") + "/" + url.PathEscape(cfg.AccountID),
 		account: cfg.AccountID,
-		creds:   cfg.Credentials,
-		auth:    cfg.Credentials.basicAuth(),
+		creds:      cfg.Credentials,
+		auth:       cfg.Credentials.basicAuth(),
+		probeEvery: cfg.AuthProbeEvery,
 		gate:    cfg.Gate,
 		rec:     cfg.Recorder,
 		timeout: cfg.Timeout,
@@ -173,6 +190,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.probeEvery == 0 {
+		c.probeEvery = DefaultAuthProbeEvery
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -215,13 +235,43 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // ResetAuth closes the auth breaker, after the credentials have been fixed.
 func (c *Client) ResetAuth() {
 	c.mu.Lock()
-	c.authFails = 0
+	c.authFails, c.probing = 0, false
 	c.mu.Unlock()
+}
+
+// SetCredentials replaces the credentials (a reload re-read them) and closes
+// the auth breaker: new credentials deserve a try.
+func (c *Client) SetCredentials(cr Credentials) {
+	c.mu.Lock()
+	c.creds, c.auth = cr, cr.basicAuth()
+	c.authFails, c.probing = 0, false
+	c.mu.Unlock()
+}
+
+// AuthBreaker reports whether the auth breaker is open and, if so, when the
+// next probe may go (zero when probes are off).
+func (c *Client) AuthBreaker() (open bool, nextProbe time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.authFails < authTrips {
+		return false, time.Time{}
+	}
+	if c.probeEvery > 0 {
+		nextProbe = c.authAt.Add(c.probeEvery)
+	}
+	return true, nextProbe
+}
+
+// credentials returns the credentials in force (SetCredentials may change them).
+func (c *Client) credentials() Credentials {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.creds
 }
 
 // String describes the client without its credentials' password.
 func (c *Client) String() string {
-	return fmt.Sprintf("atomapi.Client{%s, user %q}", c.prefix, c.creds.user)
+	return fmt.Sprintf("atomapi.Client{%s, user %q}", c.prefix, c.credentials().user)
 }
 
 // GoString is String: the client's fields are never printed.
@@ -241,6 +291,7 @@ type op struct {
 	body     []byte
 	ctype    string
 	safe     bool
+	probe    bool // this call is the auth breaker's probe (set by authOpen)
 	// handle decodes a 2xx answer and returns the platform id for the ledger.
 	// An *APIError it returns is kept; any other error becomes a DecodeError.
 	// nil: the body is not needed (and a failure to read it is ignored).
@@ -336,6 +387,7 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 	if err := c.authOpen(o); err != nil {
 		return attemptResult{err: err, final: true}
 	}
+	defer c.probeDone(o)
 	call := &Call{
 		CallInfo:  CallInfoFrom(ctx),
 		RequestID: c.newID(),
@@ -409,7 +461,10 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 		res.Err = &TransportError{Operation: o.name, Err: err}
 		return res, 0
 	}
-	req.Header.Set("Authorization", c.auth)
+	c.mu.Lock()
+	authz := c.auth
+	c.mu.Unlock()
+	req.Header.Set("Authorization", authz)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "runnerd-atomapi")
 	req.Header.Set(RequestIDHeader, call.RequestID)
@@ -469,7 +524,8 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 		if err != nil {
 			var ae *APIError
 			if errors.As(err, &ae) {
-				ae.Message, ae.Excerpt = c.creds.redact(ae.Message), c.creds.redact(ae.Excerpt)
+				cr := c.credentials()
+				ae.Message, ae.Excerpt = cr.redact(ae.Message), cr.redact(ae.Excerpt)
 			} else {
 				err = &DecodeError{Operation: o.name, Status: resp.StatusCode, Err: err}
 			}
@@ -483,6 +539,7 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 // from anything taken from the body.
 func (c *Client) apiError(o *op, resp *http.Response, data []byte, retryAfter time.Duration) *APIError {
 	e := &APIError{Operation: o.name, Status: resp.StatusCode, RetryAfter: retryAfter}
+	cr := c.credentials()
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		host := "?"
 		if loc, err := resp.Location(); err == nil {
@@ -490,35 +547,69 @@ func (c *Client) apiError(o *op, resp *http.Response, data []byte, retryAfter ti
 		}
 		e.Message = "redirect to " + host + " not followed"
 	} else {
-		e.Message = capString(c.creds.redact(errorMessage(data)), excerptMax)
+		e.Message = capString(cr.redact(errorMessage(data)), excerptMax)
 	}
-	e.Excerpt = capString(c.creds.redact(string(data)), excerptMax)
+	e.Excerpt = capString(cr.redact(string(data)), excerptMax)
 	return e
 }
 
-// authOpen returns an ErrAuth error while the auth breaker is open.
+// authOpen returns an ErrAuth error while the auth breaker is open, except
+// for the one call it lets through as a probe once the interval has passed
+// (marked in o.probe; a retry of that call probes again).
 func (c *Client) authOpen(o *op) error {
 	c.mu.Lock()
-	n := c.authFails
-	c.mu.Unlock()
-	if n >= authTrips {
-		return fmt.Errorf("atomapi: %s: %w: credentials rejected %d times in a row; nothing sent until ResetAuth",
-			o.name, ErrAuth, n)
+	defer c.mu.Unlock()
+	if c.authFails < authTrips || o.probe {
+		return nil
 	}
-	return nil
+	next := "no probe is scheduled"
+	if c.probeEvery > 0 {
+		at := c.authAt.Add(c.probeEvery)
+		if !c.probing && !c.now().Before(at) {
+			c.probing, o.probe = true, true
+			c.log.Info("atomapi: auth breaker open; probing the credentials with one call",
+				slog.String("op", o.name), slog.String("user", c.creds.user))
+			return nil
+		}
+		next = "the next probe is at " + at.UTC().Format(time.RFC3339)
+	}
+	return fmt.Errorf("atomapi: %s: %w: credentials rejected %d times in a row; nothing is sent until a reload "+
+		"re-reads them (SIGHUP), `runnerd resume-auth`, or a probe call succeeds (%s)", o.name, ErrAuth, c.authFails, next)
 }
 
-// noteAuth counts consecutive 401/403 answers; any other answer resets the count.
+// probeDone ends o's probe if no answer settled it (nothing was sent, or no
+// answer came): the breaker stays open and the next attempt may probe.
+func (c *Client) probeDone(o *op) {
+	if !o.probe {
+		return
+	}
+	c.mu.Lock()
+	c.probing = false
+	c.mu.Unlock()
+}
+
+// noteAuth counts consecutive 401/403 answers; any other answer resets the
+// count (a probe's success closes the breaker). The breaker's interval starts
+// when it opens and again at each refused probe.
 func (c *Client) noteAuth(o *op, status int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if o.probe {
+		c.probing, o.probe = false, false
+	}
 	if status != http.StatusUnauthorized && status != http.StatusForbidden {
+		if c.authFails >= authTrips {
+			c.log.Info("atomapi: credentials accepted again; auth breaker closed", slog.String("op", o.name))
+		}
 		c.authFails = 0
 		return
 	}
 	c.authFails++
+	if c.authFails >= authTrips {
+		c.authAt = c.now()
+	}
 	if c.authFails == authTrips {
-		c.log.Error("atomapi: credentials rejected; auth breaker open until reset",
+		c.log.Error("atomapi: credentials rejected; auth breaker open until a reload, runnerd resume-auth or a successful probe",
 			slog.String("op", o.name), slog.String("user", c.creds.user), slog.Int("status", status))
 	}
 }

@@ -3,6 +3,7 @@ package atomapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -611,3 +612,116 @@ type countingRecorder struct{ begun atomic.Int64 }
 
 func (r *countingRecorder) Begin(context.Context, *atomapi.Call) error         { r.begun.Add(1); return nil }
 func (r *countingRecorder) End(context.Context, *atomapi.Call, atomapi.Result) {}
+
+// TestAuthProbe: with the breaker open, one call is let through every
+// AuthProbeEvery; a refused probe restarts the interval, an accepted one
+// closes the breaker. SetCredentials closes it at once and the new
+// credentials are what is sent.
+func TestAuthProbe(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	good := "Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":"+testPassword))
+	var hits atomic.Int64
+	var okAuth atomic.Value
+	okAuth.Store("nobody")
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Header.Get("Authorization") != okAuth.Load().(string) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		io.WriteString(w, `{"id":"d"}`)
+	}, func(c *atomapi.Config) {
+		c.AuthProbeEvery = 15 * time.Minute
+		c.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	get := func() error { _, err := h.c.GetDeployment(t.Context(), "d"); return err }
+
+	get()
+	get()
+	if open, next := h.c.AuthBreaker(); !open || !next.Equal(now.Add(15*time.Minute)) {
+		t.Fatalf("AuthBreaker() = %v, %v; want open, probe at %v", open, next, now.Add(15*time.Minute))
+	}
+	advance(14 * time.Minute)
+	err := get()
+	if !errors.Is(err, atomapi.ErrAuth) || hits.Load() != 2 {
+		t.Fatalf("before the interval: %v after %d requests; want ErrAuth, nothing sent", err, hits.Load())
+	}
+	for _, want := range []string{"SIGHUP", "runnerd resume-auth", "probe", "12:15:00Z"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("breaker error %q does not name %q", err, want)
+		}
+	}
+	// The interval passes; the credentials are still wrong: one probe, refused.
+	advance(time.Minute)
+	if err := get(); !errors.Is(err, atomapi.ErrAuth) || hits.Load() != 3 {
+		t.Fatalf("probe with wrong credentials: %v after %d requests; want ErrAuth, 3", err, hits.Load())
+	}
+	if err := get(); !errors.Is(err, atomapi.ErrAuth) || hits.Load() != 3 {
+		t.Fatalf("right after a refused probe: %v after %d requests; want ErrAuth, nothing sent", err, hits.Load())
+	}
+	// Fixed on the platform's side: the next probe, 15 min after the refused
+	// one, succeeds and closes the breaker.
+	okAuth.Store(good)
+	advance(15 * time.Minute)
+	if err := get(); err != nil || hits.Load() != 4 {
+		t.Fatalf("probe with fixed credentials: %v after %d requests; want success, 4", err, hits.Load())
+	}
+	if open, _ := h.c.AuthBreaker(); open {
+		t.Fatal("breaker still open after a successful probe")
+	}
+	if err := get(); err != nil || hits.Load() != 5 {
+		t.Fatalf("after the probe: %v after %d requests; want success, 5", err, hits.Load())
+	}
+
+	// New credentials (a reload re-read them) are sent at once.
+	okAuth.Store("Basic " + base64.StdEncoding.EncodeToString([]byte(testUser+":rotated")))
+	get()
+	get()
+	if open, _ := h.c.AuthBreaker(); !open {
+		t.Fatal("breaker not open after two 401")
+	}
+	h.c.SetCredentials(atomapi.NewCredentials(testUser, "rotated"))
+	if err := get(); err != nil {
+		t.Fatalf("after SetCredentials: %v; want success", err)
+	}
+}
+
+// TestAuthProbeOne: while a probe is under way, other callers are refused
+// without sending.
+func TestAuthProbeOne(t *testing.T) {
+	release := make(chan struct{})
+	var hits atomic.Int64
+	var fail atomic.Bool
+	fail.Store(true)
+	h := newHarness(t, func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if fail.Load() {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		<-release
+		io.WriteString(w, `{"id":"d"}`)
+	}, func(c *atomapi.Config) { c.AuthProbeEvery = time.Nanosecond; c.Now = time.Now })
+	get := func() error { _, err := h.c.GetDeployment(t.Context(), "d"); return err }
+	get()
+	get()
+	fail.Store(false)
+	done := make(chan error, 1)
+	go func() { done <- get() }() // the probe, held by the server
+	for hits.Load() < 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("the probe ended before the server answered: %v", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := get(); !errors.Is(err, atomapi.ErrAuth) || hits.Load() != 3 {
+		t.Errorf("during the probe: %v after %d requests; want ErrAuth, nothing sent", err, hits.Load())
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("probe = %v", err)
+	}
+}
