@@ -97,19 +97,19 @@ type Config struct {
 
 // Client is the AtomSphere REST client. It is safe for concurrent use.
 type Client struct {
-	prefix  string // BaseURL + "/" + escaped account id
-	account string
+	prefix     string // BaseURL + "/" + escaped account id
+	account    string
 	probeEvery time.Duration
-	gate    Gate
-	rec     Recorder
-	hc      *http.Client
-	timeout time.Duration
-	maxBody int64
-	retry   RetryPolicy
-	sleep   func(context.Context, time.Duration) error
-	newID   func() string
-	now     func() time.Time
-	log     *slog.Logger
+	gate       Gate
+	rec        Recorder
+	hc         *http.Client
+	timeout    time.Duration
+	maxBody    int64
+	retry      RetryPolicy
+	sleep      func(context.Context, time.Duration) error
+	newID      func() string
+	now        func() time.Time
+	log        *slog.Logger
 
 	mu        sync.Mutex
 	creds     Credentials
@@ -155,20 +155,20 @@ func New(cfg Config) (*Client, error) {
 		r.Max = DefaultRetryMax
 	}
 	c := &Client{
-		prefix:  strings.TrimRight(base, "/") + "/" + url.PathEscape(cfg.AccountID),
-		account: cfg.AccountID,
+		prefix:     strings.TrimRight(base, "/") + "/" + url.PathEscape(cfg.AccountID),
+		account:    cfg.AccountID,
 		creds:      cfg.Credentials,
 		auth:       cfg.Credentials.basicAuth(),
 		probeEvery: cfg.AuthProbeEvery,
-		gate:    cfg.Gate,
-		rec:     cfg.Recorder,
-		timeout: cfg.Timeout,
-		maxBody: cfg.MaxBody,
-		retry:   r,
-		sleep:   cfg.Sleep,
-		newID:   cfg.NewRequestID,
-		now:     cfg.Now,
-		log:     cfg.Logger,
+		gate:       cfg.Gate,
+		rec:        cfg.Recorder,
+		timeout:    cfg.Timeout,
+		maxBody:    cfg.MaxBody,
+		retry:      r,
+		sleep:      cfg.Sleep,
+		newID:      cfg.NewRequestID,
+		now:        cfg.Now,
+		log:        cfg.Logger,
 	}
 	if c.gate == nil {
 		c.gate = nopGate{}
