@@ -158,6 +158,38 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 	return nil
 }
 
+// cmdResumeAuth closes the running daemon's auth breaker. The breaker lives
+// in the daemon's memory: with no daemon there is nothing to close (a new
+// process starts with it closed).
+func cmdResumeAuth(ctx context.Context, e *env, args []string) error {
+	var c common
+	fs := newFlagSet(e, "resume-auth", &c, false)
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("resume-auth: takes no arguments")
+	}
+	cfg, err := loadConfig(e, c.config)
+	if err != nil {
+		return err
+	}
+	resp, ok, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), controlRequest{Op: "resume-auth"})
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		fmt.Fprintln(e.stdout, "no daemon is running: nothing to resume (a new runnerd starts with the auth breaker closed)")
+		return nil
+	case !resp.OK:
+		return errors.New(resp.Error)
+	case resp.Was == "open":
+		fmt.Fprintln(e.stdout, "auth breaker closed: the next call tries the credential (two more rejections open it again)")
+	default:
+		fmt.Fprintln(e.stdout, "the auth breaker was not open: nothing to do")
+	}
+	return nil
+}
+
 // checkBackfill vets runnerd run JOB -from -to before anything is sent
 // (engine.PlanBackfill), prints the estimate, and asks for -yes above the
 // threshold.

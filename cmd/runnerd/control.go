@@ -106,7 +106,7 @@ func handOverOrLock(ctx context.Context, e *env, cfg *config.Config, req control
 
 // controlRequest is one line sent to the daemon.
 type controlRequest struct {
-	Op   string `json:"op"` // run | pause | resume | ping
+	Op   string `json:"op"` // run | pause | resume | resume-auth | ping
 	Job  string `json:"job,omitempty"`
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
@@ -117,6 +117,7 @@ type controlResponse struct {
 	OK    bool     `json:"ok"`
 	Error string   `json:"error,omitempty"`
 	Usage bool     `json:"usage,omitempty"` // the error is the caller's (unknown job, …): exit 2
+	Was   string   `json:"was,omitempty"`   // resume-auth: the breaker was "open" or "closed"
 	Run   *runJSON `json:"run,omitempty"`
 }
 

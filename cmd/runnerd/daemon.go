@@ -95,8 +95,14 @@ func envDuration(e *env, log *slog.Logger, name string, def time.Duration) time.
 
 // handleControl serves one control-socket request (and `runnerd run` in-process).
 func (d *daemon) handleControl(ctx context.Context, req controlRequest) controlResponse {
-	if req.Op == "ping" {
+	switch req.Op {
+	case "ping":
 		return controlResponse{OK: true}
+	case "resume-auth":
+		if d.ResumeAuth() {
+			return controlResponse{OK: true, Was: "open"}
+		}
+		return controlResponse{OK: true, Was: "closed"}
 	}
 	if _, err := d.Job(req.Job); err != nil {
 		return controlResponse{Error: err.Error(), Usage: true}

@@ -84,11 +84,13 @@ var commands = map[string]command{
 	"audit":    {"query the audit-log records export jobs stored (no API calls); -coverage for gaps", cmdAudit},
 	"pause":    {"pause a job (persisted)", cmdPause},
 	"resume":   {"resume a paused job", cmdResume},
-	"migrate":  {"apply database migrations", cmdMigrate},
-	"backup":   {"write a consistent copy of the database", cmdBackup},
-	"sim":      {"serve the simulated AtomSphere API", cmdSim},
-	"demo":     {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
-	"version":  {"print version, commit and Go version", cmdVersion},
+
+	"resume-auth": {"close the daemon's auth breaker after the credential was fixed on the platform", cmdResumeAuth},
+	"migrate":     {"apply database migrations", cmdMigrate},
+	"backup":      {"write a consistent copy of the database", cmdBackup},
+	"sim":         {"serve the simulated AtomSphere API", cmdSim},
+	"demo":        {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
+	"version":     {"print version, commit and Go version", cmdVersion},
 
 	"notify-test": {"send a sample event to a [[notify]] target; -deliveries lists deliveries", cmdNotifyTest},
 }

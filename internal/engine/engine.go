@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
@@ -174,6 +176,17 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	if e.client, err = e.newClient(cfg); err != nil {
+		return nil, err
+	}
+	if err := e.metrics.Registry().Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "runnerd_auth_breaker_open",
+		Help: "1 while the credentials were rejected twice in a row and nothing but a probe is sent (closed by a reload, runnerd resume-auth or a successful probe).",
+	}, func() float64 {
+		if open, _ := e.client.AuthBreaker(); open {
+			return 1
+		}
+		return 0
+	})); err != nil {
 		return nil, err
 	}
 	e.poller = &kinds.Poller{Client: e.client, Now: o.Now}
@@ -436,7 +449,10 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (warnings []str
 		section string
 		changed bool
 	}{
-		{"[account]", cfg.Account != old.Account},
+		// The credential (user, password_file, password_env, credential)
+		// is re-read below; where the account is needs a restart.
+		{"[account] id, url or ca_file", cfg.Account.ID != old.Account.ID || cfg.Account.URL != old.Account.URL ||
+			cfg.Account.CAFile != old.Account.CAFile},
 		{"[store]", cfg.Store != old.Store},
 		{"[budget]", cfg.Budget != old.Budget},
 		{"[http]", cfg.HTTP != old.HTTP},
@@ -462,9 +478,37 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (warnings []str
 	e.cfg = &next
 	e.mu.Unlock()
 	// A reload is the operator's word that the credential may have been
-	// fixed: close the auth breaker, so the next call tries it.
-	e.client.ResetAuth()
+	// fixed: re-read it (the file may hold a rotated one) and close the auth
+	// breaker, so the next call tries it. One that cannot be read now keeps
+	// the running credential.
+	acct := old.Account
+	acct.User, acct.PasswordFile, acct.PasswordEnv, acct.Credential = cfg.Account.User, cfg.Account.PasswordFile,
+		cfg.Account.PasswordEnv, cfg.Account.Credential
+	if pw, perr := acct.Password(e.getenv); perr != nil {
+		warnings = append(warnings, fmt.Sprintf("the credential could not be re-read; keeping the running one: %v", perr))
+		e.client.ResetAuth()
+	} else {
+		e.client.SetCredentials(atomapi.NewCredentials(acct.User, pw.Reveal()))
+		e.mu.Lock()
+		next := *e.cfg
+		next.Account.User, next.Account.PasswordFile, next.Account.PasswordEnv, next.Account.Credential =
+			acct.User, acct.PasswordFile, acct.PasswordEnv, acct.Credential
+		e.cfg = &next
+		e.mu.Unlock()
+	}
 	return warnings, nil
+}
+
+// ResumeAuth closes the auth breaker (`runnerd resume-auth`): the operator
+// says the credential was fixed on the platform's side. It reports whether
+// the breaker was open.
+func (e *Engine) ResumeAuth() bool {
+	open, _ := e.client.AuthBreaker()
+	e.client.ResetAuth()
+	if open {
+		e.log.Info("auth breaker closed by runnerd resume-auth; the next call tries the credential")
+	}
+	return open
 }
 
 // Config returns the configuration in force.

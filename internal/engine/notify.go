@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/notify"
@@ -123,7 +124,7 @@ func (e *Engine) notifyCall(status int, before, after budget.Classification) {
 	}
 	e.notify.mu.Unlock()
 	if opened {
-		n.AuthFailed(fmt.Sprintf("HTTP %d from the platform; check account.user and the password", status))
+		n.AuthFailed(fmt.Sprintf("HTTP %d from the platform; check account.user and the password, then reload (systemctl reload runnerd) or run runnerd resume-auth; a probe call retries every %s", status, atomapi.DefaultAuthProbeEvery))
 	}
 }
 
