@@ -40,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -437,10 +438,11 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 	if err != nil {
 		return Error, err
 	}
-	taken, busy, err := rc.takenExecutions(ctx, l, from, to)
+	others, err := rc.takenExecutions(ctx, l, from, to)
 	if err != nil {
 		return Error, err
 	}
+	taken, busy := others.taken, others.busy
 	var cands []atomapi.ExecutionRecord
 	for _, rec := range recs {
 		if rec.ExecutionID == "" || taken[rec.ExecutionID] {
@@ -475,6 +477,15 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 		}
 		return rc.matched(ctx, l, cands[0], "window")
 	}
+	if rec, ok := rc.fits(l, cands, others.sends); ok {
+		if err := rc.o.Store.Claim(ctx, rec.ExecutionID, "execution", l.run.ID); err != nil {
+			if errors.Is(err, store.ErrClaimed) {
+				return rc.wait(ctx, l, "the matching execution was claimed by another run meanwhile")
+			}
+			return Error, err
+		}
+		return rc.matched(ctx, l, rec, "start_time")
+	}
 	ids := make([]string, len(cands))
 	for i, x := range cands {
 		ids[i] = x.ExecutionID
@@ -483,17 +494,64 @@ func (rc *Reconciler) execute(ctx context.Context, l *lookup) (Verdict, error) {
 		atomapi.FormatTime(from), atomapi.FormatTime(to)))
 }
 
-// takenExecutions returns the executions other runs are known to have
-// started: those named in their Detail, and those their recorded requestIds
-// resolve to (one async lookup per such request sent within the window). busy
-// is a run that sent an unsafe call into the window and is still in flight
-// (admitted or running), 0 if none.
-func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to time.Time) (taken map[string]bool, busy int64, err error) {
-	taken = map[string]bool{}
+// fits picks, among several candidates, the one execution whose start time
+// fits this run's send (within Skew of it) when no other run whose execution
+// is unknown sent within Skew of that start: the platform starts an
+// execution when its runtime takes it, normally at once, so an execution
+// that started within the clock tolerance of our send and of nobody else's
+// is ours. Any doubt (none fits, two fit, a competitor fits too) is no pick:
+// the caller flags the run rather than guess.
+func (rc *Reconciler) fits(l *lookup, cands []atomapi.ExecutionRecord, sends []otherSend) (atomapi.ExecutionRecord, bool) {
+	near := func(a, b time.Time) bool { return a.Sub(b).Abs() <= rc.o.Skew }
+	var pick atomapi.ExecutionRecord
+	var at time.Time
+	n := 0
+	for _, rec := range cands {
+		t, err := atomapi.ParseTime(rec.ExecutionTime)
+		if err != nil || !near(t, l.sentAt) {
+			continue
+		}
+		pick, at, n = rec, t, n+1
+	}
+	if n != 1 {
+		return atomapi.ExecutionRecord{}, false
+	}
+	for _, o := range sends {
+		if near(o.at, at) {
+			return atomapi.ExecutionRecord{}, false
+		}
+	}
+	return pick, true
+}
+
+// otherSend is another run's unsafe execute call to the same process and
+// atom, whose execution is not known.
+type otherSend struct {
+	run int64
+	at  time.Time
+}
+
+// others is what takenExecutions found about the other runs.
+type others struct {
+	taken map[string]bool // executions other runs are known to have started
+	busy  int64           // a run in flight, or whose request is unresolved, that sent into the window (0: none)
+	sends []otherSend     // the sends of other runs of this target whose execution is unknown
+}
+
+// takenExecutions returns what is known of the other runs that sent into the
+// window: the executions they are known to have started (named in their
+// Detail, or what their recorded requestIds resolve to: one async lookup per
+// such request, remembered across passes), a run still in flight or whose
+// request is unresolved (busy), and the sends of those of this target whose
+// execution is not known.
+func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to time.Time) (others, error) {
+	taken := map[string]bool{}
+	var busy int64
+	known := map[int64]bool{} // runs whose execution is known
 	done := map[string]bool{} // requestIds resolved in this call
 	runs, err := rc.o.Store.ListRuns(ctx, store.RunFilter{Since: from.Add(-48 * time.Hour)})
 	if err != nil {
-		return nil, 0, err
+		return others{}, err
 	}
 	state := map[int64]runnerd.RunState{}
 	for _, o := range runs {
@@ -503,15 +561,17 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		}
 		if id, _ := parseDetail(o.Detail)[keyExecutionID].(string); id != "" {
 			taken[id] = true
+			known[o.ID] = true
 		}
 	}
+	var sends []otherSend
 	// A request sent up to a grace period before the window may have its
 	// execution start inside it (the runtime queues executions; execWindow
 	// makes the same allowance for this run), and one sent up to Skew after
 	// its end may carry an executionTime inside it (the two clocks differ).
 	calls, err := rc.o.Store.ListCalls(ctx, store.CallFilter{Since: from.Add(-rc.o.Grace), Status: -1})
 	if err != nil {
-		return nil, 0, err
+		return others{}, err
 	}
 	for _, c := range calls {
 		if c.RunID == 0 || c.RunID == l.run.ID || c.Safe || c.StartedAt.After(to.Add(rc.o.Skew)) {
@@ -521,6 +581,9 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		// platform id is no requestId (asking for it was a wasted 400).
 		if c.Operation != atomapi.OpExecutionRequestCreate && c.Operation != atomapi.OpExecuteProcess {
 			continue
+		}
+		if !known[c.RunID] && rc.sameTarget(l, c.Job) {
+			sends = append(sends, otherSend{run: c.RunID, at: c.StartedAt})
 		}
 		if c.PlatformID == "" {
 			if st := state[c.RunID]; st == runnerd.StateRunning || st == runnerd.StateAdmitted {
@@ -534,6 +597,7 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		if id, ok := rc.resolved[c.PlatformID]; ok {
 			taken[id] = true
 			done[c.PlatformID] = true
+			known[c.RunID] = true
 			continue // resolved in an earlier pass
 		}
 		rec, pending, err := rc.o.Client.ExecutionRecordAsync(ctx, c.PlatformID)
@@ -541,6 +605,7 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		case err == nil && !pending && rec.ExecutionID != "":
 			taken[rec.ExecutionID] = true
 			done[c.PlatformID] = true
+			known[c.RunID] = true
 			if len(rc.resolved) >= resolvedMax {
 				clear(rc.resolved)
 			}
@@ -554,7 +619,17 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 			busy = c.RunID
 		}
 	}
-	return taken, busy, nil
+	// A send recorded before its run's execution became known (in this
+	// loop, a later call of the same run) is no competitor.
+	sends = slices.DeleteFunc(sends, func(o otherSend) bool { return known[o.run] })
+	return others{taken: taken, busy: busy, sends: sends}, nil
+}
+
+// sameTarget reports whether job starts the same process on the same atom
+// as l's run (an unknown job counts as the same: it may).
+func (rc *Reconciler) sameTarget(l *lookup, job string) bool {
+	t, ok := rc.o.Jobs(job)
+	return !ok || (t.ProcessID == l.target.ProcessID && t.AtomID == l.target.AtomID)
 }
 
 // deployPackage reconciles a DeployedPackage deploy by the notes the kind

@@ -392,3 +392,53 @@ func TestResolvedRequestIsAskedOnce(t *testing.T) {
 		t.Errorf("req-2 asked %d times over two passes and two runs (asked %v); want 1", n, fx.c.asked)
 	}
 }
+
+// Two runs compete for the executions in the first one's window: the
+// execution that started within the clock tolerance of its send, and of no
+// other unknown run's, is claimed by start time; the other run then finds
+// only its own. Where the start times leave doubt, the run is flagged.
+func TestCompetingRunsClaimedByStartTime(t *testing.T) {
+	t.Run("one fits", func(t *testing.T) {
+		fx := newFixture(t, OnUnknownSkip)
+		fx.s.unknownRun(1, "exec", t0, "")
+		fx.s.unknownRun(2, "exec", t0.Add(3*time.Minute), "")
+		fx.c.add("x-1", "proc", "atom", t0.Add(20*time.Second), atomapi.StatusComplete)
+		fx.c.add("x-2", "proc", "atom", t0.Add(3*time.Minute+20*time.Second), atomapi.StatusComplete)
+		fx.now = t0.Add(20 * time.Minute)
+		fx.pass(t)
+		for id, want := range map[int64]string{1: "x-1", 2: "x-2"} {
+			if r := fx.s.get(id); r.State != runnerd.StateSucceeded || fx.s.claims[want] != id {
+				t.Errorf("run %d = %s (%s), claims %v; want succeeded with %s", id, r.State, r.Reason, fx.s.claims, want)
+			}
+		}
+		if !strings.Contains(fx.s.get(1).Detail, "start_time") {
+			t.Errorf("run 1 detail = %s; want it reconciled by start_time", fx.s.get(1).Detail)
+		}
+	})
+	for _, tc := range []struct {
+		name       string
+		sent2      time.Duration
+		exec1, ex2 time.Duration
+	}{
+		{"both fit its send", 30 * time.Second, 5 * time.Second, 35 * time.Second},
+		{"another send fits its execution", 90 * time.Second, 50 * time.Second, 100 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newFixture(t, OnUnknownSkip)
+			fx.s.unknownRun(1, "exec", t0, "")
+			fx.s.unknownRun(2, "exec", t0.Add(tc.sent2), "")
+			fx.c.add("x-1", "proc", "atom", t0.Add(tc.exec1), atomapi.StatusComplete)
+			fx.c.add("x-2", "proc", "atom", t0.Add(tc.ex2), atomapi.StatusComplete)
+			fx.now = t0.Add(20 * time.Minute)
+			fx.pass(t)
+			if r := fx.s.get(1); r.State == runnerd.StateSucceeded {
+				t.Errorf("run 1 = %s with claims %v; want it left for an operator (the start times leave doubt)", r.State, fx.s.claims)
+			}
+			for x, id := range fx.s.claims {
+				if id == 1 {
+					t.Errorf("run 1 claimed %s; want no claim", x)
+				}
+			}
+		})
+	}
+}
