@@ -28,7 +28,10 @@ import (
 	"runnerd/internal/store"
 )
 
-var crashIterations = flag.Int("crash.iterations", 50, "kill -9 iterations of TestCrashKill9 (500 for the long run)")
+var (
+	crashIterations = flag.Int("crash.iterations", 50, "kill -9 iterations of TestCrashKill9 (500 for the long run)")
+	crashSeed       = flag.Uint64("crash.seed", 0, "seed of TestCrashKill9's choices (failpoint counts, kill moments); 0 = from the clock, logged")
+)
 
 // envFailpoint arms a failpoint in a runnerd started by the crash suite:
 // RUNNERD_FAILPOINT=name[:count] kills the process (SIGKILL, as kill -9) at
@@ -290,7 +293,14 @@ func TestCrashKill9(t *testing.T) {
 	r := newCrashRig(t, atomsim.Options{Rate: 40, DailyLimit: -1, ExecDuration: 700 * time.Millisecond, RecordDelay: 100 * time.Millisecond,
 		AuditLogs: 1500, ExecutionRecords: 50, Events: -1})
 	points := []string{atomapi.FailAfterBegin, atomapi.FailAfterWrite, atomapi.FailAfterAnswer, atomapi.FailMidExport}
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	seed := *crashSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	// The seed fixes the failpoint counts and kill moments; what the daemon
+	// is doing at a moment still depends on the machine.
+	t.Logf("seed %d (rerun with -crash.seed=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 7))
 	stopMut := make(chan struct{})
 	var mutWG sync.WaitGroup
 	mutWG.Add(1)
