@@ -220,7 +220,8 @@ func Limits(cfg *config.Config) budget.Limits {
 func OpenStore(ctx context.Context, cfg *config.Config, opts store.Options) (*store.DB, error) {
 	db, err := store.Open(ctx, cfg.Store.Path, opts)
 	if err != nil {
-		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrSchemaTooNew) || errors.Is(err, store.ErrNoDatabase) {
+		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrSchemaTooNew) || errors.Is(err, store.ErrNoDatabase) ||
+			errors.Is(err, store.ErrNotWritable) {
 			return nil, ConfigError{fmt.Errorf("%w (the database is [store] path in %s)", err, cfg.File)}
 		}
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -42,6 +43,10 @@ var (
 	ErrNoDatabase = errors.New("store: no database file")
 	// ErrReadOnly is returned by every write on a store opened ReadOnly.
 	ErrReadOnly = errors.New("store: opened read-only")
+	// ErrNotWritable means a daemon's open found the file, or the directory
+	// its -wal and -shm files live in, not writable: it would have failed at
+	// its first call's ledger row instead. Nothing is changed.
+	ErrNotWritable = errors.New("store: database is not writable")
 )
 
 // Options tune Open. The zero value is the production setting.
@@ -183,6 +188,13 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 			return nil, err
 		}
 		db.checked = true
+	}
+	if opts.Daemon {
+		// Before migrations, which would fail with a less telling error.
+		if err := db.checkWritable(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	if !opts.NoMigrate {
 		if _, err := db.Migrate(ctx); err != nil {
@@ -328,6 +340,47 @@ func (db *DB) marker(ctx context.Context) (string, error) {
 	return v, err
 }
 
+// checkWritable makes a real write in a transaction that is rolled back, and
+// creates and removes a file in the database's directory (where SQLite keeps
+// the -wal and -shm files), so that a daemon refuses to start on a ledger it
+// could not record in: ErrNotWritable naming the file and the cause.
+func (db *DB) checkWritable(ctx context.Context) error {
+	fail := func(what string, err error) error {
+		return fmt.Errorf("%w: %s: %s: %v", ErrNotWritable, db.path, what, err)
+	}
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fail("begin a write", err)
+	}
+	_, err = tx.ExecContext(ctx, `CREATE TABLE runnerd_write_check (x)`)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `DROP TABLE runnerd_write_check`)
+	}
+	if rerr := tx.Rollback(); err == nil && rerr != nil {
+		err = rerr
+	}
+	if err != nil {
+		return fail("a write (rolled back) failed", err)
+	}
+	if err := probeDir(filepath.Dir(db.path)); err != nil {
+		return fail(dirNotWritable, err)
+	}
+	return nil
+}
+
+const dirNotWritable = "its directory, where the -wal and -shm files live, is not writable"
+
+// probeDir creates and removes a file in dir.
+func probeDir(dir string) error {
+	f, err := os.CreateTemp(dir, ".runnerd-write-check-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 func (db *DB) setMarker(ctx context.Context) error {
 	v := fmt.Sprintf("pid %d since %s", os.Getpid(), db.now().UTC().Format(time.RFC3339))
 	if err := db.SetMeta(ctx, DaemonMarkerKey, v); err != nil {
@@ -381,6 +434,14 @@ func (db *DB) openError(err error) error {
 		return fmt.Errorf("%w: %s: %v; the file was left in place: "+
 			"restore it from a backup (runnerd backup FILE) or move it aside to start an empty ledger",
 			ErrCorrupt, db.path, err)
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrReadonly || se.Code == sqlite3.ErrCantOpen) {
+		// SQLite could not write the file or create its -wal/-shm: say which.
+		if derr := probeDir(filepath.Dir(db.path)); derr != nil {
+			return fmt.Errorf("%w: %s: %s: %v (%v)", ErrNotWritable, db.path, dirNotWritable, derr, err)
+		}
+		return fmt.Errorf("%w: %s: %v", ErrNotWritable, db.path, err)
 	}
 	return fmt.Errorf("store: open %s: %w", db.path, err)
 }
