@@ -49,6 +49,7 @@ type runJSON struct {
 	FinishedAt  string          `json:"finished_at"`
 	State       string          `json:"state"`
 	Calls       int             `json:"calls"`
+	Lookups     int             `json:"lookups,omitempty"` // of calls: reconciliation's recovery lookups
 	Error       string          `json:"error"`
 	Reason      string          `json:"reason,omitempty"`
 	Estimate    int             `json:"estimate"`
@@ -137,7 +138,15 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRuns(e, c.json, runs); err != nil {
+	ids := make([]int64, len(runs))
+	for i, r := range runs {
+		ids[i] = r.ID
+	}
+	lookups, err := db.RecoveryCalls(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if err := writeRunsLookups(e, c.json, runs, lookups); err != nil {
 		return err
 	}
 	// Notifications that could not be delivered are part of what happened.
@@ -157,9 +166,17 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 }
 
 func writeRuns(e *env, asJSON bool, runs []runnerd.Run) error {
+	return writeRunsLookups(e, asJSON, runs, nil)
+}
+
+// writeRunsLookups prints runs; lookups (by run id) are the recovery lookups
+// among each run's calls, shown after the count.
+func writeRunsLookups(e *env, asJSON bool, runs []runnerd.Run, lookups map[int64]int) error {
 	if asJSON {
 		for _, r := range runs {
-			if err := jsonLines(e.stdout, toRunJSON(r)); err != nil {
+			j := toRunJSON(r)
+			j.Lookups = lookups[r.ID]
+			if err := jsonLines(e.stdout, j); err != nil {
 				return err
 			}
 		}
@@ -175,8 +192,12 @@ func writeRuns(e *env, asJSON bool, runs []runnerd.Run) error {
 		if why == "" {
 			why = r.Reason
 		}
+		calls := strconv.Itoa(r.Calls)
+		if n := lookups[r.ID]; n > 0 {
+			calls += fmt.Sprintf(" (%d lookups)", n)
+		}
 		t.row(strconv.FormatInt(r.ID, 10), r.Job, r.Kind, shortTime(r.NominalTime), string(r.State),
-			strconv.Itoa(r.Calls), dur, dash(why))
+			calls, dur, dash(why))
 	}
 	return t.flush()
 }

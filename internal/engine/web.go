@@ -55,10 +55,18 @@ func (e *Engine) RecentRuns(ctx context.Context, n int) []web.RunRow {
 	if err != nil {
 		e.log.Warn("status page: recent runs cannot be read", "err", err)
 	}
+	ids := make([]int64, len(runs))
+	for i, r := range runs {
+		ids[i] = r.ID
+	}
+	lookups, err := e.db.RecoveryCalls(ctx, ids)
+	if err != nil {
+		e.log.Warn("status page: recovery lookups cannot be read", "err", err)
+	}
 	out := make([]web.RunRow, 0, len(runs))
 	for _, r := range runs {
 		out = append(out, web.RunRow{ID: r.ID, Job: r.Job, Kind: r.Kind, State: string(r.State), Nominal: r.NominalTime,
-			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Error: firstNonEmpty(r.Error, r.Reason)})
+			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Lookups: lookups[r.ID], Error: firstNonEmpty(r.Error, r.Reason)})
 	}
 	return out
 }

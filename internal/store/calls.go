@@ -302,3 +302,39 @@ func (db *DB) Prune(ctx context.Context, olderThan time.Duration) (int64, error)
 		}
 	}
 }
+
+// RecoveryCalls returns, for each of the runs given that has any, how many
+// of its calls were recovery lookups (reconciliation identifying what an
+// unknown run did; CallInfo.Recovery). They are part of the run's Calls.
+func (db *DB) RecoveryCalls(ctx context.Context, runIDs []int64) (map[int64]int, error) {
+	out := map[int64]int{}
+	const chunk = 500 // below SQLite's bound on parameters
+	for len(runIDs) > 0 {
+		n := min(len(runIDs), chunk)
+		args := make([]any, n)
+		for i, id := range runIDs[:n] {
+			args[i] = id
+		}
+		q := `SELECT run_id, count(*) FROM calls WHERE recovery = 1 AND run_id IN (?` +
+			strings.Repeat(",?", n-1) + `) GROUP BY run_id`
+		rows, err := db.reader.QueryContext(ctx, q, args...)
+		if err != nil {
+			return nil, fmt.Errorf("store: recovery calls: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var c int
+			if err := rows.Scan(&id, &c); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("store: recovery calls: %w", err)
+			}
+			out[id] = c
+		}
+		err = errors.Join(rows.Err(), rows.Close())
+		if err != nil {
+			return nil, fmt.Errorf("store: recovery calls: %w", err)
+		}
+		runIDs = runIDs[n:]
+	}
+	return out, nil
+}

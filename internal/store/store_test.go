@@ -908,3 +908,40 @@ func TestExportWindows(t *testing.T) {
 		t.Errorf("RecordExportWindow(to before from) = nil error")
 	}
 }
+
+// TestRecoveryCalls counts, per run, the calls made with Recovery (the
+// reconciliation lookups), and none for runs without.
+func TestRecoveryCalls(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	nominal := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
+	var ids []int64
+	for i := range 3 {
+		r, _, err := db.CreateRun(ctx, runnerd.Run{Job: "exec", Kind: "execute", NominalTime: nominal.Add(time.Duration(i) * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	for _, c := range []Call{
+		{RunID: ids[0], Job: "exec"}, {RunID: ids[0], Job: "exec", Recovery: true}, {RunID: ids[0], Job: "exec", Recovery: true},
+		{RunID: ids[1], Job: "exec"}, {RunID: ids[2], Job: "exec", Recovery: true}, {Job: "exec", Recovery: true},
+	} {
+		if _, err := db.BeginCall(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.RecoveryCalls(ctx, ids[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[ids[0]] != 2 {
+		t.Errorf("RecoveryCalls(runs 1, 2) = %v; want {%d: 2}", got, ids[0])
+	}
+	if got, err := db.RecoveryCalls(ctx, ids); err != nil || got[ids[2]] != 1 || len(got) != 2 {
+		t.Errorf("RecoveryCalls(all) = %v, %v", got, err)
+	}
+	if got, err := db.RecoveryCalls(ctx, nil); err != nil || len(got) != 0 {
+		t.Errorf("RecoveryCalls(none) = %v, %v", got, err)
+	}
+}

@@ -405,3 +405,17 @@ func TestStatusPageEmpty(t *testing.T) {
 		t.Error("empty page has NaN or Inf in it")
 	}
 }
+
+// TestStatusPageLookups: a run's recovery lookups are shown with its calls.
+func TestStatusPageLookups(t *testing.T) {
+	src := newFakeSource()
+	src.runs[5].Lookups = 2
+	srv := serve(t, src, nil)
+	_, page := get(t, srv, "/")
+	if n := strings.Count(page, "(2 lookups)"); n != 1 || !strings.Contains(page, "6 (2 lookups)") {
+		t.Errorf("page shows \"(2 lookups)\" %d times; want once, after the run's 6 calls", n)
+	}
+	if strings.Count(page, "lookups)") != 1 {
+		t.Error("runs without lookups show a lookups count")
+	}
+}

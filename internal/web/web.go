@@ -78,6 +78,7 @@ type RunRow struct {
 	Started  time.Time `json:"started_at"`
 	Finished time.Time `json:"finished_at"`
 	Calls    int       `json:"calls"`
+	Lookups  int       `json:"lookups,omitempty"` // of Calls: reconciliation's recovery lookups
 	Error    string    `json:"error"`
 }
 
