@@ -582,7 +582,10 @@ func (rc *Reconciler) takenExecutions(ctx context.Context, l *lookup, from, to t
 		if c.Operation != atomapi.OpExecutionRequestCreate && c.Operation != atomapi.OpExecuteProcess {
 			continue
 		}
-		if !known[c.RunID] && rc.sameTarget(l, c.Job) {
+		if known[c.RunID] {
+			continue // its Detail names its execution: nothing to look up
+		}
+		if rc.sameTarget(l, c.Job) {
 			sends = append(sends, otherSend{run: c.RunID, at: c.StartedAt})
 		}
 		if c.PlatformID == "" {

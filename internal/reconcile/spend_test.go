@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -440,5 +441,47 @@ func TestCompetingRunsClaimedByStartTime(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPassLookupsBoundedByUnknownRuns: K unknown runs whose windows hold the
+// sends of C finished runs (their executions known from their detail) make
+// lookups in proportion to K, not K × C, nor K + C: a run whose execution is
+// known needs no lookup to be excluded.
+func TestPassLookupsBoundedByUnknownRuns(t *testing.T) {
+	const K, C = 4, 12
+	fx := newFixture(t, OnUnknownSkip)
+	for i := range C {
+		id := int64(100 + i)
+		at := t0.Add(time.Duration(i) * 10 * time.Second)
+		fx.s.unknownRun(id, "exec", at, fmt.Sprintf("req-%d", id))
+		x := fmt.Sprintf("x-%d", id)
+		fx.c.add(x, "proc", "atom", at.Add(time.Second), atomapi.StatusComplete)
+		fx.c.mu.Lock()
+		fx.c.byReq[fmt.Sprintf("req-%d", id)] = x
+		fx.c.mu.Unlock()
+		fx.s.mu.Lock()
+		r := fx.s.runs[id]
+		r.State, r.Detail = runnerd.StateSucceeded, fmt.Sprintf(`{"method":"request","execution_id":%q}`, x)
+		fx.s.runs[id] = r
+		fx.s.mu.Unlock()
+	}
+	for i := range K {
+		id := int64(1 + i)
+		at := t0.Add(time.Duration(i)*3*time.Minute + 5*time.Second)
+		fx.s.unknownRun(id, "exec", at, "")
+		fx.c.add(fmt.Sprintf("x-%d", id), "proc", "atom", at.Add(time.Second), atomapi.StatusComplete)
+	}
+	fx.now = t0.Add(20 * time.Minute)
+	before := fx.c.calls
+	fx.pass(t)
+	n := fx.c.calls - before
+	if n > 3*K {
+		t.Errorf("one pass over %d unknown runs with %d other sends in their windows made %d lookups; want at most %d", K, C, n, 3*K)
+	}
+	for i := range K {
+		if r := fx.s.get(int64(1 + i)); r.State != runnerd.StateSucceeded {
+			t.Errorf("run %d = %s (%s); want succeeded (its execution started at its send, 3 min from the others)", r.ID, r.State, r.Reason)
+		}
 	}
 }
