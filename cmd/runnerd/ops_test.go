@@ -972,3 +972,38 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// TestOpsAuthReload: a wrong password in the password file; two runs meet
+// 401 and open the auth breaker; a third sends nothing and names the ways
+// out; the file is fixed and SIGHUP re-reads it: the next run succeeds, with
+// no restart. The canary check covers the re-read password too.
+func TestOpsAuthReload(t *testing.T) {
+	t.Parallel()
+	o := newOps(t, simOpts{})
+	if err := os.WriteFile(o.secret, []byte("not-the-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.writeConfig("jobs.toml", 1000, 100, 5, "[log]\nformat = \"text\"\n"+fmt.Sprintf(cheapJob, "alpha"))
+	d := o.serve(cfg)
+	d.expect("STATUS=.*", 10*time.Second)
+	for i := 1; i <= 2; i++ {
+		if r := o.runnerd(nil, "run", "-config", cfg, "alpha"); r.code != 1 || !strings.Contains(r.stdout, "401") {
+			t.Fatalf("run %d with a wrong password: exit %d, %q; want 1 and the 401", i, r.code, r.stdout)
+		}
+	}
+	sent := len(o.sim.Requests())
+	if r := o.runnerd(nil, "run", "-config", cfg, "alpha"); r.code != 1 || !strings.Contains(r.stdout, "SIGHUP") ||
+		len(o.sim.Requests()) != sent {
+		t.Fatalf("third run: exit %d, %q, %d requests sent; want 1, the breaker naming SIGHUP, none sent", r.code, r.stdout, len(o.sim.Requests())-sent)
+	}
+	if err := os.WriteFile(o.secret, []byte(canary+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.signal(syscall.SIGHUP)
+	d.expect("RELOADING=1\nMONOTONIC_USEC=\\d+", 10*time.Second)
+	d.expect("READY=1", 10*time.Second)
+	if r := o.runnerd(nil, "run", "-config", cfg, "alpha"); r.code != 0 || !strings.Contains(r.stdout, "succeeded") {
+		t.Errorf("run after SIGHUP: exit %d, %q; want 0, succeeded with the re-read password", r.code, r.stdout)
+	}
+	d.stop()
+}
