@@ -485,3 +485,56 @@ func TestPassLookupsBoundedByUnknownRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestSettleAfterBurst: 40 runs left unknown by a burst of crashes, two
+// minutes apart, half with a recorded requestId, half without (executeProcess):
+// they settle in one pass, at under two lookups each (figure in
+// RELIABILITY.md).
+func TestSettleAfterBurst(t *testing.T) {
+	const runs = 40
+	fx := newFixture(t, OnUnknownSkip)
+	for i := range runs {
+		id := int64(1 + i)
+		at := t0.Add(time.Duration(i) * 2 * time.Minute)
+		req := ""
+		if i%2 == 0 {
+			req = fmt.Sprintf("req-%d", id)
+		}
+		fx.s.unknownRun(id, "exec", at, req)
+		x := fmt.Sprintf("x-%d", id)
+		fx.c.add(x, "proc", "atom", at.Add(2*time.Second), atomapi.StatusComplete)
+		if req != "" {
+			fx.c.mu.Lock()
+			fx.c.byReq[req] = x
+			fx.c.mu.Unlock()
+		}
+	}
+	fx.now = t0.Add(3 * time.Hour)
+	passes := 0
+	for ; passes < 10; passes++ {
+		left := 0
+		for i := range runs {
+			if fx.s.get(int64(1+i)).State == runnerd.StateUnknown {
+				left++
+			}
+		}
+		if left == 0 {
+			break
+		}
+		fx.pass(t)
+		fx.now = fx.now.Add(time.Minute)
+	}
+	for i := range runs {
+		id := int64(1 + i)
+		if r := fx.s.get(id); r.State != runnerd.StateSucceeded || fx.s.claims[fmt.Sprintf("x-%d", id)] != id {
+			t.Errorf("run %d = %s (%s); want succeeded with x-%d", id, r.State, r.Reason, id)
+		}
+	}
+	fx.c.mu.Lock()
+	lookups := fx.c.calls
+	fx.c.mu.Unlock()
+	t.Logf("%d unknown runs settled in %d passes with %d lookups", runs, passes, lookups)
+	if passes > 2 || lookups > 2*runs {
+		t.Errorf("%d passes, %d lookups; want at most 2 passes and %d lookups", passes, lookups, 2*runs)
+	}
+}
