@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // Run kinds for EstimateRun: the job kinds of the configuration, and an
@@ -20,6 +21,13 @@ const (
 	estimateRuns = 12   // how many recent runs the percentile looks at
 	estimateMin  = 3    // fewer recent runs than this: the kind's default, raised to the largest seen
 	estimatePct  = 0.90 // the percentile
+
+	// DecayHalfLife: while a job's run waits deferred, its estimate's excess
+	// over the median of its recent runs halves every DecayHalfLife, so that
+	// an estimate one bad run inflated cannot keep the job out for good (a
+	// deferred run makes no new history to bring it down). After a day of
+	// waiting the excess is 1/64 of what it was.
+	DecayHalfLife = 4 * time.Hour
 )
 
 // Estimate is the expected number of calls of one run.
@@ -84,4 +92,31 @@ func defaultFor(kind string, d Defaults) (int, string) {
 	default:
 		return 1, fmt.Sprintf("default for unknown kind %q", kind)
 	}
+}
+
+// Decay lowers e toward the median of recent (the same input as
+// EstimateRun) by the time the job's run has waited deferred: the excess
+// over the median is halved every DecayHalfLife. No wait, or fewer than 3
+// recent runs (e is then a default), leaves e as it is; e never goes below
+// the median.
+func Decay(e Estimate, recent []int, waited time.Duration) Estimate {
+	if len(recent) > estimateRuns {
+		recent = recent[:estimateRuns]
+	}
+	if waited <= 0 || len(recent) < estimateMin {
+		return e
+	}
+	s := slices.Clone(recent)
+	slices.Sort(s)
+	median := max(1, s[(len(s)-1)/2])
+	if e.Calls <= median {
+		return e
+	}
+	f := math.Exp2(-float64(waited) / float64(DecayHalfLife))
+	n := median + int(math.Round(float64(e.Calls-median)*f))
+	if n == e.Calls {
+		return e
+	}
+	return Estimate{Calls: n, Basis: fmt.Sprintf("%s, decayed toward the median %d after %s deferred",
+		e.Basis, median, waited.Round(time.Minute))}
 }

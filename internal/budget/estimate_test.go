@@ -1,6 +1,10 @@
 package budget
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"time"
+)
 
 func TestEstimateRun(t *testing.T) {
 	d := DefaultEstimates()
@@ -29,5 +33,40 @@ func TestEstimateRun(t *testing.T) {
 		if got.Calls != tt.calls || got.Basis != tt.basis {
 			t.Errorf("EstimateRun(%q, %v) = %+v; want {%d %q}", tt.kind, tt.recent, got, tt.calls, tt.basis)
 		}
+	}
+}
+
+func TestDecay(t *testing.T) {
+	// Ten runs of 5 calls and two of 30: p90 is 30, the median 5.
+	recent := []int{30, 5, 5, 30, 5, 5, 5, 5, 5, 5, 5, 5}
+	e := EstimateRun(RunDeploy, recent, DefaultEstimates())
+	if e.Calls != 30 {
+		t.Fatalf("EstimateRun = %+v; want 30", e)
+	}
+	for _, tc := range []struct {
+		waited time.Duration
+		want   int
+	}{
+		{0, 30},
+		{-time.Hour, 30},
+		{DecayHalfLife, 18}, // 5 + 25/2, rounded
+		{2 * DecayHalfLife, 11},
+		{24 * time.Hour, 5}, // 5 + 25/64, rounded: back to normal within a day
+		{100 * time.Hour, 5},
+	} {
+		got := Decay(e, recent, tc.waited)
+		if got.Calls != tc.want {
+			t.Errorf("Decay(30, waited %s) = %d; want %d", tc.waited, got.Calls, tc.want)
+		}
+		if tc.waited > 0 && !strings.Contains(got.Basis, "decayed toward the median 5") {
+			t.Errorf("Decay(waited %s) basis = %q; want it to say it decayed", tc.waited, got.Basis)
+		}
+	}
+	// A default (fewer than 3 runs) and an estimate at the median stay.
+	if got := Decay(Estimate{Calls: 40, Basis: "x"}, []int{40, 1}, 48*time.Hour); got.Calls != 40 {
+		t.Errorf("Decay of a default-based estimate = %d; want 40", got.Calls)
+	}
+	if got := Decay(Estimate{Calls: 5}, []int{5, 5, 5}, 48*time.Hour); got.Calls != 5 {
+		t.Errorf("Decay at the median = %d; want 5", got.Calls)
 	}
 }

@@ -155,23 +155,33 @@ func EstimateKind(j *config.Job) string {
 // estimate is a job's estimate from its recent runs in the ledger; when the
 // ledger cannot be read it says so and uses the kind's default.
 func (e *Engine) estimate(ctx context.Context, job, kind string) budget.Estimate {
-	return Estimate(ctx, e.db, e.log, job, kind)
+	return Estimate(ctx, e.db, e.log, job, kind, e.now())
 }
 
-// Estimate is the estimate of job's next run from db's recent runs; a read
-// error is logged (with the cause) and the kind's default used.
+// Estimate is the estimate of job's next run at now from db's recent runs
+// (their normal cost: store.RecentCallCounts), decayed by how long the job's
+// oldest deferred run has waited (budget.Decay); a read error is logged
+// (with the cause) and the kind's default used.
 func Estimate(ctx context.Context, db *store.DB, log interface {
 	Warn(msg string, args ...any)
-}, job, kind string) budget.Estimate {
+}, job, kind string, now time.Time) budget.Estimate {
 	var recent []int
+	var waiting time.Time
 	if db != nil {
 		var err error
 		if recent, err = db.RecentCallCounts(ctx, job, 20); err != nil {
 			log.Warn("estimate: the job's recent runs cannot be read; using the default for its kind", "job", job, "err", err)
 			recent = nil
+		} else if waiting, err = db.OldestDeferred(ctx, job); err != nil {
+			log.Warn("estimate: the job's deferred runs cannot be read; not decaying its estimate", "job", job, "err", err)
+			waiting = time.Time{}
 		}
 	}
-	return budget.EstimateRun(kind, recent, budget.DefaultEstimates())
+	est := budget.EstimateRun(kind, recent, budget.DefaultEstimates())
+	if !waiting.IsZero() {
+		est = budget.Decay(est, recent, now.Sub(waiting))
+	}
+	return est
 }
 
 // onRun hears every run outcome once it is recorded (metrics, notifications).

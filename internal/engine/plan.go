@@ -45,7 +45,7 @@ func JobCosts(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.L
 		if err != nil {
 			return nil, ConfigError{fmt.Errorf("job %q: %w", j.Name, err)}
 		}
-		out = append(out, JobCost{Job: j, Next: next, Estimate: Estimate(ctx, db, log, j.Name, EstimateKind(j)), PerDay: len(day)})
+		out = append(out, JobCost{Job: j, Next: next, Estimate: Estimate(ctx, db, log, j.Name, EstimateKind(j), now), PerDay: len(day)})
 	}
 	return out, nil
 }

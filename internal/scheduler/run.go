@@ -234,6 +234,12 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r runnerd.Run, dec budg
 	if !next.After(now) {
 		next = now.Add(s.deferCheck)
 	}
+	// EarliestAt holds for today's estimate; a waiting run's estimate may
+	// come down (budget.Decay) and other runs may finish under theirs, so
+	// the run is asked again at the next hour boundary at the latest.
+	if hb := now.Truncate(time.Hour).Add(time.Hour); next.After(hb) {
+		next = hb
+	}
 	if next.After(deadline) {
 		next = deadline
 	}

@@ -179,14 +179,36 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]runnerd.Run, error) 
 	return out, nil
 }
 
-// RecentCallCounts returns the call counts of job's last n finished runs
+// OldestDeferred returns the nominal time of job's oldest run waiting in
+// state deferred (zero if none): how long the planner has kept it out.
+func (db *DB) OldestDeferred(ctx context.Context, job string) (time.Time, error) {
+	var ms sql.NullInt64
+	err := db.reader.QueryRowContext(ctx, `SELECT min(nominal_time) FROM runs WHERE job = ? AND state = 'deferred'`, job).Scan(&ms)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: oldest deferred run of %q: %w", job, err)
+	}
+	if !ms.Valid {
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(ms.Int64).UTC(), nil
+}
+
+// RecentCallCounts returns the normal cost of job's last n finished runs
 // (succeeded or failed), newest nominal time first: the estimator's input.
+// A run's normal cost is its calls less those the platform answered 503 or
+// 429: a rate-limit storm's refusals and the retries they cause are not what
+// the job costs (they are in the ledger and the window as usual), and
+// counting them would inflate the estimate until the planner deferred
+// everything. The retry that succeeded is counted: it is the call the run
+// needed.
 func (db *DB) RecentCallCounts(ctx context.Context, job string, n int) ([]int, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT calls FROM runs
-		WHERE job = ? AND state IN ('succeeded', 'failed') ORDER BY nominal_time DESC, id DESC LIMIT ?`, job, n)
+	rows, err := db.reader.QueryContext(ctx, `SELECT r.calls - (SELECT count(*) FROM calls c
+			WHERE c.run_id = r.id AND c.status IN (429, 503))
+		FROM runs r
+		WHERE r.job = ? AND r.state IN ('succeeded', 'failed') ORDER BY r.nominal_time DESC, r.id DESC LIMIT ?`, job, n)
 	if err != nil {
 		return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
 	}

@@ -945,3 +945,48 @@ func TestRecoveryCalls(t *testing.T) {
 		t.Errorf("RecoveryCalls(none) = %v, %v", got, err)
 	}
 }
+
+// TestRecentCallCountsLeaveOutRateLimits: a run's 503 and 429 answers are
+// not its normal cost; the oldest deferred run's time is what decay starts
+// from.
+func TestRecentCallCountsLeaveOutRateLimits(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	nominal := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
+	r, _, err := db.CreateRun(ctx, runnerd.Run{Job: "j", Kind: "deploy", NominalTime: nominal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, status := range []int{200, 503, 503, 429, 200, 500, 0} {
+		c := Call{RunID: r.ID, Job: "j", Method: "POST", Path: "/x"}
+		id, err := db.BeginCall(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.ID, c.Status = id, status
+		if err := db.EndCall(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.State = runnerd.StateSucceeded
+	if err := db.UpdateRun(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	// 7 calls, 3 of them refused for the rate: 4 (the 500 and the
+	// unanswered one are the run's own).
+	if got, err := db.RecentCallCounts(ctx, "j", 5); err != nil || !reflect.DeepEqual(got, []int{4}) {
+		t.Errorf("RecentCallCounts = %v, %v; want [4]", got, err)
+	}
+	if at, err := db.OldestDeferred(ctx, "j"); err != nil || !at.IsZero() {
+		t.Errorf("OldestDeferred with none = %v, %v; want zero", at, err)
+	}
+	for _, h := range []int{5, 3, 4} {
+		if _, _, err := db.CreateRun(ctx, runnerd.Run{Job: "j", Kind: "deploy", NominalTime: nominal.Add(time.Duration(h) * time.Hour),
+			State: runnerd.StateDeferred}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if at, err := db.OldestDeferred(ctx, "j"); err != nil || !at.Equal(nominal.Add(3*time.Hour)) {
+		t.Errorf("OldestDeferred = %v, %v; want %v", at, err, nominal.Add(3*time.Hour))
+	}
+}
