@@ -59,6 +59,12 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "next %d hours from %s: %d runs; %d calls left in the window now\n\n",
 		*hours, now.Format(time.RFC3339), len(steps), window.Remaining(now))
+	if short := engine.Oversubscribed(p.Costs, cfg.Budget.DailyLimit-cfg.Budget.Reserve); len(short) > 0 {
+		for _, s := range short {
+			fmt.Fprintf(e.stdout, "over-subscribed: %s\n", s)
+		}
+		fmt.Fprintln(e.stdout)
+	}
 	t := newTable(e.stdout, "TIME (UTC)", "JOB", "PRIORITY", "ESTIMATE", "REMAINING AFTER", "PLAN")
 	for _, s := range steps {
 		plan := "runs"

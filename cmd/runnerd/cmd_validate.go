@@ -24,6 +24,7 @@ func readLedger(ctx context.Context, cfg *config.Config) (*store.DB, error) {
 func cmdValidate(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet(e, "validate", &c, true)
+	strict := fs.Bool("strict", false, "exit 1 when the schedule needs more than the allowance (jobs that cannot run at their priority)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +45,7 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		return configErr(err)
 	}
 	capacity := cfg.Budget.DailyLimit - cfg.Budget.Reserve
+	short := engine.Oversubscribed(jc, capacity)
 	total := 0
 	type jobJSON struct {
 		Job         string   `json:"job"`
@@ -77,8 +79,17 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 				return err
 			}
 		}
-		return jsonLines(e.stdout, map[string]any{"config": cfg.File, "valid": true, "jobs": len(rows),
-			"calls_per_day": total, "daily_limit": cfg.Budget.DailyLimit, "reserve": cfg.Budget.Reserve, "capacity": capacity})
+		over := []map[string]any{}
+		for _, s := range short {
+			over = append(over, map[string]any{"priority": s.Priority.String(), "jobs": s.Jobs, "calls_per_day": s.Demand,
+				"available": s.Available})
+		}
+		if err := jsonLines(e.stdout, map[string]any{"config": cfg.File, "valid": true, "jobs": len(rows),
+			"calls_per_day": total, "daily_limit": cfg.Budget.DailyLimit, "reserve": cfg.Budget.Reserve, "capacity": capacity,
+			"oversubscribed": over}); err != nil {
+			return err
+		}
+		return strictErr(e, *strict, short)
 	}
 	fmt.Fprintf(e.stdout, "%s: ok, %d jobs\n\n", cfg.File, len(rows))
 	t := newTable(e.stdout, "JOB", "KIND", "PRIORITY", "NEXT (job's zone)", "CALLS/RUN", "RUNS/DAY", "CALLS/DAY", "ESTIMATE BASIS")
@@ -98,8 +109,18 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "\nschedule: about %d calls a day of %d available (daily_limit %d − reserve %d): %.0f%%\n",
 		total, capacity, cfg.Budget.DailyLimit, cfg.Budget.Reserve, pct)
-	if total > capacity {
-		fmt.Fprintf(e.stdout, "warning: the schedule needs more than the allowance; lower-priority runs will be deferred\n")
+	for _, s := range short {
+		fmt.Fprintf(e.stdout, "warning: %s\n", s)
 	}
-	return nil
+	return strictErr(e, *strict, short)
+}
+
+// strictErr is validate -strict's verdict: exit 1 when jobs cannot run
+// within the allowance.
+func strictErr(e *env, strict bool, short []engine.Shortfall) error {
+	if !strict || len(short) == 0 {
+		return nil
+	}
+	fmt.Fprintf(e.stderr, "runnerd validate -strict: %d priority class(es) cannot run within the allowance\n", len(short))
+	return errSilent
 }

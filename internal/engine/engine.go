@@ -100,6 +100,12 @@ type Engine struct {
 	notify     *engineNotify
 	limits     budget.Limits
 
+	// The status page's over-subscription figures (oversubscribed).
+	oversubMu  sync.Mutex
+	oversub    []Shortfall
+	oversubAt  time.Time
+	oversubCfg *config.Config
+
 	mu  sync.Mutex // guards cfg
 	cfg *config.Config
 

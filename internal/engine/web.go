@@ -47,7 +47,33 @@ func (e *Engine) Budget(now time.Time) web.BudgetStatus {
 	for _, h := range st.Hours {
 		b.Hours = append(b.Hours, web.HourCalls{Hour: h.Hour, Calls: h.Calls})
 	}
+	for _, x := range e.oversubscribed(now) {
+		b.Oversubscribed = append(b.Oversubscribed, x.String())
+	}
 	return b
+}
+
+// oversubRefresh is how long the status page's over-subscription figures
+// are kept before they are computed again (a day's fire times and an
+// estimate per job).
+const oversubRefresh = 10 * time.Minute
+
+// oversubscribed is Oversubscribed for the configuration in force, cached
+// for oversubRefresh (a reload computes it afresh).
+func (e *Engine) oversubscribed(now time.Time) []Shortfall {
+	cfg := e.Config()
+	e.oversubMu.Lock()
+	defer e.oversubMu.Unlock()
+	if e.oversubCfg == cfg && now.Sub(e.oversubAt).Abs() < oversubRefresh {
+		return e.oversub
+	}
+	costs, err := JobCosts(context.Background(), cfg, e.db, e.log, now, 0, 0)
+	if err != nil {
+		e.log.Warn("status page: the jobs' daily demand cannot be computed", "err", err)
+		return nil
+	}
+	e.oversub, e.oversubAt, e.oversubCfg = Oversubscribed(costs, cfg.Budget.DailyLimit-cfg.Budget.Reserve), now, cfg
+	return e.oversub
 }
 
 func (e *Engine) RecentRuns(ctx context.Context, n int) []web.RunRow {

@@ -419,3 +419,15 @@ func TestStatusPageLookups(t *testing.T) {
 		t.Error("runs without lookups show a lookups count")
 	}
 }
+
+// TestStatusPageOversubscribed: the jobs the allowance cannot hold are named
+// on the page.
+func TestStatusPageOversubscribed(t *testing.T) {
+	src := newFakeSource()
+	src.budget.Oversubscribed = []string{"low priority: about 720 calls a day needed by audit; 0 left after higher priorities: none of their runs can run"}
+	srv := serve(t, src, nil)
+	_, page := get(t, srv, "/")
+	if !strings.Contains(page, "Over-subscribed") || !strings.Contains(page, "needed by audit; 0 left") {
+		t.Errorf("the page does not name the over-subscribed jobs")
+	}
+}

@@ -66,6 +66,9 @@ type BudgetStatus struct {
 	// someone else is spending the account), with the reason in words.
 	Classification       string `json:"classification"`
 	ClassificationReason string `json:"classification_reason"`
+	// Oversubscribed names, per priority class, the jobs the allowance
+	// cannot hold a day, with the figures (an addition).
+	Oversubscribed []string `json:"oversubscribed,omitempty"`
 }
 
 // RunRow is one run, as the status page lists it.

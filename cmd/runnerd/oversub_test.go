@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const oversubConfig = `
+[account]
+id = "a"
+user = "u"
+password_env = "RUNNERD_PASSWORD"
+
+[budget]
+daily_limit = 1000
+reserve = 100
+
+[store]
+path = "never-created.db"
+
+[[job]]
+name = "deploy-hi"
+kind = "deploy"
+schedule = "0 * * * *"
+priority = "high"
+process_id = "p"
+from_environment = "a"
+to_environment = "b"
+
+[[job]]
+name = "orders"
+kind = "execute"
+schedule = "*/5 * * * *"
+process_id = "p"
+atom_id = "a"
+
+[[job]]
+name = "audit"
+kind = "export"
+schedule = "*/10 * * * *"
+priority = "low"
+object = "AuditLog"
+window_property = "date"
+output = "x/{job}/{window_start}.jsonl"
+`
+
+// TestValidateStrictOversubscribed: a schedule of about 3 times the
+// allowance is named per priority by validate and plan; validate exits 0,
+// validate -strict 1; a schedule that fits passes -strict.
+func TestValidateStrictOversubscribed(t *testing.T) {
+	t.Setenv("RUNNERD_PASSWORD", "x")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	conf := filepath.Join(dir, "jobs.toml")
+	if err := os.WriteFile(conf, []byte(oversubConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, "validate", "-config", conf)
+	if err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	for _, want := range []string{"normal priority: about 2016 calls a day needed by orders; 804 left",
+		"low priority: about 720 calls a day needed by audit; 0 left after higher priorities: none of their runs can run"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, errOut, err := runCmd(t, "validate", "-strict", "-config", conf); !errors.Is(err, errSilent) || !strings.Contains(errOut, "2 priority class(es)") {
+		t.Errorf("validate -strict = %v, %q; want exit 1 naming 2 classes", err, errOut)
+	}
+	out, _, err = runCmd(t, "validate", "-strict", "-json", "-config", conf)
+	if !errors.Is(err, errSilent) || !strings.Contains(out, `"oversubscribed":[{"available":804,"calls_per_day":2016,"jobs":["orders"],"priority":"normal"}`) {
+		t.Errorf("validate -strict -json = %v:\n%s", err, out)
+	}
+	out, _, err = runCmd(t, "plan", "-config", conf, "-hours", "1")
+	if err != nil || !strings.Contains(out, "over-subscribed: low priority") {
+		t.Errorf("plan = %v:\n%s\nwant the over-subscribed classes named", err, out)
+	}
+	fits := strings.Replace(oversubConfig, "daily_limit = 1000", "daily_limit = 100000", 1)
+	if err := os.WriteFile(conf, []byte(fits), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, _, err := runCmd(t, "validate", "-strict", "-config", conf); err != nil || strings.Contains(out, "priority:") {
+		t.Errorf("validate -strict on a schedule that fits = %v:\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "never-created.db")); err == nil {
+		t.Error("validate or plan created the database")
+	}
+}
