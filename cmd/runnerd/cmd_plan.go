@@ -59,6 +59,15 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "next %d hours from %s: %d runs; %d calls left in the window now\n\n",
 		*hours, now.Format(time.RFC3339), len(steps), window.Remaining(now))
+	if p.Unknown > 0 {
+		fmt.Fprintf(e.stdout, "recovery: %d unknown runs to reconcile: about %d lookups foreseen, which may use the reserve of %d",
+			p.Unknown, p.Lookups, cfg.Budget.Reserve)
+		if p.BeyondReserve > 0 {
+			fmt.Fprintf(e.stdout, "; the %d beyond what is left of it are planned first, as high-priority work", p.BeyondReserve)
+		}
+		fmt.Fprintln(e.stdout)
+		fmt.Fprintln(e.stdout)
+	}
 	if short := engine.Oversubscribed(p.Costs, cfg.Budget.DailyLimit-cfg.Budget.Reserve); len(short) > 0 {
 		for _, s := range short {
 			fmt.Fprintf(e.stdout, "over-subscribed: %s\n", s)

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"runnerd"
+	"runnerd/internal/store"
 )
 
 const oversubConfig = `
@@ -88,5 +94,58 @@ func TestValidateStrictOversubscribed(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "never-created.db")); err == nil {
 		t.Error("validate or plan created the database")
+	}
+}
+
+// TestPlanForeseesRecoveryLookups: plan counts the open unknown runs (not the
+// flagged ones) and foresees their lookups; those the reserve cannot hold
+// come first in the plan, as high-priority work.
+func TestPlanForeseesRecoveryLookups(t *testing.T) {
+	t.Setenv("RUNNERD_PASSWORD", "x")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	conf := filepath.Join(dir, "jobs.toml")
+	cfgText := strings.Replace(strings.Replace(oversubConfig, "daily_limit = 1000", "daily_limit = 100000", 1),
+		`path = "never-created.db"`, `path = "runnerd.db"`, 1)
+	if err := os.WriteFile(conf, []byte(cfgText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	seedUnknown := func(reserve int) {
+		t.Helper()
+		text := strings.Replace(cfgText, "reserve = 100", fmt.Sprintf("reserve = %d", reserve), 1)
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(dir, "runnerd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nominal := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
+	for i := range 4 {
+		r, _, err := db.CreateRun(ctx, runnerd.Run{Job: "orders", Kind: "execute", NominalTime: nominal.Add(time.Duration(i) * time.Hour),
+			State: runnerd.StateUnknown})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			r.Detail = `{"flagged":true}`
+			if err := db.UpdateRun(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db.Close()
+
+	out, _, err := runCmd(t, "plan", "-config", conf, "-hours", "1")
+	if err != nil || !strings.Contains(out, "recovery: 3 unknown runs to reconcile: about 6 lookups foreseen, which may use the reserve of 100\n") {
+		t.Errorf("plan = %v:\n%s\nwant 3 unknown runs (the flagged one left out), 6 lookups from the reserve", err, out)
+	}
+	seedUnknown(4)
+	out, _, err = runCmd(t, "plan", "-config", conf, "-hours", "1")
+	if err != nil || !strings.Contains(out, "the 2 beyond what is left of it are planned first") ||
+		!strings.Contains(out, "reconciliation") {
+		t.Errorf("plan with reserve 4 = %v:\n%s\nwant 2 lookups beyond the reserve, planned as reconciliation", err, out)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"runnerd"
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
+	"runnerd/internal/reconcile"
 	"runnerd/internal/store"
 )
 
@@ -77,6 +78,12 @@ type LedgerPlan struct {
 	Window *budget.Window    // the rolling window as the ledger holds it
 	Basis  map[string]string // each job's estimate basis, in words
 	Costs  []JobCost
+	// Unknown runs reconciliation has yet to settle (flagged ones left
+	// out), and the recovery lookups foreseen for them
+	// (reconcile.LookupsPerRun each). They may use the reserve; what the
+	// reserve cannot hold is planned first, as high-priority work
+	// (BeyondReserve).
+	Unknown, Lookups, BeyondReserve int
 }
 
 // PlanFromLedger foresees the next hours from cfg and db (db nil: an empty
@@ -107,6 +114,22 @@ func PlanFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, log *
 		}
 		if arrived, err = arrivedFromLedger(ctx, cfg, db, costs, now); err != nil {
 			return nil, err
+		}
+		unknown, err := db.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StateUnknown}})
+		if err != nil {
+			return nil, fmt.Errorf("plan: read the unknown runs: %w", err)
+		}
+		for _, r := range unknown {
+			if !reconcile.IsFlagged(r) {
+				p.Unknown++
+			}
+		}
+		p.Lookups = p.Unknown * reconcile.LookupsPerRun
+		// The reserve is what is left above the cap after the window's use.
+		reserveLeft := min(limits.Reserve, max(0, limits.DailyLimit-p.Window.Used(now)))
+		if p.BeyondReserve = max(0, p.Lookups-reserveLeft); p.BeyondReserve > 0 {
+			arrived = append([]budget.Candidate{{Job: "reconciliation", Nominal: now, Priority: runnerd.PriorityHigh,
+				Estimate: p.BeyondReserve, Label: fmt.Sprintf("reconciliation (%d unknown runs)", p.Unknown)}}, arrived...)
 		}
 	}
 	upcoming := arrived

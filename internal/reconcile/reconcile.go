@@ -800,6 +800,18 @@ func (rc *Reconciler) finish(ctx context.Context, l *lookup, state runnerd.RunSt
 	return nil
 }
 
+// IsFlagged reports whether r was left for an operator: reconciliation
+// makes no more lookups for it.
+func IsFlagged(r runnerd.Run) bool {
+	b, _ := parseDetail(r.Detail)[keyFlagged].(bool)
+	return b
+}
+
+// LookupsPerRun is what planning foresees for each open unknown run: the
+// lookups that identify what it did, then one to follow it (a burst of 40
+// settles with 1.5 each: TestSettleAfterBurst).
+const LookupsPerRun = 2
+
 func parseDetail(s string) map[string]any {
 	m := map[string]any{}
 	if s != "" {
