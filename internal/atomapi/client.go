@@ -484,6 +484,7 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 		res.Err = &TransportError{Operation: o.name, Sent: res.Sent, Err: err}
 		return res, 0
 	}
+	res.RoundTrip = time.Since(start)
 	res.Sent = true
 	res.Status = resp.StatusCode
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299

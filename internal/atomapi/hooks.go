@@ -55,8 +55,12 @@ type Call struct {
 type Result struct {
 	Status   int           // HTTP status; 0 when no answer was received
 	Duration time.Duration // from just before the first byte to the end of the body
-	Bytes    int64         // response body bytes read
-	Err      error         // the typed error the caller sees, or nil
+	// RoundTrip is from just before the first byte to the answer's headers:
+	// the round trip without the body's transfer (0 without an answer). Its
+	// spread is what the adaptive rate margin follows.
+	RoundTrip time.Duration
+	Bytes     int64 // response body bytes read
+	Err       error // the typed error the caller sees, or nil
 	// Sent reports whether the request may have reached the server. False only
 	// when the client knows nothing left the process (dial refused, gate refused).
 	Sent bool

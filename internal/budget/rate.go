@@ -30,15 +30,16 @@ const DefaultRateMargin = 50 * time.Millisecond
 //
 // It is safe for concurrent use.
 type RateLimiter struct {
-	n       int           // starts per window; 0 means unlimited
-	window  time.Duration // the window, margin included
-	spacing time.Duration // the least time between two starts: window / n
+	n    int           // starts per window; 0 means unlimited
+	base time.Duration // the window without the margin
 
 	mu        sync.Mutex
-	log       []time.Time // ring of the last n starts
-	next      int         // index of the oldest entry in log, once it is full
-	lastSched time.Time   // when the latest start was due: the spacing counts from it
-	lastStart time.Time   // the latest start
+	window    time.Duration // the window, margin included
+	spacing   time.Duration // the least time between two starts: window / n
+	log       []time.Time   // ring of the last n starts
+	next      int           // index of the oldest entry in log, once it is full
+	lastSched time.Time     // when the latest start was due: the spacing counts from it
+	lastStart time.Time     // the latest start
 }
 
 // NewRateLimiter returns a limiter for rate starts per second with
@@ -59,12 +60,36 @@ func NewRateLimiterMargin(rate float64, margin time.Duration) *RateLimiter {
 		n = 1
 		window = time.Duration(math.Ceil(float64(time.Second) / rate))
 	}
-	window += max(0, margin)
-	return &RateLimiter{n: n, window: window, spacing: window / time.Duration(n), log: make([]time.Time, 0, n)}
+	r := &RateLimiter{n: n, base: window, log: make([]time.Time, 0, n)}
+	r.setMargin(margin)
+	return r
+}
+
+// SetMargin changes the margin from now on (an adaptive margin: see
+// MarginEstimator). Starts already logged keep the limit they were given.
+func (r *RateLimiter) SetMargin(margin time.Duration) {
+	if r.n == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.setMargin(margin)
+}
+
+func (r *RateLimiter) setMargin(margin time.Duration) {
+	r.window = r.base + max(0, margin)
+	r.spacing = r.window / time.Duration(r.n)
 }
 
 // Limit returns how many starts the limiter allows per Window.
-func (r *RateLimiter) Limit() (n int, window time.Duration) { return r.n, r.window }
+func (r *RateLimiter) Limit() (n int, window time.Duration) {
+	if r.n == 0 {
+		return 0, 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n, r.window
+}
 
 // Reserve reserves the earliest start at or after now that keeps the limit and
 // returns how long to wait for it. The slot is taken whether or not the caller

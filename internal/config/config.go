@@ -94,6 +94,10 @@ type Budget struct {
 	// runnerd and the platform (network, scheduling) cannot put more than rate
 	// requests into one second at the server. An addition to DESIGN 3.1.
 	RateMargin Duration `toml:"rate_margin"`
+	// RateMarginAuto: rate_margin was not set, so the daemon adapts the
+	// margin to the round-trip spread it measures (budget.MarginEstimator),
+	// starting from RateMargin (DefaultRateMargin).
+	RateMarginAuto bool `toml:"-"`
 }
 
 // Store is where the ledger lives.

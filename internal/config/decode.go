@@ -648,6 +648,7 @@ func (p *parser) decodeBudget(t *table, b *Budget) {
 	b.Rate = DefaultRate
 	b.Retention = Duration{DefaultRetention}
 	b.RateMargin = Duration{DefaultRateMargin}
+	b.RateMarginAuto = true
 	if t == nil {
 		return
 	}
@@ -674,8 +675,12 @@ func (p *parser) decodeBudget(t *table, b *Budget) {
 	if t.duration("retention", &b.Retention) && b.Retention.Duration <= 0 {
 		t.errf("retention", "must be greater than 0, not %s", b.Retention)
 	}
-	if t.duration("rate_margin", &b.RateMargin) && (b.RateMargin.Duration < 0 || b.RateMargin.Duration > time.Second) {
-		t.errf("rate_margin", "must be from 0s to 1s, not %s", b.RateMargin)
+	if t.duration("rate_margin", &b.RateMargin) {
+		if b.RateMargin.Duration < 0 || b.RateMargin.Duration > time.Second {
+			t.errf("rate_margin", "must be from 0s to 1s, not %s", b.RateMargin)
+		}
+	} else {
+		b.RateMarginAuto = true
 	}
 	t.unknown([]string{"daily_limit", "reserve", "rate", "rate_margin", "retention"}, nil)
 }

@@ -19,10 +19,14 @@ func (c *Config) Encode(w io.Writer) error {
 	putNonEmpty(acct, "ca_file", c.Account.CAFile)
 	root["account"] = acct
 
-	root["budget"] = map[string]any{
+	budget := map[string]any{
 		"daily_limit": c.Budget.DailyLimit, "reserve": c.Budget.Reserve,
-		"rate": c.Budget.Rate, "retention": c.Budget.Retention, "rate_margin": c.Budget.RateMargin,
+		"rate": c.Budget.Rate, "retention": c.Budget.Retention,
 	}
+	if !c.Budget.RateMarginAuto {
+		budget["rate_margin"] = c.Budget.RateMargin
+	}
+	root["budget"] = budget
 	root["store"] = map[string]any{"path": c.Store.Path}
 	root["log"] = map[string]any{"level": c.Log.Level, "format": c.Log.Format}
 	if c.HTTP.Listen != "" {

@@ -100,6 +100,11 @@ type Engine struct {
 	notify     *engineNotify
 	limits     budget.Limits
 
+	// The adaptive rate margin (nil when [budget] rate_margin fixes it) and
+	// the margin the limiter has now.
+	margin    *budget.MarginEstimator
+	marginNow atomicDuration
+
 	// The status page's over-subscription figures (oversubscribed).
 	oversubMu  sync.Mutex
 	oversub    []Shortfall
@@ -172,6 +177,11 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.limiter = budget.NewRateLimiterMargin(cfg.Budget.Rate, cfg.Budget.RateMargin.Duration)
+	if cfg.Budget.RateMarginAuto {
+		// rate_margin not set: follow the round trips' spread.
+		e.margin = budget.NewMarginEstimator(cfg.Budget.RateMargin.Duration)
+		e.marginNow.Store(cfg.Budget.RateMargin.Duration)
+	}
 	e.classifier = budget.NewClassifier()
 	if err := e.seedRecent(ctx); err != nil {
 		return nil, err
@@ -182,6 +192,17 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	if e.client, err = e.newClient(cfg); err != nil {
+		return nil, err
+	}
+	if err := e.metrics.Registry().Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "runnerd_rate_margin_seconds",
+		Help: "The margin added to the rate's one-second window: [budget] rate_margin, or adapted to the spread of recent round trips when it is not set.",
+	}, func() float64 {
+		if e.margin != nil {
+			return e.marginNow.Load().Seconds()
+		}
+		return cfg.Budget.RateMargin.Duration.Seconds()
+	})); err != nil {
 		return nil, err
 	}
 	if err := e.metrics.Registry().Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -632,3 +653,12 @@ func (e *Engine) Notifier() *notify.Notifier {
 // FlushNotifications lets queued notifications go out, then stops the
 // notifier's workers (Close would too).
 func (e *Engine) FlushNotifications() { e.stopNotifier() }
+
+// atomicDuration is a time.Duration read and swapped atomically.
+type atomicDuration struct{ v atomic.Int64 }
+
+func (a *atomicDuration) Store(d time.Duration) { a.v.Store(int64(d)) }
+func (a *atomicDuration) Load() time.Duration   { return time.Duration(a.v.Load()) }
+func (a *atomicDuration) Swap(d time.Duration) time.Duration {
+	return time.Duration(a.v.Swap(int64(d)))
+}

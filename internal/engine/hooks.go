@@ -49,6 +49,12 @@ func (h *callHooks) End(ctx context.Context, c *atomapi.Call, r atomapi.Result) 
 			"request_id", c.RequestID, "err", err)
 	}
 	e.metrics.ObserveCall(c.Job, c.Operation, r.Status)
+	if e.margin != nil && r.RoundTrip > 0 {
+		e.margin.Observe(r.RoundTrip)
+		if m := e.margin.Margin(); m != e.marginNow.Swap(m) {
+			e.limiter.SetMargin(m)
+		}
+	}
 	now := e.now()
 	before := e.classifier.State(now)
 	after := before
