@@ -149,3 +149,35 @@ func TestPlanForeseesRecoveryLookups(t *testing.T) {
 		t.Errorf("plan with reserve 4 = %v:\n%s\nwant 2 lookups beyond the reserve, planned as reconciliation", err, out)
 	}
 }
+
+// TestReadOnlyCommandsNeverCreateTheLedger: with no database at [store]
+// path, the commands that only read create none: history, calls, budget
+// and audit refuse (exit 2, naming the path); plan and validate answer from
+// the configuration alone. Nothing appears in the directory.
+func TestReadOnlyCommandsNeverCreateTheLedger(t *testing.T) {
+	t.Setenv("RUNNERD_PASSWORD", "x")
+	dir := t.TempDir()
+	t.Chdir(dir)
+	conf := filepath.Join(dir, "jobs.toml")
+	if err := os.WriteFile(conf, []byte(strings.Replace(oversubConfig, "daily_limit = 1000", "daily_limit = 100000", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"history"}, {"calls"}, {"budget"}, {"audit"}, {"audit", "-coverage"}} {
+		_, errOut, err := runCmd(t, append(args, "-config", conf)...)
+		var ue usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error()+errOut, "never-created.db") {
+			t.Errorf("runnerd %s with no ledger = %v; want a usage error (exit 2) naming the file", strings.Join(args, " "), err)
+		}
+	}
+	for _, args := range [][]string{{"plan"}, {"validate"}} {
+		if _, _, err := runCmd(t, append(args, "-config", conf)...); err != nil {
+			t.Errorf("runnerd %s with no ledger = %v; want an answer from the configuration", strings.Join(args, " "), err)
+		}
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.Name() != "jobs.toml" {
+			t.Errorf("a read-only command created %s", e.Name())
+		}
+	}
+}
