@@ -88,6 +88,7 @@ var commands = map[string]command{
 	"resume-auth": {"close the daemon's auth breaker after the credential was fixed on the platform", cmdResumeAuth},
 	"migrate":     {"apply database migrations", cmdMigrate},
 	"backup":      {"write a consistent copy of the database", cmdBackup},
+	"check":       {"check the database file (-full: every page); read-only", cmdCheck},
 	"sim":         {"serve the simulated AtomSphere API", cmdSim},
 	"demo":        {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
 	"version":     {"print version, commit and Go version", cmdVersion},
