@@ -34,12 +34,13 @@ func TestMarginEstimator(t *testing.T) {
 	if got := m.Margin(); got != MinAdaptiveMargin {
 		t.Errorf("quiet link: Margin() = %v; want %v", got, MinAdaptiveMargin)
 	}
-	// 60 ms of jitter above a 5 ms base: the margin follows (p95 ≈ 57 ms).
+	// 60 ms of jitter above a 5 ms base: the margin covers it (1.25 × the
+	// spread seen, ≈ 74 ms).
 	for range marginSamples {
 		m.Observe(5*time.Millisecond + time.Duration(rng.IntN(60000))*time.Microsecond)
 	}
-	if got := m.Margin(); got < 45*time.Millisecond || got > 60*time.Millisecond {
-		t.Errorf("60 ms jitter: Margin() = %v; want about 57ms", got)
+	if got := m.Margin(); got < 65*time.Millisecond || got > 75*time.Millisecond {
+		t.Errorf("60 ms jitter: Margin() = %v; want about 74ms", got)
 	}
 	// Seconds of jitter: capped.
 	for range marginSamples {
