@@ -13,7 +13,9 @@ import (
 // loaded host the pace-to-arrival delay reached 60 ms and put 6 requests into
 // one second at rate 5, and the internet's jitter is larger still. A 503 locks
 // out every user of the account, so the default buys safety with 5% of the
-// throughput (0.95 of the rate); [budget] rate_margin sets it.
+// throughput (0.95 of the rate). It is the starting margin: unless [budget]
+// rate_margin fixes one, the daemon adapts it to the round trips' spread
+// (MarginEstimator).
 const DefaultRateMargin = 50 * time.Millisecond
 
 // RateLimiter keeps attempt starts to at most Rate in any one-second window. It
