@@ -147,29 +147,7 @@ func spend(t *testing.T, db *store.DB, at time.Time, n int) {
 func history(t *testing.T, db *store.DB, job, kind string, before time.Time, calls int) {
 	t.Helper()
 	for i := range 3 {
-		r, _, err := db.CreateRun(t.Context(), runnerd.Run{Job: job, Kind: kind, NominalTime: before.Add(-time.Duration(i+1) * 24 * time.Hour),
-			State: runnerd.StatePlanned})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k := range calls { // BeginCall counts each call on the run
-			id, err := db.BeginCall(t.Context(), store.Call{RunID: r.ID, Job: job, RequestID: fmt.Sprintf("hist-%d-%d", r.ID, k),
-				Operation: "Process.query", Method: "POST", Path: "/Process/query", Safe: true, Attempt: 1, StartedAt: r.NominalTime})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := db.EndCall(t.Context(), store.Call{ID: id, Status: 200}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		r, err = db.GetRun(t.Context(), r.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.State, r.FinishedAt = runnerd.StateSucceeded, r.NominalTime.Add(time.Minute)
-		if err := db.UpdateRun(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
+		finishedRun(t, db, job, kind, before.Add(-time.Duration(i+1)*24*time.Hour), calls, 0)
 	}
 }
 
