@@ -70,11 +70,22 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		return scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("execute: not sent: %w", err), Retryable: true}
 	}
 
+	p := k.Poller
+	if p == nil {
+		p = &Poller{Client: k.Client, Now: now, IsBudgetStop: k.IsBudgetStop}
+	}
 	d.SentAt = now().UTC()
 	target := Target{ProcessID: k.ProcessID, AtomID: k.AtomID, SentAt: d.SentAt}
 	var err error
+	endSend := func() {}
+	defer func() { endSend() }()
 	switch d.Method {
 	case MethodRequest:
+		if k.Wait {
+			// Until it is tracked, executeProcess waiters of the same process do
+			// not settle on a record that may be this request's.
+			endSend = p.beginSend(target)
+		}
 		var ans atomapi.ExecutionRequest
 		ans, err = k.Client.CreateExecutionRequest(ctx, k.request())
 		d.RequestID = ans.RequestID
@@ -103,11 +114,8 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		return scheduler.Outcome{State: runnerd.StateUnknown, Err: errors.New("execute: cannot follow an execution started by process name without process_id"), Detail: toJSON(d)}
 	}
 
-	p := k.Poller
-	if p == nil {
-		p = &Poller{Client: k.Client, Now: now, IsBudgetStop: k.IsBudgetStop}
-	}
 	w := p.Track(ctx, target)
+	endSend()
 	defer w.Stop()
 	select {
 	case r := <-w.Done():

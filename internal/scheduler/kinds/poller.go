@@ -80,6 +80,16 @@ type PollResult struct {
 // of the same process and atom have been bound, so that it cannot take theirs.
 // Records of waiters that finished stay claimed while the Poller is busy.
 //
+// A window guess is only final once no ExecutionRequest of ours could own the
+// record: an executeProcess waiter whose record is terminal is held (not
+// finished) while a request of the same process and atom is being sent (see
+// beginSend) or is tracked but has not been asked by its requestId since the
+// hold began. Those are asked on the next poll; if one of them owns the record,
+// the guess is given back and made again. Without the hold, two executions
+// started in the same second — one by executeProcess, one by an
+// ExecutionRequest still on its way back — could both be reported as the
+// first one's.
+//
 // The batch query is attributed to the waiter of highest priority (first
 // tracked among equals), so the budget gate judges it at that priority.
 type Poller struct {
@@ -102,6 +112,8 @@ type Poller struct {
 	wake    context.CancelFunc // cancels the loop's current sleep
 	seen    map[string]bool    // execution ids that already triggered a binding attempt
 	done    map[string]bool    // execution ids of waiters that finished, so no one else claims them
+	sending map[groupKey]int   // ExecutionRequests being sent, not yet tracked
+	asks    uint64             // requestId look-ups made, in order (see Tracking.asked)
 }
 
 // Tracking is one execution being followed.
@@ -118,8 +130,54 @@ type Tracking struct {
 	// asyncGone: the async result expired (204/404) after the execution was
 	// identified; it is then queried by executionId.
 	asyncGone bool
-	done      chan PollResult
-	finished  bool
+	// asked numbers this waiter's last requestId look-up (p.asks as it
+	// started); held is p.asks+1 when an executeProcess waiter's terminal
+	// record was held back (0: not held), so a look-up counts for the hold
+	// when asked >= held.
+	asked, held uint64
+	done        chan PollResult
+	finished    bool
+}
+
+// beginSend announces an ExecutionRequest for t's process and atom that is
+// about to be sent and then tracked; the returned func (safe to call more than
+// once) ends the announcement, after Track. While it lasts, executeProcess
+// waiters of the same process and atom do not finish on a window guess.
+func (p *Poller) beginSend(t Target) func() {
+	k := groupKey{t.ProcessID, t.AtomID}
+	p.mu.Lock()
+	if p.sending == nil {
+		p.sending = map[groupKey]int{}
+	}
+	p.sending[k]++
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.sending[k]--; p.sending[k] <= 0 {
+				delete(p.sending, k)
+			}
+		})
+	}
+}
+
+// ownerPendingLocked reports whether an ExecutionRequest of ours could still
+// own w's record: one being sent, or one tracked and unbound that has not been
+// asked since w was held.
+func (p *Poller) ownerPendingLocked(w *Tracking) bool {
+	k := groupKey{w.target.ProcessID, w.target.AtomID}
+	if p.sending[k] > 0 {
+		return true
+	}
+	for _, o := range p.tracked {
+		if o != w && !o.finished && o.target.RequestID != "" && o.execID == "" &&
+			(groupKey{o.target.ProcessID, o.target.AtomID}) == k && o.asked < w.held {
+			return true
+		}
+	}
+	return false
 }
 
 // Track starts following t. ctx carries the run's CallInfo and bounds the calls
@@ -343,6 +401,15 @@ func (p *Poller) updateLocked(w *Tracking, rec atomapi.ExecutionRecord) {
 		w.execID = rec.ExecutionID
 	}
 	if atomapi.TerminalStatus(rec.Status) {
+		if w.target.RequestID == "" {
+			if w.held == 0 {
+				w.held = p.asks + 1
+			}
+			if p.ownerPendingLocked(w) {
+				w.interval = p.initial() // asked again soon, not at the backed-off cadence
+				return
+			}
+		}
 		p.finishLocked(w, PollResult{Record: rec})
 	}
 }
@@ -354,12 +421,16 @@ func (p *Poller) updateLocked(w *Tracking, rec atomapi.ExecutionRecord) {
 func (p *Poller) releaseLegacyLocked(bound *Tracking, execID string) {
 	for _, o := range p.tracked {
 		if o != bound && !o.finished && o.target.RequestID == "" && o.execID == execID {
-			o.execID, o.last = "", atomapi.ExecutionRecord{}
+			o.execID, o.last, o.held = "", atomapi.ExecutionRecord{}, 0
 		}
 	}
 }
 
 func (p *Poller) async(w *Tracking) {
+	p.mu.Lock()
+	p.asks++
+	w.asked = p.asks // numbered as it starts: an answer begun before a hold does not count for it
+	p.mu.Unlock()
 	rec, pending, err := p.Client.ExecutionRecordAsync(w.ctx, w.target.RequestID)
 	switch {
 	case err != nil && errors.Is(err, atomapi.ErrNotFound):
@@ -466,9 +537,14 @@ func (p *Poller) pollBatch(all []*Tracking, now time.Time) {
 		fresh[groupKey{r.ProcessID, r.AtomID}]++
 	}
 	legacy := map[groupKey]bool{}
+	held := map[groupKey]uint64{} // the latest hold of an executeProcess waiter per group
 	for _, w := range all {
+		k := groupKey{w.target.ProcessID, w.target.AtomID}
 		if !w.finished && w.execID == "" && w.target.RequestID == "" {
-			legacy[groupKey{w.target.ProcessID, w.target.AtomID}] = true
+			legacy[k] = true
+		}
+		if !w.finished && w.held > 0 && w.held >= held[k] {
+			held[k] = w.held
 		}
 	}
 	var bind []*Tracking
@@ -476,6 +552,7 @@ func (p *Poller) pollBatch(all []*Tracking, now time.Time) {
 		k := groupKey{w.target.ProcessID, w.target.AtomID}
 		switch {
 		case fresh[k] > 0 && legacy[k]:
+		case held[k] > 0 && w.asked < held[k]:
 		case fresh[k] > 0:
 			fresh[k]--
 		case now.Sub(w.lastBind) >= orDefault(p.BindEvery, DefaultBindEvery):

@@ -205,3 +205,37 @@ func TestPollerMixedLegacyAndRequest(t *testing.T) {
 		})
 	}
 }
+
+func TestPollerHoldsGuessWhileRequestInFlight(t *testing.T) {
+	// An ExecutionRequest and an executeProcess of one process start in the
+	// same second; the request's answer is still on its way back when the
+	// executeProcess waiter sees both records, the request's listed first. The
+	// window guess must wait for the request to be tracked and asked, and then
+	// each gets its own execution.
+	c := newClock(t0)
+	f := newFakeExec(c)
+	p := &Poller{Client: f, Now: c.Now, Sleep: c.Sleep}
+	reqX := f.start("proc-orders", "atom-test", "req-1", t0)
+	legX := f.start("proc-orders", "atom-test", "", t0)
+	endSend := p.beginSend(Target{ProcessID: "proc-orders", AtomID: "atom-test"})
+	leg := p.Track(context.Background(), Target{ProcessID: "proc-orders", AtomID: "atom-test", SentAt: t0})
+	// Both records are terminal 22 s after t0; let the poller run well past it.
+	for c.Now().Before(t0.Add(2 * time.Minute)) {
+		select {
+		case r := <-leg.Done():
+			t.Fatalf("executeProcess waiter finished on %s while a request of its process was being sent", r.Record.ExecutionID)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	req := p.Track(context.Background(), Target{RequestID: "req-1", ProcessID: "proc-orders", AtomID: "atom-test", SentAt: t0})
+	endSend()
+	for w, want := range map[*Tracking]string{leg: legX.id, req: reqX.id} {
+		r := <-w.Done()
+		if r.Err != nil || r.Record.ExecutionID != want {
+			t.Errorf("waiter %q got %s (%v); want %s", w.target.RequestID, r.Record.ExecutionID, r.Err, want)
+		}
+	}
+	leg.Stop()
+	req.Stop()
+	p.Wait()
+}
