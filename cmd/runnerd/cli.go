@@ -118,14 +118,6 @@ func (t *table) row(cols ...string) {
 
 func (t *table) flush() error { return t.tw.Flush() }
 
-// rfc3339 formats t in UTC, or "" for the zero time.
-func rfc3339(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
 // shortTime formats t for tables: UTC, minutes, or "-" for the zero time.
 func shortTime(t time.Time) string {
 	if t.IsZero() {

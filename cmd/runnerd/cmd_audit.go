@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -12,6 +10,7 @@ import (
 
 	"runnerd/internal/audit"
 	"runnerd/internal/engine"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
 
@@ -135,12 +134,12 @@ warning printed when the asked range was not (fully) exported.
 	switch {
 	case c.json:
 		for _, r := range recs {
-			if err := jsonLines(e.stdout, toAuditJSON(r)); err != nil {
+			if err := jsonLines(e.stdout, report.ToAudit(r)); err != nil {
 				return err
 			}
 		}
 	case *asCSV:
-		if err := writeAuditCSV(e.stdout, recs); err != nil {
+		if err := report.WriteAuditCSV(e.stdout, recs); err != nil {
 			return err
 		}
 	default:
@@ -161,64 +160,6 @@ warning printed when the asked range was not (fully) exported.
 	return nil
 }
 
-// auditJSON is the -json shape of an audit record (snake_case).
-type auditJSON struct {
-	DocumentID  string              `json:"document_id"`
-	Date        string              `json:"date"`
-	UserID      string              `json:"user_id"`
-	Type        string              `json:"type"`
-	Action      string              `json:"action"`
-	Modifier    string              `json:"modifier"`
-	Level       string              `json:"level"`
-	Source      string              `json:"source"`
-	ContainerID string              `json:"container_id"`
-	Message     string              `json:"message"`
-	Properties  []auditPropertyJSON `json:"properties"`
-}
-
-type auditPropertyJSON struct {
-	Name          string `json:"name"`
-	Value         string `json:"value"`
-	PreviousValue string `json:"previous_value"`
-}
-
-func toAuditJSON(r store.AuditRecord) auditJSON {
-	j := auditJSON{
-		DocumentID: r.DocumentID, Date: rfc3339(r.Date), UserID: r.UserID, Type: r.Type, Action: r.Action,
-		Modifier: r.Modifier, Level: r.Level, Source: r.Source, ContainerID: r.ContainerID, Message: r.Message,
-		Properties: []auditPropertyJSON{},
-	}
-	for _, p := range r.Properties {
-		j.Properties = append(j.Properties, auditPropertyJSON{Name: p.Name, Value: p.Value, PreviousValue: p.PreviousValue})
-	}
-	return j
-}
-
-// auditCSVHeader are the -csv columns: the -json fields, properties as a JSON
-// array in one column (lossless; a CSV parser unquotes it).
-var auditCSVHeader = []string{"document_id", "date", "user_id", "type", "action", "modifier", "level", "source",
-	"container_id", "message", "properties"}
-
-func writeAuditCSV(w io.Writer, recs []store.AuditRecord) error {
-	cw := csv.NewWriter(w)
-	if err := cw.Write(auditCSVHeader); err != nil {
-		return err
-	}
-	for _, r := range recs {
-		j := toAuditJSON(r)
-		props, err := json.Marshal(j.Properties)
-		if err != nil {
-			return err
-		}
-		if err := cw.Write([]string{j.DocumentID, j.Date, j.UserID, j.Type, j.Action, j.Modifier, j.Level, j.Source,
-			j.ContainerID, j.Message, string(props)}); err != nil {
-			return err
-		}
-	}
-	cw.Flush()
-	return cw.Error()
-}
-
 func writeAuditTable(w io.Writer, recs []store.AuditRecord) error {
 	t := newTable(w, "DATE", "USER", "TYPE", "ACTION", "MODIFIER", "LEVEL", "SOURCE", "CONTAINER", "MESSAGE", "PROPERTIES")
 	for _, r := range recs {
@@ -236,32 +177,14 @@ func writeAuditTable(w io.Writer, recs []store.AuditRecord) error {
 	return t.flush()
 }
 
-// coverageJSON is a -coverage -json line.
-type coverageJSON struct {
-	From    string   `json:"from"`
-	To      string   `json:"to"`
-	State   string   `json:"state"`
-	Hours   float64  `json:"hours"`
-	Records int      `json:"records"`
-	Jobs    []string `json:"jobs,omitempty"`
-	Runs    []string `json:"runs,omitempty"`
-}
-
 func writeCoverage(ctx context.Context, e *env, db *store.DB, cov engine.AuditCoverage, since, until, now time.Time, asJSON bool) error {
-	if !since.IsZero() && until.IsZero() {
-		until = now
-	}
-	rs := cov.Ranges(since, until)
-	for i := range rs {
-		n, err := db.CountAudit(ctx, store.AuditFilter{Since: rs[i].From, Until: rs[i].To})
-		if err != nil {
-			return err
-		}
-		rs[i].Records = n
+	rs, gaps, err := cov.Counted(ctx, db, since, until, now)
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		for _, r := range rs {
-			if err := jsonLines(e.stdout, coverageJSON{From: rfc3339(r.From), To: rfc3339(r.To), State: r.State,
+			if err := jsonLines(e.stdout, report.Coverage{From: report.RFC3339(r.From), To: report.RFC3339(r.To), State: r.State,
 				Hours: r.To.Sub(r.From).Hours(), Records: r.Records, Jobs: r.Jobs, Runs: r.Runs}); err != nil {
 				return err
 			}
@@ -269,14 +192,13 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov engine.AuditCo
 		return nil
 	}
 	t := newTable(e.stdout, "FROM", "TO", "STATE", "HOURS", "RECORDS", "JOBS/RUNS")
-	gaps := 0
 	for _, r := range rs {
 		who := strings.Join(r.Jobs, ", ")
 		switch r.State {
 		case engine.CoverageGap:
-			who, gaps = "never exported", gaps+1
+			who = "never exported"
 		case engine.CoverageFailed:
-			who, gaps = strings.Join(r.Runs, "; "), gaps+1
+			who = strings.Join(r.Runs, "; ")
 		}
 		t.row(shortTime(r.From), shortTime(r.To), r.State, strconv.FormatFloat(r.To.Sub(r.From).Hours(), 'f', -1, 64),
 			strconv.Itoa(r.Records), who)
@@ -292,7 +214,7 @@ func writeCoverage(ctx context.Context, e *env, db *store.DB, cov engine.AuditCo
 	if last.IsZero() {
 		last = rs[len(rs)-1].To
 	}
-	fmt.Fprintf(e.stdout, "%d gap(s); the latest export ends at %s", gaps, rfc3339(last))
+	fmt.Fprintf(e.stdout, "%d gap(s); the latest export ends at %s", gaps, report.RFC3339(last))
 	if now.After(last) {
 		fmt.Fprintf(e.stdout, " (%s ago)", now.Sub(last).Round(time.Minute))
 	}
@@ -317,7 +239,7 @@ func warnCoverage(w io.Writer, cov engine.AuditCoverage, since, until, now time.
 	}
 	holes := make([]string, len(hs))
 	for i, h := range hs {
-		holes[i] = fmt.Sprintf("%s to %s (%s)", rfc3339(h.From), rfc3339(h.To), h.Why)
+		holes[i] = fmt.Sprintf("%s to %s (%s)", report.RFC3339(h.From), report.RFC3339(h.To), h.Why)
 	}
 	if len(holes) == 0 {
 		return

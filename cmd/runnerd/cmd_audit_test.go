@@ -20,6 +20,7 @@ import (
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/engine"
+	"runnerd/internal/report"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/scheduler/kinds"
 	"runnerd/internal/store"
@@ -218,7 +219,7 @@ func auditIDs(t *testing.T, out string) []string {
 	var ids []string
 	var last time.Time
 	for line := range strings.Lines(out) {
-		var j auditJSON
+		var j report.Audit
 		dec := json.NewDecoder(strings.NewReader(line))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&j); err != nil {
@@ -226,7 +227,7 @@ func auditIDs(t *testing.T, out string) []string {
 		}
 		d := mustTime(j.Date)
 		if !last.IsZero() && d.After(last) {
-			t.Fatalf("-json: %s dated %s after %s: not newest first", j.DocumentID, j.Date, rfc3339(last))
+			t.Fatalf("-json: %s dated %s after %s: not newest first", j.DocumentID, j.Date, report.RFC3339(last))
 		}
 		last = d
 		ids = append(ids, j.DocumentID)
@@ -273,7 +274,7 @@ func TestAuditFilters(t *testing.T) {
 		{"source", []string{"-source", "MOBILE"}, func(a atomapi.AuditLog) bool { return a.Source == "MOBILE" }},
 		{"container", []string{"-container", "atom-prod"}, func(a atomapi.AuditLog) bool { return a.ContainerID == "atom-prod" }},
 		{"since relative", []string{"-since", "7d"}, func(a atomapi.AuditLog) bool { return !mustTime(a.Date).Before(week) }},
-		{"since until RFC 3339", []string{"-since", rfc3339(day5.from), "-until", rfc3339(day5.to)}, func(a atomapi.AuditLog) bool {
+		{"since until RFC 3339", []string{"-since", report.RFC3339(day5.from), "-until", report.RFC3339(day5.to)}, func(a atomapi.AuditLog) bool {
 			d := mustTime(a.Date)
 			return !d.Before(day5.from) && d.Before(day5.to)
 		}},
@@ -377,7 +378,7 @@ func TestAuditLimit(t *testing.T) {
 		}
 		var got []time.Time
 		for line := range strings.Lines(out) {
-			var j auditJSON
+			var j report.Audit
 			if err := json.Unmarshal([]byte(line), &j); err != nil {
 				t.Fatal(err)
 			}
@@ -429,7 +430,7 @@ func TestAuditBadFilters(t *testing.T) {
 			t.Errorf("audit %q = %v (exit %d); want exit 2 mentioning %q", tc.args, err, exitCode(err), tc.want)
 		}
 	}
-	out, stderr, err := runAudit(t, s.conf, "-user", "nobody@example.com", "-since", rfc3339(s.days[8].from), "-until", rfc3339(s.days[12].to))
+	out, stderr, err := runAudit(t, s.conf, "-user", "nobody@example.com", "-since", report.RFC3339(s.days[8].from), "-until", report.RFC3339(s.days[12].to))
 	if err != nil || exitCode(err) != exitOK {
 		t.Errorf("audit (no rows) = %v; want exit 0", err)
 	}
@@ -437,12 +438,12 @@ func TestAuditBadFilters(t *testing.T) {
 		t.Errorf("audit (no rows) table = %q; want the header only", out)
 	}
 	// The asked range holds the skipped day: the answer says so.
-	gap := rfc3339(s.days[skippedDay].from) + " to " + rfc3339(s.days[skippedDay].to) + " (never exported)"
+	gap := report.RFC3339(s.days[skippedDay].from) + " to " + report.RFC3339(s.days[skippedDay].to) + " (never exported)"
 	if !strings.Contains(stderr, gap) || !strings.Contains(stderr, "no rows does not mean nothing happened") {
 		t.Errorf("audit (no rows) stderr = %q; want a warning naming %s", stderr, gap)
 	}
 	// A range fully exported: no warning.
-	_, stderr, err = runAudit(t, s.conf, "-type", "account", "-since", rfc3339(s.days[2].from), "-until", rfc3339(s.days[4].to))
+	_, stderr, err = runAudit(t, s.conf, "-type", "account", "-since", report.RFC3339(s.days[2].from), "-until", report.RFC3339(s.days[4].to))
 	if err != nil || strings.Contains(stderr, "warning") {
 		t.Errorf("audit over covered days: %v, stderr %q; want no warning", err, stderr)
 	}
@@ -457,9 +458,9 @@ func TestAuditCoverage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []coverageJSON
+	var got []report.Coverage
 	for line := range strings.Lines(out) {
-		var c coverageJSON
+		var c report.Coverage
 		if err := json.Unmarshal([]byte(line), &c); err != nil {
 			t.Fatal(err)
 		}
@@ -488,8 +489,8 @@ func TestAuditCoverage(t *testing.T) {
 	sum := 0
 	for i, w := range want {
 		g := got[i]
-		if g.From != rfc3339(w.from) || g.To != rfc3339(w.to) || g.State != w.state {
-			t.Errorf("range %d = %s..%s %s; want %s..%s %s", i, g.From, g.To, g.State, rfc3339(w.from), rfc3339(w.to), w.state)
+		if g.From != report.RFC3339(w.from) || g.To != report.RFC3339(w.to) || g.State != w.state {
+			t.Errorf("range %d = %s..%s %s; want %s..%s %s", i, g.From, g.To, g.State, report.RFC3339(w.from), report.RFC3339(w.to), w.state)
 		}
 		sum += g.Records
 	}
@@ -501,11 +502,11 @@ func TestAuditCoverage(t *testing.T) {
 	}
 
 	// -since/-until clip the report, and a range beyond the exports is a gap.
-	out, _, err = runAudit(t, s.conf, "-coverage", "-json", "-since", rfc3339(d[25].from), "-until", rfc3339(auditSimNow.Add(48*time.Hour)))
+	out, _, err = runAudit(t, s.conf, "-coverage", "-json", "-since", report.RFC3339(d[25].from), "-until", report.RFC3339(auditSimNow.Add(48*time.Hour)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := fmt.Sprintf(`{"from":%q,"to":%q,"state":"gap","hours":48,"records":0}`, rfc3339(auditSimNow), rfc3339(auditSimNow.Add(48*time.Hour))); !strings.Contains(out, want) {
+	if want := fmt.Sprintf(`{"from":%q,"to":%q,"state":"gap","hours":48,"records":0}`, report.RFC3339(auditSimNow), report.RFC3339(auditSimNow.Add(48*time.Hour))); !strings.Contains(out, want) {
 		t.Errorf("audit -coverage beyond the exports = %s; want the tail %s", out, want)
 	}
 }
@@ -556,11 +557,11 @@ func TestAuditBackfillOverlap(t *testing.T) {
 		}
 	}
 	for i, wantNew := range []int{inGap, 0} {
-		out, stderr, err := runCmd(t, "run", "-config", conf, "-json", "-from", rfc3339(from), "-to", rfc3339(to), "audit")
+		out, stderr, err := runCmd(t, "run", "-config", conf, "-json", "-from", report.RFC3339(from), "-to", report.RFC3339(to), "audit")
 		if err != nil {
 			t.Fatalf("backfill %d: %v\n%s", i, err, stderr)
 		}
-		if !strings.Contains(stderr, "backfill audit: AuditLog from "+rfc3339(from)) {
+		if !strings.Contains(stderr, "backfill audit: AuditLog from "+report.RFC3339(from)) {
 			t.Errorf("backfill %d: stderr %q; want the estimate first", i, stderr)
 		}
 		var r struct {
@@ -638,7 +639,7 @@ func TestBackfillThreshold(t *testing.T) {
 	t.Setenv("RUNNERD_PASSWORD", "sim-password")
 	dir := t.TempDir()
 	conf := writeAuditConfig(dir, srv.URL+"/api/rest/v1", 1000) // 900 remaining after the default reserve: threshold 90
-	from, to := rfc3339(auditSimNow.Add(-30*24*time.Hour)), rfc3339(auditSimNow)
+	from, to := report.RFC3339(auditSimNow.Add(-30*24*time.Hour)), report.RFC3339(auditSimNow)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -658,7 +659,7 @@ func TestBackfillThreshold(t *testing.T) {
 	if n := len(sim.Requests()); n != 0 {
 		t.Errorf("the simulator got %d requests; want none before -yes", n)
 	}
-	out, stderr, err := runCmd(t, "run", "-config", conf, "-json", "-from", rfc3339(auditSimNow.Add(-2*time.Hour)), "-to", rfc3339(auditSimNow), "-max-calls", "1", "-yes", "audit")
+	out, stderr, err := runCmd(t, "run", "-config", conf, "-json", "-from", report.RFC3339(auditSimNow.Add(-2*time.Hour)), "-to", report.RFC3339(auditSimNow), "-max-calls", "1", "-yes", "audit")
 	if err != nil || !strings.Contains(out, `"state":"succeeded"`) || !strings.Contains(stderr, "≈ 5 calls") {
 		t.Errorf("run -yes = %v, %q, stderr %q; want succeeded after an estimate of 5 calls", err, out, stderr)
 	}
@@ -725,16 +726,16 @@ func TestAuditCSV(t *testing.T) {
 	if err != nil {
 		t.Fatalf("csv.ReadAll(%q) = %v", out, err)
 	}
-	if len(rows) != len(recs)+1 || !slices.Equal(rows[0], auditCSVHeader) {
-		t.Fatalf("-csv = %d rows, header %q; want %d and %q", len(rows), rows[0], len(recs)+1, auditCSVHeader)
+	if len(rows) != len(recs)+1 || !slices.Equal(rows[0], report.AuditCSVHeader) {
+		t.Fatalf("-csv = %d rows, header %q; want %d and %q", len(rows), rows[0], len(recs)+1, report.AuditCSVHeader)
 	}
 	for i, rec := range recs {
-		var props []auditPropertyJSON
+		var props []report.AuditProperty
 		row := rows[i+1]
 		if err := json.Unmarshal([]byte(row[10]), &props); err != nil {
 			t.Fatalf("row %d properties %q: %v", i, row[10], err)
 		}
-		want := []string{rec.DocumentID, rfc3339(rec.Date), rec.UserID, rec.Type, rec.Action, rec.Modifier, rec.Level, rec.Source, rec.ContainerID, rec.Message}
+		want := []string{rec.DocumentID, report.RFC3339(rec.Date), rec.UserID, rec.Type, rec.Action, rec.Modifier, rec.Level, rec.Source, rec.ContainerID, rec.Message}
 		if !slices.Equal(row[:10], want) {
 			t.Errorf("row %d = %q; want %q", i, row[:10], want)
 		}
@@ -742,7 +743,7 @@ func TestAuditCSV(t *testing.T) {
 			t.Errorf("row %d properties = %+v; want %+v", i, props, rec.Properties)
 		}
 		for j, p := range rec.Properties {
-			if j < len(props) && (props[j] != auditPropertyJSON{p.Name, p.Value, p.PreviousValue}) {
+			if j < len(props) && (props[j] != report.AuditProperty{Name: p.Name, Value: p.Value, PreviousValue: p.PreviousValue}) {
 				t.Errorf("row %d property %d = %+v; want %+v", i, j, props[j], p)
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/engine"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
 
@@ -23,22 +24,15 @@ type budgetJSON struct {
 	ClassificationUntil  string `json:"classification_until,omitempty"`
 }
 
-// budgetView is the budget as the ledger shows it.
-type budgetView struct{ *engine.BudgetView }
-
-func loadBudgetView(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*budgetView, error) {
+// budgetOf reads the budget as cfg's ledger shows it at now.
+func budgetOf(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (budgetJSON, error) {
 	v, err := engine.LoadBudgetView(ctx, cfg, db, now)
 	if err != nil {
-		return nil, err
+		return budgetJSON{}, err
 	}
-	return &budgetView{v}, nil
-}
-
-func (v *budgetView) json() budgetJSON {
-	st := v.Window.Status(v.Now)
-	c := v.Classification
+	st, c := v.Window.Status(v.Now), v.Classification
 	return budgetJSON{Status: st, NextFrees: st.NextFrees, Classification: c.Kind,
-		ClassificationReason: c.Reason, ClassificationUntil: rfc3339(c.Until)}
+		ClassificationReason: c.Reason, ClassificationUntil: report.RFC3339(c.Until)}, nil
 }
 
 func cmdBudget(ctx context.Context, e *env, args []string) error {
@@ -52,19 +46,18 @@ func cmdBudget(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer db.Close()
-	v, err := loadBudgetView(ctx, cfg, db, time.Now())
+	j, err := budgetOf(ctx, cfg, db, time.Now())
 	if err != nil {
 		return err
 	}
-	j := v.json()
 	if c.json {
 		return jsonLines(e.stdout, j)
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s\n", j.DailyLimit, j.Reserve, j.Rate)
-	fmt.Fprintf(w, "used %d in the rolling 24 h since %s; %d left for runnerd's work\n", j.Used, rfc3339(j.WindowStart), j.Remaining)
+	fmt.Fprintf(w, "used %d in the rolling 24 h since %s; %d left for runnerd's work\n", j.Used, report.RFC3339(j.WindowStart), j.Remaining)
 	if !j.NextFreeAt.IsZero() {
-		fmt.Fprintf(w, "next capacity frees at %s (%d calls)\n", rfc3339(j.NextFreeAt), j.NextFrees)
+		fmt.Fprintf(w, "next capacity frees at %s (%d calls)\n", report.RFC3339(j.NextFreeAt), j.NextFrees)
 	}
 	fmt.Fprintf(w, "503 classification: %s", j.Classification)
 	if j.ClassificationReason != "" {

@@ -9,12 +9,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/logging"
 	"runnerd/internal/store"
 )
 
@@ -69,7 +68,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	cfg.Store.Path = filepath.Join(*dir, "runnerd.db")
 	cfg.HTTP.Listen = ""
 	cfg.Notify = nil // the example's targets point at hosts the demo does not run
-	logger, _, err := newLogger(e.stderr, "info", "text", e.getenv)
+	logger, _, err := logging.New(e.stderr, "info", "text", e.getenv)
 	if err != nil {
 		return err
 	}
@@ -132,35 +131,23 @@ func (d *daemon) report(ctx context.Context, e *env, simRequests int) error {
 		return err
 	}
 	fmt.Fprintln(w, "\n== calls by job and operation (runnerd calls)")
-	calls, err := d.DB().ListCalls(ctx, store.CallFilter{Status: -1})
+	groups, err := d.DB().CallSummary(ctx)
 	if err != nil {
 		return err
 	}
-	type key struct{ job, op, status string }
-	counts := map[key]int{}
-	for _, c := range calls {
-		counts[key{dash(c.Job), c.Operation, fmt.Sprint(c.Status)}]++
-	}
-	keys := make([]key, 0, len(counts))
-	for k := range counts {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool {
-		return strings.Join([]string{keys[i].job, keys[i].op, keys[i].status}, "\x00") <
-			strings.Join([]string{keys[j].job, keys[j].op, keys[j].status}, "\x00")
-	})
 	t := newTable(w, "JOB", "OPERATION", "STATUS", "CALLS")
-	for _, k := range keys {
-		t.row(k.job, k.op, k.status, fmt.Sprint(counts[k]))
+	total := 0
+	for _, g := range groups {
+		t.row(dash(g.Job), g.Operation, fmt.Sprint(g.Status), fmt.Sprint(g.Calls))
+		total += g.Calls
 	}
 	t.flush()
-	fmt.Fprintf(w, "%d calls in the ledger; the simulator received %d requests\n", len(calls), simRequests)
+	fmt.Fprintf(w, "%d calls in the ledger; the simulator received %d requests\n", total, simRequests)
 	fmt.Fprintln(w, "\n== budget (runnerd budget)")
-	v, err := loadBudgetView(ctx, d.Config(), d.DB(), d.Now())
+	j, err := budgetOf(ctx, d.Config(), d.DB(), d.Now())
 	if err != nil {
 		return err
 	}
-	j := v.json()
 	fmt.Fprintf(w, "daily limit %d, reserve %d, rate %g/s: used %d in the rolling 24 h, %d left for runnerd's work\n",
 		j.DailyLimit, j.Reserve, j.Rate, j.Used, j.Remaining)
 	fmt.Fprintf(w, "503 classification: %s\n", j.Classification)

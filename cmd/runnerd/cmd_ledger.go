@@ -2,73 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"runnerd"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
-
-// callJSON is the -json shape of a ledger row (DESIGN 3.2); request_id,
-// safe and bytes are additions.
-type callJSON struct {
-	ID         int64  `json:"id"`
-	RunID      int64  `json:"run_id"`
-	Job        string `json:"job"`
-	StartedAt  string `json:"started_at"`
-	FinishedAt string `json:"finished_at"`
-	Method     string `json:"method"`
-	Path       string `json:"path"`
-	Operation  string `json:"operation"`
-	Status     int    `json:"status"`
-	DurationMS int64  `json:"duration_ms"`
-	Attempt    int    `json:"attempt"`
-	Error      string `json:"error"`
-	RequestID  string `json:"request_id"`
-	Bytes      int64  `json:"bytes"`
-}
-
-func toCallJSON(c store.Call) callJSON {
-	return callJSON{
-		ID: c.ID, RunID: c.RunID, Job: c.Job, StartedAt: rfc3339(c.StartedAt), FinishedAt: rfc3339(c.FinishedAt),
-		Method: c.Method, Path: c.Path, Operation: c.Operation, Status: c.Status, DurationMS: c.DurationMS,
-		Attempt: c.Attempt, Error: c.Error, RequestID: c.RequestID, Bytes: c.Bytes,
-	}
-}
-
-// runJSON is the -json shape of a run (DESIGN 3.2); reason, estimate,
-// not_before and detail are additions.
-type runJSON struct {
-	ID          int64           `json:"id"`
-	Job         string          `json:"job"`
-	Kind        string          `json:"kind"`
-	NominalTime string          `json:"nominal_time"`
-	StartedAt   string          `json:"started_at"`
-	FinishedAt  string          `json:"finished_at"`
-	State       string          `json:"state"`
-	Calls       int             `json:"calls"`
-	Lookups     int             `json:"lookups,omitempty"` // of calls: reconciliation's recovery lookups
-	Error       string          `json:"error"`
-	Reason      string          `json:"reason,omitempty"`
-	Estimate    int             `json:"estimate"`
-	NotBefore   string          `json:"not_before,omitempty"`
-	Detail      json.RawMessage `json:"detail,omitempty"`
-}
-
-func toRunJSON(r runnerd.Run) runJSON {
-	j := runJSON{
-		ID: r.ID, Job: r.Job, Kind: r.Kind, NominalTime: rfc3339(r.NominalTime), StartedAt: rfc3339(r.StartedAt),
-		FinishedAt: rfc3339(r.FinishedAt), State: string(r.State), Calls: r.Calls, Error: r.Error,
-		Reason: r.Reason, Estimate: r.Estimate, NotBefore: rfc3339(r.NotBefore),
-	}
-	if r.Detail != "" && json.Valid([]byte(r.Detail)) {
-		j.Detail = json.RawMessage(r.Detail)
-	}
-	return j
-}
 
 func cmdCalls(ctx context.Context, e *env, args []string) error {
 	var c common
@@ -102,7 +44,7 @@ func cmdCalls(ctx context.Context, e *env, args []string) error {
 	}
 	if c.json {
 		for _, cl := range calls {
-			if err := jsonLines(e.stdout, toCallJSON(cl)); err != nil {
+			if err := jsonLines(e.stdout, report.ToCall(cl)); err != nil {
 				return err
 			}
 		}
@@ -153,14 +95,15 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	// Notifications that could not be delivered are part of what happened.
 	if !c.json {
 		counts, err := db.NotifyDeliveryCounts(ctx, time.Now().Add(-24*time.Hour))
-		if err == nil {
-			failed := 0
-			for _, byStatus := range counts {
-				failed += byStatus["failed"] + byStatus["dropped"]
-			}
-			if failed > 0 {
-				fmt.Fprintf(e.stdout, "\nnotifications: %d not delivered in the last 24 h (runnerd notify-test -deliveries -failed)\n", failed)
-			}
+		if err != nil {
+			fmt.Fprintf(e.stderr, "runnerd history: warning: notification deliveries not read: %v\n", err)
+		}
+		failed := 0
+		for _, byStatus := range counts {
+			failed += byStatus["failed"] + byStatus["dropped"]
+		}
+		if failed > 0 {
+			fmt.Fprintf(e.stdout, "\nnotifications: %d not delivered in the last 24 h (runnerd notify-test -deliveries -failed)\n", failed)
 		}
 	}
 	return nil
@@ -175,7 +118,7 @@ func writeRuns(e *env, asJSON bool, runs []runnerd.Run) error {
 func writeRunsLookups(e *env, asJSON bool, runs []runnerd.Run, lookups map[int64]int) error {
 	if asJSON {
 		for _, r := range runs {
-			j := toRunJSON(r)
+			j := report.ToRun(r)
 			j.Lookups = lookups[r.ID]
 			if err := jsonLines(e.stdout, j); err != nil {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"runnerd/internal/engine"
 	"runnerd/internal/notify"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
 
@@ -54,31 +56,16 @@ func cmdNotifyTest(ctx context.Context, e *env, args []string) error {
 		return usagef("notify-test: name one target (%s)", targetList(names))
 	}
 	name := pos[0]
-	var target *notify.Target
-	targets, err := engine.NotifyTargets(e.getenv, cfg)
-	if err != nil {
-		return err
-	}
-	for i := range targets {
-		if targets[i].Config.Name == name {
-			target = &targets[i]
-		}
-	}
-	if target == nil {
+	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	d, err := engine.SendSample(ctx, e.getenv, cfg, name, log)
+	if errors.Is(err, engine.ErrNoNotifyTarget) {
 		return usagef("notify-test: %s has no [[notify]] target named %q (%s)", cfg.File, name, targetList(names))
 	}
-	log := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := notify.New(notify.Options{Targets: []notify.Target{*target}, Logger: log, BudgetEvery: -1})
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", cfg.File, err)}
-	}
-	defer n.Close(context.Background())
-	d, err := n.Send(ctx, name, n.SampleEvent())
-	if err != nil {
-		return err
+		return configErr(err)
 	}
 	if c.json {
-		jsonLines(e.stdout, toDeliveryJSON(d))
+		jsonLines(e.stdout, report.ToDelivery(d))
 	} else if d.Status == notify.DeliverySent {
 		fmt.Fprintf(e.stdout, "%s: sample event delivered (%s)\n", name, deliveryDetail(d))
 	} else {
@@ -106,29 +93,6 @@ func deliveryDetail(d notify.Delivery) string {
 		s += fmt.Sprintf(", last answer HTTP %d", d.HTTPStatus)
 	}
 	return s
-}
-
-// deliveryJSON is the -json shape of a delivery.
-type deliveryJSON struct {
-	Target     string `json:"target"`
-	EventID    string `json:"event_id,omitempty"`
-	Event      string `json:"event"`
-	Job        string `json:"job,omitempty"`
-	RunID      int64  `json:"run_id,omitempty"`
-	EventTime  string `json:"event_time"`
-	FinishedAt string `json:"finished_at"`
-	Attempts   int    `json:"attempts"`
-	Status     string `json:"status"`
-	HTTPStatus int    `json:"http_status,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
-
-func toDeliveryJSON(d notify.Delivery) deliveryJSON {
-	return deliveryJSON{
-		Target: d.Target, EventID: d.EventID, Event: d.Event, Job: d.Job, RunID: d.RunID,
-		EventTime: rfc3339(d.Time), FinishedAt: rfc3339(d.FinishedAt), Attempts: d.Attempts, Status: d.Status,
-		HTTPStatus: d.HTTPStatus, Error: d.Error,
-	}
 }
 
 // listDeliveries prints recorded deliveries, newest first.
@@ -164,7 +128,7 @@ func printDeliveries(w io.Writer, rows []store.NotifyDelivery, failedOnly, asJSO
 			FinishedAt: r.FinishedAt, Attempts: r.Attempts, Status: r.Status, HTTPStatus: r.HTTPStatus, Error: r.Error,
 		}
 		if asJSON {
-			if err := jsonLines(w, toDeliveryJSON(d)); err != nil {
+			if err := jsonLines(w, report.ToDelivery(d)); err != nil {
 				return err
 			}
 			continue

@@ -6,19 +6,8 @@ import (
 	"time"
 
 	"runnerd/internal/engine"
+	"runnerd/internal/report"
 )
-
-// planJSON is one line of `runnerd plan -json`.
-type planJSON struct {
-	Job            string `json:"job"`
-	Time           string `json:"time"`
-	Priority       string `json:"priority"`
-	Estimate       int    `json:"estimate"`
-	Basis          string `json:"estimate_basis"`
-	Admit          bool   `json:"admit"`
-	Reason         string `json:"reason,omitempty"`
-	RemainingAfter int    `json:"remaining_after"`
-}
 
 func cmdPlan(ctx context.Context, e *env, args []string) error {
 	var c common
@@ -50,7 +39,7 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 	steps, window, basis := p.Steps, p.Window, p.Basis
 	if c.json {
 		for _, s := range steps {
-			if err := jsonLines(e.stdout, planJSON{Job: s.Job, Time: rfc3339(s.Nominal), Priority: s.Priority.String(),
+			if err := jsonLines(e.stdout, report.Plan{Job: s.Job, Time: report.RFC3339(s.Nominal), Priority: s.Priority.String(),
 				Estimate: s.Estimate, Basis: basis[s.Job], Admit: s.Admit, Reason: s.Reason, RemainingAfter: s.RemainingAfter}); err != nil {
 				return err
 			}
@@ -68,7 +57,7 @@ func cmdPlan(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintln(e.stdout)
 		fmt.Fprintln(e.stdout)
 	}
-	if short := engine.Oversubscribed(p.Costs, cfg.Budget.DailyLimit-cfg.Budget.Reserve); len(short) > 0 {
+	if short := engine.Oversubscribed(p.Costs, engine.Limits(cfg).Cap()); len(short) > 0 {
 		for _, s := range short {
 			fmt.Fprintf(e.stdout, "over-subscribed: %s\n", s)
 		}

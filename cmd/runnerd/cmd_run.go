@@ -8,7 +8,10 @@ import (
 
 	"runnerd"
 	"runnerd/internal/config"
+	"runnerd/internal/control"
 	"runnerd/internal/engine"
+	"runnerd/internal/logging"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
 
@@ -42,7 +45,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 			toT = now
 		}
 		if !fromT.Before(toT) {
-			return usagef("run: -from %s is not before -to %s", rfc3339(fromT), rfc3339(toT))
+			return usagef("run: -from %s is not before -to %s", report.RFC3339(fromT), report.RFC3339(toT))
 		}
 	}
 	if *maxCalls < 0 {
@@ -57,15 +60,15 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	req := controlRequest{Op: "run", Job: pos[0], From: rfc3339(fromT), To: rfc3339(toT)}
+	req := control.Request{Op: "run", Job: pos[0], From: report.RFC3339(fromT), To: report.RFC3339(toT)}
 	resp, viaDaemon, lock, err := handOverOrLock(ctx, e, cfg, req)
 	if err != nil {
 		return err
 	}
 	if !viaDaemon {
-		log, _, err := newLogger(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
+		log, _, err := logging.New(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
 		if err != nil {
-			lock.release()
+			lock.Release()
 			return usageError{err}
 		}
 		d, err := newDaemon(ctx, e, cfg, log, daemonOptions{lock: lock})
@@ -80,7 +83,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 
 // reportRun prints the outcome of a run and maps it to the exit code: 0 when it
 // succeeded, 1 when it failed or was deferred, 2 for a usage error.
-func reportRun(e *env, asJSON bool, resp controlResponse) error {
+func reportRun(e *env, asJSON bool, resp control.Response) error {
 	if !resp.OK && resp.Run == nil {
 		if resp.Usage {
 			return usageError{errors.New(resp.Error)}
@@ -131,13 +134,13 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 	if cfg.Job(pos[0]) == nil {
 		return usagef("%s: no job %q in %s", op, pos[0], cfg.File)
 	}
-	req := controlRequest{Op: op, Job: pos[0]}
+	req := control.Request{Op: op, Job: pos[0]}
 	resp, viaDaemon, lock, err := handOverOrLock(ctx, e, cfg, req)
 	if err != nil {
 		return err
 	}
 	if !viaDaemon {
-		defer lock.release()
+		defer lock.Release()
 		db, err := openStore(ctx, cfg, store.Options{})
 		if err != nil {
 			return err
@@ -173,7 +176,7 @@ func cmdResumeAuth(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, ok, err := callControl(ctx, socketPath(e.getenv, cfg.Store.Path), controlRequest{Op: "resume-auth"})
+	resp, ok, err := control.Call(ctx, socketPath(e.getenv, cfg.Store.Path), control.Request{Op: "resume-auth"})
 	switch {
 	case err != nil:
 		return err
@@ -211,7 +214,7 @@ func checkBackfill(ctx context.Context, e *env, cfg *config.Config, name string,
 	}
 	est := p.Estimate
 	fmt.Fprintf(e.stderr, "backfill %s: %s from %s to %s (%s, %d window(s)): ≈ %.0f records → ≈ %d calls (%s); threshold %d (%s)\n",
-		name, p.Job.Object, rfc3339(from), rfc3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
+		name, p.Job.Object, report.RFC3339(from), report.RFC3339(to), to.Sub(from).Round(time.Second), est.Windows, est.Records, est.Calls,
 		est.Basis, p.Threshold, p.Why)
 	if p.NeedsConfirm() && !yes {
 		return usagef("run: the backfill of %s is estimated at %d calls, above the threshold of %d; nothing was sent: add -yes to proceed (or narrow -from/-to)",

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"runnerd/internal/config"
+	"runnerd/internal/control"
+	"runnerd/internal/logging"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/sdnotify"
 )
@@ -34,7 +36,7 @@ func cmdServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	log, lv, err := newLogger(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
+	log, lv, err := logging.New(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
 	if err != nil {
 		return usageError{err}
 	}
@@ -71,17 +73,17 @@ func (d *daemon) serve(ctx context.Context, e *env, configPath string, notifier 
 	// The socket answers from the start; requests wait until cron has started
 	// (the scheduler takes no run before Start).
 	started := make(chan struct{})
-	handle := func(hctx context.Context, req controlRequest) controlResponse {
+	handle := func(hctx context.Context, req control.Request) control.Response {
 		if req.Op != "ping" {
 			select {
 			case <-started:
 			case <-hctx.Done():
-				return controlResponse{Error: "runnerd is stopping; the request was not carried out"}
+				return control.Response{Error: "runnerd is stopping; the request was not carried out"}
 			}
 		}
 		return d.handleControl(hctx, req)
 	}
-	stopCtl, err := serveControl(runCtx, socketPath(e.getenv, cfg.Store.Path), handle)
+	stopCtl, err := control.Serve(runCtx, socketPath(e.getenv, cfg.Store.Path), handle)
 	if err != nil {
 		return err
 	}
@@ -172,7 +174,7 @@ func (d *daemon) reload(ctx context.Context, e *env, path string, lv *slog.Level
 		log.Error("reload: jobs refused; keeping the running ones", "err", err)
 		return
 	}
-	if err := setLevel(lv, cfg.Log.Level); err != nil {
+	if err := logging.SetLevel(lv, cfg.Log.Level); err != nil {
 		log.Warn("reload: log level", "err", err)
 	}
 	log.Info("reload: configuration applied", "jobs", len(cfg.Jobs))

@@ -44,9 +44,9 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return configErr(err)
 	}
-	capacity := cfg.Budget.DailyLimit - cfg.Budget.Reserve
+	capacity := engine.Limits(cfg).Cap()
 	short := engine.Oversubscribed(jc, capacity)
-	total := 0
+	total := engine.DailyDemand(jc)
 	type jobJSON struct {
 		Job         string   `json:"job"`
 		Kind        string   `json:"kind"`
@@ -67,9 +67,6 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 			CallsPerDay: x.PerDay * x.Estimate.Calls}
 		for _, t := range x.Next {
 			r.Next = append(r.Next, t.In(loc).Format(time.RFC3339))
-		}
-		if x.Job.Enabled {
-			total += r.CallsPerDay
 		}
 		rows = append(rows, r)
 	}

@@ -10,26 +10,24 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/config"
+	"runnerd/internal/control"
 	"runnerd/internal/engine"
 	"runnerd/internal/reconcile"
+	"runnerd/internal/report"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/store"
 )
 
-// daemon is the engine as the command line holds it: with the spender lock
-// that makes it the only process spending this ledger's budget. serve, run
-// and demo all build one, so every path spends through the same gate and
-// records in the same ledger.
-type daemon struct {
-	*engine.Engine
-	lock *spenderLock
-}
+// daemon is the engine as the command line holds it. serve, run and demo all
+// build one, so every path spends through the same gate and records in the
+// same ledger, under the engine's spender lock.
+type daemon struct{ *engine.Engine }
 
 type daemonOptions struct {
 	now       func() time.Time
 	outputDir string
-	lock      *spenderLock // already held (handOverOrLock); the daemon releases it
-	serve     bool         // the long-running daemon: an unclean stop before it is checked in full
+	lock      *engine.SpenderLock // already held (handOverOrLock); the engine releases it
+	serve     bool                // the long-running daemon: an unclean stop before it is checked in full
 	client    func(*atomapi.Config)
 }
 
@@ -42,17 +40,11 @@ const (
 	envReconcileSkew  = "RUNNERD_RECONCILE_SKEW"  // default reconcile.DefaultSkew (1m)
 )
 
-// newDaemon takes the spender lock (unless o holds it) and opens the engine.
-// It does not start cron.
+// newDaemon opens the engine (which takes the spender lock unless o holds
+// it). It does not start cron.
 func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger, o daemonOptions) (*daemon, error) {
-	lock := o.lock
-	if lock == nil {
-		var err error
-		if lock, err = acquireLock(ctx, cfg.Store.Path, false); err != nil {
-			return nil, err
-		}
-	}
 	eng, err := engine.Open(ctx, engine.Options{
+		Lock:           o.lock,
 		Config:         cfg,
 		Logger:         log,
 		Now:            o.now,
@@ -65,19 +57,18 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		StoreOptions:   store.Options{Daemon: o.serve},
 	})
 	if err != nil {
-		lock.release()
+		o.lock.Release()
 		return nil, err
 	}
-	return &daemon{Engine: eng, lock: lock}, nil
+	return &daemon{eng}, nil
 }
 
-// close closes the engine (every goroutine it started, then the database)
-// and releases the spender lock.
+// close closes the engine: every goroutine it started, the database, then
+// the spender lock.
 func (d *daemon) close() {
 	if err := d.Close(); err != nil {
 		d.Logger().Warn("close: the database did not close cleanly", "err", err)
 	}
-	d.lock.release()
 }
 
 func envDuration(e *env, log *slog.Logger, name string, def time.Duration) time.Duration {
@@ -94,18 +85,18 @@ func envDuration(e *env, log *slog.Logger, name string, def time.Duration) time.
 }
 
 // handleControl serves one control-socket request (and `runnerd run` in-process).
-func (d *daemon) handleControl(ctx context.Context, req controlRequest) controlResponse {
+func (d *daemon) handleControl(ctx context.Context, req control.Request) control.Response {
 	switch req.Op {
 	case "ping":
-		return controlResponse{OK: true}
+		return control.Response{OK: true}
 	case "resume-auth":
 		if d.ResumeAuth() {
-			return controlResponse{OK: true, Was: "open"}
+			return control.Response{OK: true, Was: "open"}
 		}
-		return controlResponse{OK: true, Was: "closed"}
+		return control.Response{OK: true, Was: "closed"}
 	}
 	if _, err := d.Job(req.Job); err != nil {
-		return controlResponse{Error: err.Error(), Usage: true}
+		return control.Response{Error: err.Error(), Usage: true}
 	}
 	switch req.Op {
 	case "pause", "resume":
@@ -116,28 +107,28 @@ func (d *daemon) handleControl(ctx context.Context, req controlRequest) controlR
 			err = d.Resume(ctx, req.Job)
 		}
 		if err != nil {
-			return controlResponse{Error: err.Error()}
+			return control.Response{Error: err.Error()}
 		}
-		return controlResponse{OK: true}
+		return control.Response{OK: true}
 	case "run":
 		var from, to time.Time
 		var err error
 		if req.From != "" {
 			if from, err = time.Parse(time.RFC3339, req.From); err != nil {
-				return controlResponse{Error: "from: " + err.Error(), Usage: true}
+				return control.Response{Error: "from: " + err.Error(), Usage: true}
 			}
 		}
 		if req.To != "" {
 			if to, err = time.Parse(time.RFC3339, req.To); err != nil {
-				return controlResponse{Error: "to: " + err.Error(), Usage: true}
+				return control.Response{Error: "to: " + err.Error(), Usage: true}
 			}
 		}
 		r, err := d.RunNow(ctx, req.Job, from, to)
 		if err != nil {
-			return controlResponse{Error: err.Error(), Usage: errors.Is(err, scheduler.ErrPaused) || errors.Is(err, scheduler.ErrUnknownJob)}
+			return control.Response{Error: err.Error(), Usage: errors.Is(err, scheduler.ErrPaused) || errors.Is(err, scheduler.ErrUnknownJob)}
 		}
-		j := toRunJSON(r)
-		return controlResponse{OK: r.State == runnerd.StateSucceeded, Run: &j}
+		j := report.ToRun(r)
+		return control.Response{OK: r.State == runnerd.StateSucceeded, Run: &j}
 	}
-	return controlResponse{Error: fmt.Sprintf("unknown operation %q", req.Op), Usage: true}
+	return control.Response{Error: fmt.Sprintf("unknown operation %q", req.Op), Usage: true}
 }

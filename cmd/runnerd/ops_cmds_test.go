@@ -24,6 +24,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/control"
 	"runnerd/internal/store"
 )
 
@@ -123,7 +124,7 @@ func cmdScriptWaitSock(ts *testscript.TestScript, neg bool, args []string) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, ok, err := callControl(ctx, path, controlRequest{Op: "ping"})
+		resp, ok, err := control.Call(ctx, path, control.Request{Op: "ping"})
 		cancel()
 		if ok && err == nil && resp.OK {
 			fi, err := os.Stat(path)

@@ -32,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/report"
 	"runnerd/internal/store"
 )
 
@@ -885,9 +886,9 @@ catch_up_window = "1h"
 	}
 
 	r := o.runnerd(nil, "history", "-config", cfg, "-json", "-limit", "1000")
-	var runs []runJSON
+	var runs []report.Run
 	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
-		var rj runJSON
+		var rj report.Run
 		if err := json.Unmarshal([]byte(line), &rj); err != nil {
 			t.Fatalf("history -json line %q: %v", line, err)
 		}

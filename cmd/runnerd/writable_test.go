@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd/internal/engine"
 	"runnerd/internal/store"
 )
 
@@ -83,7 +84,7 @@ to_environment = "env-prod"
 			mustDo(t, db.Close())
 			// The spender lock beside the database exists and is the
 			// daemon's to take: only the ledger is at fault.
-			lock := lockFile(dbPath)
+			lock := engine.LockPath(dbPath)
 			mustDo(t, os.WriteFile(lock, nil, 0o666), os.Chmod(lock, 0o666),
 				os.Chmod(dbPath, tc.fileMode), os.Chmod(state, tc.dirMode))
 			before := sum(t, dbPath)

@@ -192,7 +192,6 @@ func (cov AuditCoverage) Ranges(from, to time.Time) []CoverageRange {
 	return out
 }
 
-// minTime is the earlier of a and b; a zero a counts as unset.
 // LastCovered is the end of the latest covered range in rs, zero if none.
 func LastCovered(rs []CoverageRange) time.Time {
 	var last time.Time
@@ -202,6 +201,25 @@ func LastCovered(rs []CoverageRange) time.Time {
 		}
 	}
 	return last
+}
+
+// Counted is Ranges over [since, until) — until is now when only since is
+// given — with the records db stores dated in each, and how many of them are
+// gaps (never exported, or failed).
+func (cov AuditCoverage) Counted(ctx context.Context, db *store.DB, since, until, now time.Time) (rs []CoverageRange, gaps int, err error) {
+	if !since.IsZero() && until.IsZero() {
+		until = now
+	}
+	rs = cov.Ranges(since, until)
+	for i := range rs {
+		if rs[i].Records, err = db.CountAudit(ctx, store.AuditFilter{Since: rs[i].From, Until: rs[i].To}); err != nil {
+			return nil, 0, err
+		}
+		if rs[i].State != CoverageCovered {
+			gaps++
+		}
+	}
+	return rs, gaps, nil
 }
 
 // Hole is a part of an asked range the local store does not cover, and why:

@@ -6,9 +6,10 @@
 // share check of every normal and low call, admission over the look-ahead of
 // every arrived and planned run, estimates, reloads.
 //
-// An Engine is opened with Open, started with Start, and closed with Close,
-// which waits for every goroutine the engine started and closes the database
-// last. Everything reads one clock, Options.Now, so a testing/synctest bubble
+// An Engine is opened with Open, which takes the spender lock beside the
+// database (one process spends a ledger's budget), started with Start, and
+// closed with Close, which waits for every goroutine the engine started,
+// closes the database, and then lets the lock go. Everything reads one clock, Options.Now, so a testing/synctest bubble
 // can run a whole day of it. cmd/runnerd keeps flags, subcommands, signals,
 // sd_notify, the control socket, listeners and printing.
 package engine
@@ -78,6 +79,10 @@ type Options struct {
 	Client func(*atomapi.Config)
 	// StoreOptions are passed to store.Open (Now is set from Now).
 	StoreOptions store.Options
+	// Lock is the spender lock, already held (a command that asked the
+	// daemon first); nil: Open takes it, and fails with ErrLocked when
+	// another process holds it. Close releases it, after the database.
+	Lock *SpenderLock
 }
 
 // Engine is the running daemon. Its methods are safe for concurrent use.
@@ -87,6 +92,7 @@ type Engine struct {
 	getenv func(string) string
 	opts   Options
 
+	lock       *SpenderLock
 	db         *store.DB
 	window     *budget.Window
 	limiter    *budget.RateLimiter
@@ -159,13 +165,18 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 	}
 	cfg := o.Config
 	e := &Engine{log: o.Logger, now: o.Now, getenv: o.Getenv, opts: o, cfg: cfg, metrics: web.NewMetrics(),
-		spent: map[int64]int{}}
+		spent: map[int64]int{}, lock: o.Lock}
 	e.bg, e.cancelBG = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
+	if e.lock == nil {
+		if e.lock, err = AcquireLock(ctx, cfg.Store.Path, false); err != nil {
+			return nil, err
+		}
+	}
 	so := o.StoreOptions
 	so.Now = o.Now
 	if e.db, err = OpenStore(ctx, cfg, so); err != nil {
@@ -458,6 +469,7 @@ func (e *Engine) Close() error {
 			}
 			err = e.db.Close()
 		}
+		e.lock.Release() // last: the next spender finds the ledger closed
 	})
 	return err
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -126,4 +127,29 @@ func notSQL(gs []string) []string {
 		}
 	}
 	return out
+}
+
+// TestOneSpenderPerLedger: while an engine is open on a ledger, a second
+// Open of the same ledger is refused with ErrLocked and leaves the first
+// untouched; after Close (the lock goes last) it opens.
+func TestOneSpenderPerLedger(t *testing.T) {
+	r := newRig(t, 1000, "", nil)
+	o := Options{Config: r.e.Config(), Getenv: r.e.getenv}
+	if e2, err := Open(t.Context(), o); !errors.Is(err, ErrLocked) {
+		if e2 != nil {
+			e2.Close()
+		}
+		t.Fatalf("second Open() = %v; want ErrLocked", err)
+	}
+	if err := r.e.DB().Ping(t.Context()); err != nil {
+		t.Fatalf("the first engine's ledger after the refused Open: %v", err)
+	}
+	if err := r.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e2, err := Open(t.Context(), o)
+	if err != nil {
+		t.Fatalf("Open() after Close = %v", err)
+	}
+	e2.Close()
 }

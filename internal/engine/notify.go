@@ -2,8 +2,11 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -185,4 +188,27 @@ func (c *notifyCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(s.Queued), s.Target)
 	}
+}
+
+// ErrNoNotifyTarget: the configuration has no [[notify]] target of that name.
+var ErrNoNotifyTarget = errors.New("no [[notify]] target of that name")
+
+// SendSample sends notify's sample event to cfg's target name now, with the
+// usual retries, and returns how the delivery went (log: the notifier's
+// warnings). It is `runnerd notify-test`.
+func SendSample(ctx context.Context, getenv func(string) string, cfg *config.Config, name string, log *slog.Logger) (notify.Delivery, error) {
+	targets, err := NotifyTargets(getenv, cfg)
+	if err != nil {
+		return notify.Delivery{}, err
+	}
+	i := slices.IndexFunc(targets, func(t notify.Target) bool { return t.Config.Name == name })
+	if i < 0 {
+		return notify.Delivery{}, ConfigError{fmt.Errorf("%s: %w: %q", cfg.File, ErrNoNotifyTarget, name)}
+	}
+	n, err := notify.New(notify.Options{Targets: targets[i : i+1], Logger: log, BudgetEvery: -1})
+	if err != nil {
+		return notify.Delivery{}, ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
+	}
+	defer n.Close(context.Background())
+	return n.Send(ctx, name, n.SampleEvent())
 }

@@ -76,3 +76,15 @@ func Oversubscribed(costs []JobCost, capacity int) []Shortfall {
 	}
 	return out
 }
+
+// DailyDemand is what the enabled jobs of costs need a day: each job's
+// runs in the next 24 hours times its estimate per run.
+func DailyDemand(costs []JobCost) int {
+	total := 0
+	for _, c := range costs {
+		if c.Job.Enabled {
+			total += c.PerDay * c.Estimate.Calls
+		}
+	}
+	return total
+}

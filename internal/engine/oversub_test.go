@@ -20,6 +20,9 @@ func TestOversubscribed(t *testing.T) {
 		job("audit", "low", 144, 5, true),      // 720
 		job("off", "low", 10000, 10000, false), // disabled: not counted
 	}
+	if got := DailyDemand(costs); got != 96+2016+24+720 {
+		t.Errorf("DailyDemand = %d; want %d (the disabled job left out)", got, 96+2016+24+720)
+	}
 	if got := Oversubscribed(costs, 100000); len(got) != 0 {
 		t.Errorf("Oversubscribed(room for all) = %v; want none", got)
 	}

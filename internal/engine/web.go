@@ -72,7 +72,7 @@ func (e *Engine) oversubscribed(now time.Time) []Shortfall {
 		e.log.Warn("status page: the jobs' daily demand cannot be computed", "err", err)
 		return nil
 	}
-	e.oversub, e.oversubAt, e.oversubCfg = Oversubscribed(costs, cfg.Budget.DailyLimit-cfg.Budget.Reserve), now, cfg
+	e.oversub, e.oversubAt, e.oversubCfg = Oversubscribed(costs, Limits(cfg).Cap()), now, cfg
 	return e.oversub
 }
 

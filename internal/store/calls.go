@@ -338,3 +338,32 @@ func (db *DB) RecoveryCalls(ctx context.Context, runIDs []int64) (map[int64]int,
 	}
 	return out, nil
 }
+
+// CallGroup is the number of ledger rows of one job, operation and status.
+type CallGroup struct {
+	Job, Operation string
+	Status, Calls  int
+}
+
+// CallSummary counts the ledger's rows by job, operation and status, in that
+// order: one aggregate query, not the rows themselves.
+func (db *DB) CallSummary(ctx context.Context) ([]CallGroup, error) {
+	rows, err := db.reader.QueryContext(ctx,
+		"SELECT job, operation, status, count(*) FROM calls GROUP BY job, operation, status ORDER BY job, operation, status")
+	if err != nil {
+		return nil, fmt.Errorf("store: call summary: %w", err)
+	}
+	defer rows.Close()
+	var out []CallGroup
+	for rows.Next() {
+		var g CallGroup
+		if err := rows.Scan(&g.Job, &g.Operation, &g.Status, &g.Calls); err != nil {
+			return nil, fmt.Errorf("store: call summary: %w", err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: call summary: %w", err)
+	}
+	return out, nil
+}

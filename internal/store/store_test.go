@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -988,5 +989,32 @@ func TestRecentCallCountsLeaveOutRateLimits(t *testing.T) {
 	}
 	if at, err := db.OldestDeferred(ctx, "j"); err != nil || !at.Equal(nominal.Add(3*time.Hour)) {
 		t.Errorf("OldestDeferred = %v, %v; want %v", at, err, nominal.Add(3*time.Hour))
+	}
+}
+
+func TestCallSummary(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	for _, c := range []struct {
+		job, op string
+		status  int
+	}{{"b", "query", 200}, {"a", "query", 200}, {"a", "query", 503}, {"a", "query", 200}, {"a", "execute", 0}} {
+		id, err := db.BeginCall(ctx, Call{Job: c.job, Operation: c.op, StartedAt: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.status != 0 {
+			if err := db.EndCall(ctx, Call{ID: id, Status: c.status}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	got, err := db.CallSummary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CallGroup{{"a", "execute", 0, 1}, {"a", "query", 200, 2}, {"a", "query", 503, 1}, {"b", "query", 200, 1}}
+	if !slices.Equal(got, want) {
+		t.Errorf("CallSummary() = %v; want %v", got, want)
 	}
 }

@@ -1,4 +1,8 @@
-package main
+// Package logging builds runnerd's slog logger from the [log] section: tint on
+// a terminal, plain key=value lines or JSON otherwise, without timestamps
+// under journald (which stamps each line itself), and a level that a reload
+// can change.
+package logging
 
 import (
 	"fmt"
@@ -11,14 +15,14 @@ import (
 	"github.com/mattn/go-isatty"
 )
 
-// newLogger builds the daemon's logger:
+// New builds the daemon's logger:
 //   - format "json": slog's JSON handler;
 //   - format "text", or "auto" under journald (JOURNAL_STREAM set) or off a terminal:
 //     plain key=value lines, without timestamps when journald adds its own;
 //   - "auto" on a terminal: tint, coloured.
-func newLogger(w io.Writer, level, format string, getenv func(string) string) (*slog.Logger, *slog.LevelVar, error) {
+func New(w io.Writer, level, format string, getenv func(string) string) (*slog.Logger, *slog.LevelVar, error) {
 	lv := new(slog.LevelVar)
-	if err := setLevel(lv, level); err != nil {
+	if err := SetLevel(lv, level); err != nil {
 		return nil, nil, err
 	}
 	journald := getenv("JOURNAL_STREAM") != ""
@@ -46,7 +50,8 @@ func newLogger(w io.Writer, level, format string, getenv func(string) string) (*
 	return slog.New(h), lv, nil
 }
 
-func setLevel(lv *slog.LevelVar, level string) error {
+// SetLevel sets lv from a [log] level name.
+func SetLevel(lv *slog.LevelVar, level string) error {
 	switch level {
 	case "debug":
 		lv.Set(slog.LevelDebug)
