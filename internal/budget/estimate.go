@@ -34,6 +34,24 @@ const (
 type Estimate struct {
 	Calls int
 	Basis string // in words: "p90 of last 12 runs", "default for execute (1 + 6 polls)"
+	// Duration is how long the job's runs typically take (TypicalDuration):
+	// the planner spreads Calls over those hours. Zero: in the start hour.
+	Duration time.Duration
+}
+
+// TypicalDuration is the median of a job's recent run durations (newest
+// first; the last 12 count) once there are at least 3, else zero: with less
+// history a run's calls are all projected in its start hour.
+func TypicalDuration(recent []time.Duration) time.Duration {
+	if len(recent) > estimateRuns {
+		recent = recent[:estimateRuns]
+	}
+	if len(recent) < estimateMin {
+		return 0
+	}
+	s := slices.Clone(recent)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
 }
 
 // Defaults are the per-kind estimates used until a job has a history.

@@ -70,3 +70,20 @@ func TestDecay(t *testing.T) {
 		t.Errorf("Decay at the median = %d; want 5", got.Calls)
 	}
 }
+
+func TestTypicalDuration(t *testing.T) {
+	m := time.Minute
+	for _, tc := range []struct {
+		recent []time.Duration
+		want   time.Duration
+	}{
+		{nil, 0},
+		{[]time.Duration{90 * m, 100 * m}, 0}, // too little history
+		{[]time.Duration{100 * m, 10 * m, 90 * m}, 90 * m},
+		{[]time.Duration{100 * m, 10 * m, 90 * m, 20 * m}, 20 * m}, // the lower middle
+	} {
+		if got := TypicalDuration(tc.recent); got != tc.want {
+			t.Errorf("TypicalDuration(%v) = %v; want %v", tc.recent, got, tc.want)
+		}
+	}
+}

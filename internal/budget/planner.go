@@ -3,6 +3,7 @@ package budget
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -109,8 +110,17 @@ func (p *Planner) decide(h0 int64, real []int, c Candidate, upcoming ...[]Candid
 		if u.Estimate <= 0 || same(u, c) || !ahead(u, c) {
 			continue
 		}
-		if i := max(hourOf(u.Nominal), h0) - h0 + projPast; i < projLen {
-			proj[i] += u.Estimate
+		if u.Duration <= 0 { // the common case: all in its start hour
+			if i := max(hourOf(u.Nominal), h0) - h0 + projPast; i < projLen {
+				proj[i] += u.Estimate
+			}
+			continue
+		}
+		hu, hours, parts := u.spread(h0)
+		for k, n := range parts[:hours] {
+			if i := hu + int64(k) - h0 + projPast; i < projLen {
+				proj[i] += n
+			}
 		}
 	}
 	// base[x] is the projected window of hour h0+x, x = 0 … 47.
@@ -126,10 +136,22 @@ func (p *Planner) decide(h0 int64, real []int, c Candidate, upcoming ...[]Candid
 		}
 	}
 
-	fits := func(pos int64) (ok bool, worst int64) {
+	// c's calls per hour from its start hour: as due, and as started on a
+	// later hour boundary (a deferral's earliest time).
+	_, dueHours, dueParts := c.spread(h0)
+	bHours, bParts := spread(c.Estimate, c.Duration, 0)
+	due, onBoundary := dueParts[:dueHours], bParts[:bHours]
+	fits := func(pos int64, parts []int) (ok bool, worst int64) {
 		worst = -1
-		for x := pos; x < pos+WindowHours; x++ {
-			if base[x]+c.Estimate > capacity {
+		// Window x holds c's hours pos+k with x-23 <= pos+k <= x.
+		for x := pos; x < pos+WindowHours+int64(len(parts))-1 && x <= projAhead; x++ {
+			in := 0
+			for k, n := range parts {
+				if h := pos + int64(k); h <= x && h > x-WindowHours {
+					in += n
+				}
+			}
+			if base[x]+in > capacity {
 				if worst < 0 || base[x] > base[worst] {
 					worst = x
 				}
@@ -138,18 +160,77 @@ func (p *Planner) decide(h0 int64, real []int, c Candidate, upcoming ...[]Candid
 		return worst < 0, worst
 	}
 	off := hc - h0
-	ok, worst := fits(off)
+	ok, worst := fits(off, due)
 	if ok {
 		return Decision{Admit: true}
 	}
 	var at time.Time
 	for pos := off + 1; pos <= WindowHours; pos++ {
-		if ok, _ := fits(pos); ok {
+		if ok, _ := fits(pos, onBoundary); ok {
 			at = hourTime(h0 + pos)
 			break
 		}
 	}
 	return Decision{Reason: p.reason(h0, worst, capacity-base[worst], at, c, upcoming), EarliestAt: at}
+}
+
+// Remaining is what a run under way still needs of its estimate once it has
+// spent some calls, and the time that is left of its duration, in the same
+// proportion (a run that spent half its calls has about half its time to go).
+func Remaining(estimate, spent int, d time.Duration) (int, time.Duration) {
+	left := max(0, estimate-spent)
+	if estimate <= 0 || d <= 0 {
+		return left, 0
+	}
+	return left, time.Duration(float64(d) * float64(left) / float64(estimate))
+}
+
+// spread is c's calls per hour from its start hour (its nominal hour, or h0
+// if that has passed: then from h0's start).
+func (c Candidate) spread(h0 int64) (start int64, hours int, parts [WindowHours]int) {
+	start = hourOf(c.Nominal)
+	var into time.Duration
+	if start >= h0 {
+		into = c.Nominal.Sub(hourTime(start))
+	} else {
+		start = h0
+	}
+	hours, parts = spread(c.Estimate, c.Duration, into)
+	return start, hours, parts
+}
+
+// Spread divides calls over the hours of a run that starts into its first
+// hour and lasts d: parts[k] is the share of hour k, in proportion to the
+// run's time in it, summing to calls. A run of d <= 0 is all in hour 0; one
+// longer than a window is spread over 24 hours (no window holds more of it
+// than the estimate). hours is len(parts).
+func Spread(calls int, d, into time.Duration) (hours int, parts []int) {
+	hours, p := spread(calls, d, into)
+	return hours, p[:hours:hours]
+}
+
+// spread is Spread into an array: the planner calls it for every run it
+// weighs, and a slice each would be an allocation each.
+func spread(calls int, d, into time.Duration) (hours int, parts [WindowHours]int) {
+	into = min(max(into, 0), time.Hour-1)
+	if d <= 0 || calls <= 0 || into+d <= time.Hour {
+		parts[0] = calls
+		return 1, parts
+	}
+	if into+d > WindowHours*time.Hour {
+		d = WindowHours*time.Hour - into
+	}
+	hours = int((into + d + time.Hour - 1) / time.Hour)
+	// Cumulative rounding: the calls made by the end of hour k, rounded,
+	// less those by its start, so the parts add up to calls exactly.
+	by := func(t time.Duration) int {
+		f := float64(min(max(t-into, 0), d)) / float64(d)
+		return int(math.Round(f * float64(calls)))
+	}
+	for k := range hours {
+		parts[k] = by(time.Duration(k+1)*time.Hour) - by(time.Duration(k)*time.Hour)
+	}
+	return hours, parts
 }
 
 // reason explains a deferral whose tightest window is that of hour h0+x, with
@@ -327,7 +408,12 @@ func (p *Planner) Plan(now time.Time, w *Window, hours int, upcoming []Candidate
 		lo := hr - projPast - first
 		d := p.decide(hr, sim[lo:lo+projLen], r, runs[i+1:], later)
 		if d.Admit {
-			sim[hr-first] += r.Estimate
+			hs, hours, parts := r.spread(hr)
+			for k, n := range parts[:hours] {
+				if j := hs + int64(k) - first; j < int64(len(sim)) {
+					sim[j] += n
+				}
+			}
 		}
 		used := 0
 		for k := hr - WindowHours + 1; k <= hr; k++ {

@@ -288,3 +288,94 @@ func TestAdmitReasonNamesLabels(t *testing.T) {
 		t.Errorf("many labels:\n got %q\nwant %q", got, want)
 	}
 }
+
+func TestSpread(t *testing.T) {
+	for _, tc := range []struct {
+		calls     int
+		d, into   time.Duration
+		want      []int
+		wantHours int
+	}{
+		{10, 0, 0, []int{10}, 1},
+		{10, 20 * time.Minute, 30 * time.Minute, []int{10}, 1},          // within its hour
+		{60, 3 * time.Hour, 30 * time.Minute, []int{10, 20, 20, 10}, 4}, // 01:30 to 04:30
+		{7, 2 * time.Hour, 0, []int{4, 3}, 2},                           // rounding keeps the sum: 3.5 → 4, then 3
+		{48, 100 * time.Hour, 0, nil, 24},                               // longer than a window: 24 hours
+	} {
+		hours, parts := Spread(tc.calls, tc.d, tc.into)
+		sum := 0
+		for _, n := range parts {
+			sum += n
+		}
+		if hours != tc.wantHours || len(parts) != hours || sum != tc.calls || (tc.want != nil && fmt.Sprint(parts) != fmt.Sprint(tc.want)) {
+			t.Errorf("Spread(%d, %v, %v) = %d %v (sum %d); want %d hours %v summing to %d",
+				tc.calls, tc.d, tc.into, hours, parts, sum, tc.wantHours, tc.want, tc.calls)
+		}
+	}
+}
+
+// TestPlanSpreadsLongRuns: a high run from 01:30 to 04:30 (60 calls) still
+// spends in the 03:00 and 04:00 buckets, which the next day's 02:00 window
+// holds. Counted only in its start hour, it would leave that window seemingly
+// free, and a low run of 80 there would be admitted into 30 + 80 > 100.
+func TestPlanSpreadsLongRuns(t *testing.T) {
+	l := Limits{DailyLimit: 110, Reserve: 10} // Cap 100
+	now := mon.Add(time.Hour)                 // Monday 01:00
+	for _, tc := range []struct {
+		name  string
+		d     time.Duration
+		admit bool
+	}{{"start hour only", 0, true}, {"spread over 3 h", 3 * time.Hour, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			deploy := cand("deploy", now.Add(30*time.Minute), high, 60, 1)
+			deploy.Duration = tc.d
+			steps := NewPlanner(l).Plan(now, NewWindow(l), 26, []Candidate{deploy, cand("export", now.Add(25*time.Hour), low, 80, 2)})
+			if len(steps) != 2 || !steps[0].Admit {
+				t.Fatalf("Plan = %+v; want the deploy admitted, then the export", steps)
+			}
+			if steps[1].Admit != tc.admit {
+				t.Errorf("export at Tuesday 02:00: admit = %v (%s); want %v", steps[1].Admit, steps[1].Reason, tc.admit)
+			}
+		})
+	}
+}
+
+// TestAdmitSpreadsTheCandidate: a run of 60 calls over 4 h, due at 10:00
+// with 50 calls of Sunday 11:00 still in the window until 11:00, fits: only
+// its first quarter (15) meets them. Counted all in 10:00, it would be
+// deferred (50 + 60 > 100). The gate still refuses any call over the cap
+// should it go faster than its estimate.
+func TestAdmitSpreadsTheCandidate(t *testing.T) {
+	l := Limits{DailyLimit: 110, Reserve: 10} // Cap 100
+	now := mon.Add(10 * time.Hour)
+	w := NewWindow(l)
+	w.Add(mon.Add(-13*time.Hour), 50) // Sunday 11:00: in the window of Monday 10:00, not 11:00
+	for _, tc := range []struct {
+		d     time.Duration
+		admit bool
+	}{{0, false}, {4 * time.Hour, true}} {
+		c := cand("export", now, low, 60, 1)
+		c.Duration = tc.d
+		if d := NewPlanner(l).Admit(now, w, c, nil); d.Admit != tc.admit {
+			t.Errorf("Admit(60 calls over %v) = %v (%s); want %v", tc.d, d.Admit, d.Reason, tc.admit)
+		}
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	for _, tc := range []struct {
+		est, spent int
+		d          time.Duration
+		left       int
+		leftD      time.Duration
+	}{
+		{60, 30, 4 * time.Hour, 30, 2 * time.Hour},
+		{60, 0, 0, 60, 0},
+		{60, 80, 4 * time.Hour, 0, 0}, // spent more than its estimate: nothing held
+		{0, 0, time.Hour, 0, 0},
+	} {
+		if left, d := Remaining(tc.est, tc.spent, tc.d); left != tc.left || d != tc.leftD {
+			t.Errorf("Remaining(%d, %d, %v) = %d, %v; want %d, %v", tc.est, tc.spent, tc.d, left, d, tc.left, tc.leftD)
+		}
+	}
+}

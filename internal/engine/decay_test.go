@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"path/filepath"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -116,5 +118,35 @@ func finishedRun(t *testing.T, db *store.DB, job, kind string, nominal time.Time
 	run.State, run.FinishedAt = runnerd.StateSucceeded, nominal.Add(time.Minute)
 	if err := db.UpdateRun(t.Context(), run); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEstimateCarriesDuration: a job whose last runs took 3 h, 2 h and 4 h
+// is estimated to take 3 h (the median), which the planner spreads its calls
+// over; with no timed runs it takes none (all in the start hour).
+func TestEstimateCarriesDuration(t *testing.T) {
+	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	day := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)
+	log := slog.New(slog.DiscardHandler)
+	if est := Estimate(t.Context(), db, log, "nightly", "export", day); est.Duration != 0 {
+		t.Errorf("no history: Duration = %v; want 0", est.Duration)
+	}
+	for i, took := range []time.Duration{3 * time.Hour, 2 * time.Hour, 4 * time.Hour} {
+		nominal := day.Add(-time.Duration(i+1) * 24 * time.Hour).Add(time.Hour)
+		r, _, err := db.CreateRun(t.Context(), runnerd.Run{Job: "nightly", Kind: "export", NominalTime: nominal})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.State, r.StartedAt, r.FinishedAt = runnerd.StateSucceeded, nominal, nominal.Add(took)
+		if err := db.UpdateRun(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if est := Estimate(t.Context(), db, log, "nightly", "export", day); est.Duration != 3*time.Hour {
+		t.Errorf("Duration = %v; want 3h (the median of 3h, 2h, 4h)", est.Duration)
 	}
 }

@@ -123,6 +123,9 @@ type Engine struct {
 	spentMu sync.Mutex
 	spent   map[int64]int // calls begun per run in flight, for the look-ahead
 
+	durMu     sync.Mutex
+	durations map[string]time.Duration // per job, from its last estimate (Estimate.Duration)
+
 	bg       context.Context // background goroutines' context; cancelled by Close
 	cancelBG context.CancelFunc
 	wg       sync.WaitGroup // every goroutine the engine started
@@ -165,7 +168,7 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 	}
 	cfg := o.Config
 	e := &Engine{log: o.Logger, now: o.Now, getenv: o.Getenv, opts: o, cfg: cfg, metrics: web.NewMetrics(),
-		spent: map[int64]int{}, lock: o.Lock}
+		spent: map[int64]int{}, durations: map[string]time.Duration{}, lock: o.Lock}
 	e.bg, e.cancelBG = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
@@ -236,6 +239,7 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		Now:       o.Now,
 		OnRun:     e.onRun,
 		Spent:     e.spentBy,
+		Duration:  e.duration,
 	})
 	e.gate.SetShares(e.shares)
 	jobs, err := e.buildJobs(cfg)

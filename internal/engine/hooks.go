@@ -146,7 +146,19 @@ func (a estimatorAdapter) Estimate(ctx context.Context, job, kind string) int {
 	if j, err := a.e.Job(job); err == nil {
 		kind = EstimateKind(j)
 	}
-	return a.e.estimate(ctx, job, kind).Calls
+	est := a.e.estimate(ctx, job, kind)
+	a.e.durMu.Lock()
+	a.e.durations[job] = est.Duration
+	a.e.durMu.Unlock()
+	return est.Calls
+}
+
+// duration is the scheduler's Options.Duration: how long job's runs took,
+// as of its last estimate.
+func (e *Engine) duration(job string) time.Duration {
+	e.durMu.Lock()
+	defer e.durMu.Unlock()
+	return e.durations[job]
 }
 
 // EstimateKind is the estimator's kind for a job: an execute job that does not
@@ -173,8 +185,13 @@ func Estimate(ctx context.Context, db *store.DB, log interface {
 }, job, kind string, now time.Time) budget.Estimate {
 	var recent []int
 	var waiting time.Time
+	var took []time.Duration
 	if db != nil {
 		var err error
+		if took, err = db.RecentDurations(ctx, job, 12); err != nil {
+			log.Warn("estimate: the job's recent durations cannot be read; projecting its calls in its start hour", "job", job, "err", err)
+			took = nil
+		}
 		if recent, err = db.RecentCallCounts(ctx, job, 20); err != nil {
 			log.Warn("estimate: the job's recent runs cannot be read; using the default for its kind", "job", job, "err", err)
 			recent = nil
@@ -187,6 +204,7 @@ func Estimate(ctx context.Context, db *store.DB, log interface {
 	if !waiting.IsZero() {
 		est = budget.Decay(est, recent, now.Sub(waiting))
 	}
+	est.Duration = budget.TypicalDuration(took)
 	return est
 }
 

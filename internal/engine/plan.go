@@ -143,7 +143,8 @@ func PlanFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, log *
 			return nil, ConfigError{fmt.Errorf("job %q: %w", x.Job.Name, err)}
 		}
 		for _, t := range x.Next {
-			upcoming = append(upcoming, budget.Candidate{Job: x.Job.Name, Nominal: t, Priority: prio, Estimate: x.Estimate.Calls})
+			upcoming = append(upcoming, budget.Candidate{Job: x.Job.Name, Nominal: t, Priority: prio, Estimate: x.Estimate.Calls,
+				Duration: x.Estimate.Duration})
 		}
 	}
 	capacity := limits.Cap()
@@ -165,9 +166,9 @@ func arrivedFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, co
 	if err != nil {
 		return nil, fmt.Errorf("plan: read the runs in flight: %w", err)
 	}
-	est := map[string]int{}
+	est := map[string]budget.Estimate{}
 	for _, x := range costs {
-		est[x.Job.Name] = x.Estimate.Calls
+		est[x.Job.Name] = x.Estimate
 	}
 	var out []budget.Candidate
 	for _, r := range runs {
@@ -179,14 +180,14 @@ func arrivedFromLedger(ctx context.Context, cfg *config.Config, db *store.DB, co
 		if err != nil {
 			return nil, ConfigError{fmt.Errorf("job %q: %w", j.Name, err)}
 		}
-		c := budget.Candidate{Job: r.Job, Nominal: now, Priority: prio, Estimate: est[r.Job], Seq: r.ID,
-			Label: r.Job + " (" + string(r.State) + ")"}
+		c := budget.Candidate{Job: r.Job, Nominal: now, Priority: prio, Estimate: est[r.Job].Calls, Seq: r.ID,
+			Duration: est[r.Job].Duration, Label: r.Job + " (" + string(r.State) + ")"}
 		switch r.State {
 		case runnerd.StateAdmitted, runnerd.StateRunning:
 			if r.Estimate > 0 {
 				c.Estimate = r.Estimate
 			}
-			c.Estimate = max(0, c.Estimate-r.Calls)
+			c.Estimate, c.Duration = budget.Remaining(c.Estimate, r.Calls, c.Duration)
 		default:
 			if r.NotBefore.After(now) {
 				c.Nominal = r.NotBefore

@@ -82,11 +82,11 @@ func (s *Scheduler) LookAhead(now time.Time, horizon time.Duration) []budget.Can
 	out := make([]budget.Candidate, 0, len(arrived)+len(up))
 	for _, a := range arrived {
 		c := budget.Candidate{Job: a.Job, Nominal: now, Priority: a.Priority, Estimate: a.Estimate, Seq: a.RunID,
-			Label: a.Job + " (" + string(a.State) + ")"}
+			Duration: s.duration(a.Job), Label: a.Job + " (" + string(a.State) + ")"}
 		switch a.State {
 		case runnerd.StateAdmitted, runnerd.StateRunning:
 			if s.spent != nil {
-				c.Estimate = max(0, a.Estimate-s.spent(a.RunID))
+				c.Estimate, c.Duration = budget.Remaining(a.Estimate, s.spent(a.RunID), c.Duration)
 			}
 		default:
 			if a.NotBefore.After(now) {

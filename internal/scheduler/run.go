@@ -212,7 +212,8 @@ func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r runnerd.Run) 
 		return budget.Decision{Admit: true}, est
 	}
 	now := s.now()
-	c := budget.Candidate{Job: j.Name, Nominal: r.NominalTime, Priority: j.Priority, Estimate: est, Seq: r.ID}
+	c := budget.Candidate{Job: j.Name, Nominal: r.NominalTime, Priority: j.Priority, Estimate: est, Seq: r.ID,
+		Duration: s.duration(j.Name)}
 	return s.planner.Admit(now, c, s.LookAhead(now, LookAhead)), est
 }
 

@@ -132,6 +132,10 @@ type Options struct {
 	// counts them in its ledger hooks): an admitted or running run keeps
 	// the share of its estimate less what it spent (see LookAhead).
 	Spent func(runID int64) int
+	// Duration, if set, returns how long a job's runs typically take (the
+	// engine's estimate); the planner spreads a run's calls over those hours.
+	// nil: every run's calls in its start hour.
+	Duration func(job string) time.Duration
 }
 
 // DefaultRetryBackoff is 30s·2^attempt, capped at 10 minutes.
@@ -178,6 +182,7 @@ type Scheduler struct {
 	arrMu   sync.Mutex
 	arrived map[int64]*arrival // every arrived, unfinished run (see LookAhead)
 	spent   func(runID int64) int
+	dur     func(job string) time.Duration
 }
 
 // entry is one configured job and its place in cron.
@@ -218,6 +223,7 @@ func New(o Options) *Scheduler {
 		deferCheck: o.DeferCheck,
 		onRun:      o.OnRun,
 		spent:      o.Spent,
+		dur:        o.Duration,
 		arrived:    map[int64]*arrival{},
 		entries:    map[string]*entry{},
 		rts:        map[string]*jobRT{},
@@ -656,6 +662,14 @@ func (s *Scheduler) estimate(ctx context.Context, j Job, rt *jobRT) int {
 	return n
 }
 
+// duration is how long job's runs typically take (Options.Duration), or 0.
+func (s *Scheduler) duration(job string) time.Duration {
+	if s.dur == nil {
+		return 0
+	}
+	return s.dur(job)
+}
+
 // Upcoming returns the slots of every enabled, unpaused job in (now,
 // now+horizon], oldest first, with the job's priority and latest estimate: the
 // planner's look-ahead and `runnerd plan`. Seq is 0. The result is the
@@ -681,6 +695,8 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 	// Pause and estimates are read once per job, not once per slot.
 	paused := make([]bool, len(c.jobs))
 	est := make([]int, len(c.jobs))
+	dur := make([]time.Duration, len(c.jobs))
+	have := make([]bool, len(c.jobs))
 	for i, rt := range c.jobs {
 		paused[i], est[i] = rt.paused.Load(), int(rt.estimate.Load())
 	}
@@ -691,7 +707,10 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 			continue
 		}
 		cand := c.cands[i]
-		cand.Estimate = est[j]
+		if !have[j] {
+			dur[j], have[j] = s.duration(cand.Job), true
+		}
+		cand.Estimate, cand.Duration = est[j], dur[j]
 		out = append(out, cand)
 	}
 	return out

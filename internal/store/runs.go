@@ -226,3 +226,31 @@ func (db *DB) RecentCallCounts(ctx context.Context, job string, n int) ([]int, e
 	}
 	return out, nil
 }
+
+// RecentDurations returns how long job's n most recent finished runs
+// (succeeded or failed) took from start to finish, newest first: what the
+// planner spreads a run's estimate over.
+func (db *DB) RecentDurations(ctx context.Context, job string, n int) ([]time.Duration, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT finished_at - started_at FROM runs
+		WHERE job = ? AND state IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL
+		ORDER BY nominal_time DESC, id DESC LIMIT ?`, job, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
+	}
+	defer rows.Close()
+	var out []time.Duration
+	for rows.Next() {
+		var ms int64
+		if err := rows.Scan(&ms); err != nil {
+			return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
+		}
+		out = append(out, time.Duration(max(ms, 0))*time.Millisecond)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
+	}
+	return out, nil
+}

@@ -1018,3 +1018,26 @@ func TestCallSummary(t *testing.T) {
 		t.Errorf("CallSummary() = %v; want %v", got, want)
 	}
 }
+
+func TestRecentDurations(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	nominal := time.Date(2026, 3, 2, 2, 0, 0, 0, time.UTC)
+	for i, took := range []time.Duration{3 * time.Hour, 0, 90 * time.Minute} {
+		r, _, err := db.CreateRun(ctx, runnerd.Run{Job: "j", Kind: "export", NominalTime: nominal.Add(time.Duration(i) * 24 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.State = runnerd.StateSucceeded
+		if took > 0 { // the second never started (a run recorded as finished without a start does not count)
+			r.StartedAt, r.FinishedAt = r.NominalTime.Add(time.Minute), r.NominalTime.Add(time.Minute+took)
+		}
+		if err := db.UpdateRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.RecentDurations(ctx, "j", 5)
+	if want := []time.Duration{90 * time.Minute, 3 * time.Hour}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("RecentDurations = %v, %v; want %v (newest first)", got, err, want)
+	}
+}
