@@ -310,6 +310,17 @@ func (o *opsEnv) startServe(cfg string, env ...string) *daemonProc {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	// JOURNAL_STREAM=log stands for the log file's own device:inode, as
+	// systemd sets it for the stream it connects to stderr.
+	for i, kv := range env {
+		if kv == "JOURNAL_STREAM=log" {
+			var st syscall.Stat_t
+			if err := syscall.Fstat(int(logf.Fd()), &st); err != nil {
+				t.Fatal(err)
+			}
+			env[i] = fmt.Sprintf("JOURNAL_STREAM=%d:%d", st.Dev, st.Ino)
+		}
+	}
 	d.cmd = exec.Command(runnerdBin(t), "serve", "-config", cfg)
 	d.cmd.Dir = o.dir
 	d.cmd.Env = childEnv(append([]string{"NOTIFY_SOCKET=" + sock}, env...)...)
@@ -827,8 +838,9 @@ func countPath(s *atomsim.Server, sub string) int {
 // allowance just holds — so the normal and low jobs, which would need as many
 // again, are deferred with reasons in `runnerd history` while the high one
 // runs; the simulator, with the same daily limit, never answers 503. Under
-// journald (JOURNAL_STREAM) the log is plain key=value without timestamps, one
-// line per run start, finish and deferral.
+// journald (JOURNAL_STREAM) the log is plain key=value without timestamps,
+// each line led by its syslog priority, one line per run start, finish and
+// deferral.
 func TestOpsBudgetLoop(t *testing.T) {
 	t.Parallel()
 	// urgent (high, @every 2s) alone needs ~43,000 calls in the next 24 h, more than the
@@ -855,7 +867,7 @@ catch_up_window = "1h"
 `, j.name, j.schedule, j.prio)
 	}
 	cfg := o.writeConfig("jobs.toml", daily, reserve, 5, jobs)
-	d := o.serve(cfg, "JOURNAL_STREAM=8:4242")
+	d := o.serve(cfg, "JOURNAL_STREAM=log")
 
 	ctx := context.Background()
 	db := o.openDB()
@@ -917,13 +929,21 @@ catch_up_window = "1h"
 		t.Errorf("runnerd history -job bulk does not show the deferral:\n%s", r.stdout)
 	}
 
-	// The journald log: plain key=value, no timestamps (journald adds them).
+	// The journald log: each line's syslog priority, then plain key=value, no
+	// timestamps (journald adds them) and no zero times.
 	log := d.log()
 	lines := strings.Split(strings.TrimSpace(log), "\n")
-	for _, line := range lines {
-		if !strings.HasPrefix(line, "level=") {
-			t.Errorf("log line under journald %q; want it to start with level= (no time=)", line)
+	prio := map[string]string{"ERROR": "<3>", "WARN": "<4>", "INFO": "<6>", "DEBUG": "<7>"}
+	for i, line := range lines {
+		p, rest, _ := strings.Cut(line, "level=")
+		lvl, _, _ := strings.Cut(rest, " ")
+		if p != prio[lvl] || p == "" {
+			t.Errorf("log line under journald %q; want <N>level= with N the level's priority (no time=)", line)
 		}
+		if strings.Contains(line, "0001-01-01") {
+			t.Errorf("log line %q prints the zero time", line)
+		}
+		lines[i] = "level=" + rest
 	}
 	started := map[string]int{}
 	finished := map[string]int{}
