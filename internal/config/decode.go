@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -45,7 +46,28 @@ func parse(file string, data []byte, opts LoadOptions) (*result, ErrorList) {
 	root := &table{p: p, m: raw}
 	cfg := &Config{File: file}
 	p.decodeConfig(root, cfg)
+	p.underStateDir(cfg)
 	return &result{cfg: cfg, p: p}, p.errs
+}
+
+// underStateDir resolves a relative [store] path and relative export outputs
+// under $STATE_DIRECTORY when systemd sets it: the unit's working directory is
+// /, read-only under ProtectSystem=strict, and the state directory is the one
+// place the unit may write. Without it they stay relative to the working
+// directory.
+func (p *parser) underStateDir(c *Config) {
+	d, _, _ := strings.Cut(p.opts.getenv("STATE_DIRECTORY"), ":") // several StateDirectory= entries: the first
+	if d == "" {
+		return
+	}
+	if !filepath.IsAbs(c.Store.Path) {
+		c.Store.Path = filepath.Join(d, c.Store.Path)
+	}
+	for i := range c.Jobs {
+		if o := c.Jobs[i].Output; o != "" && !filepath.IsAbs(o) {
+			c.Jobs[i].Output = filepath.Join(d, o)
+		}
+	}
 }
 
 // syntaxError reports a TOML syntax error. If the line holds a password or

@@ -362,3 +362,43 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("Load(missing) = %v; want ErrNotExist", err)
 	}
 }
+
+// TestRelativePathsUnderStateDirectory: under the unit (STATE_DIRECTORY set)
+// a relative [store] path and a relative export output resolve in the state
+// directory, not against the unit's read-only working directory; absolute
+// ones and a shell without STATE_DIRECTORY keep them as written.
+func TestRelativePathsUnderStateDirectory(t *testing.T) {
+	conf := base + `
+[store]
+path = "./ledger/runnerd.db"
+
+[[job]]
+name = "audit"
+kind = "export"
+schedule = "0 * * * *"
+object = "AuditLog"
+window_property = "date"
+output = "./exports/{job}/{window_start}.jsonl"
+
+[[job]]
+name = "abs"
+kind = "export"
+schedule = "0 * * * *"
+object = "AuditLog"
+window_property = "date"
+output = "/srv/exports/{window_start}.jsonl"
+`
+	for _, tc := range []struct{ state, store, rel string }{
+		{"/var/lib/runnerd", "/var/lib/runnerd/ledger/runnerd.db", "/var/lib/runnerd/exports/{job}/{window_start}.jsonl"},
+		{"", "./ledger/runnerd.db", "./exports/{job}/{window_start}.jsonl"},
+	} {
+		c, err := Parse(testFile, []byte(conf), LoadOptions{Getenv: env("STATE_DIRECTORY", tc.state)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Store.Path != tc.store || c.Job("audit").Output != tc.rel || c.Job("abs").Output != "/srv/exports/{window_start}.jsonl" {
+			t.Errorf("STATE_DIRECTORY=%q: store %q, outputs %q, %q; want %q, %q and the absolute one kept",
+				tc.state, c.Store.Path, c.Job("audit").Output, c.Job("abs").Output, tc.store, tc.rel)
+		}
+	}
+}
