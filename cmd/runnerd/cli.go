@@ -26,28 +26,65 @@ type common struct {
 // withJSON) registered.
 func newFlagSet(e *env, name string, c *common, withJSON bool) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
+	fs.SetOutput(&flagOut{w: e.stderr, help: e.stdout})
 	def := e.getenv("RUNNERD_CONFIG")
 	if def == "" {
 		def = defaultConf
 	}
-	fs.StringVar(&c.config, "config", def, "configuration `file`")
+	fs.StringVar(&c.config, "config", def, "configuration `file` (default $RUNNERD_CONFIG, else "+defaultConf+")")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print one JSON object per line")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: runnerd %s [flags]%s\n\n%s.\n\nflags:\n", name, synopsis[name].args, synopsis[name].summary)
+		fs.PrintDefaults()
 	}
 	return fs
 }
 
-// parseFlags parses args and turns flag errors into usage errors. Positional
-// arguments may come before or after the flags.
+// flagOut is a flag set's output: errors to stderr, -h to stdout (asked for,
+// so not an error).
+type flagOut struct {
+	w, help io.Writer
+	asked   bool
+}
+
+func (o *flagOut) Write(p []byte) (int, error) {
+	if o.asked {
+		return o.help.Write(p)
+	}
+	return o.w.Write(p)
+}
+
+// errHelp: -h was asked for and the usage printed: exit 0.
+var errHelp = errors.New("help shown")
+
+// parseFlags parses flags and positional arguments in any order. -h, -help
+// and --help print the command's usage to stdout (errHelp: exit 0); a bad
+// flag is reported once, with a pointer to -h.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			if o, ok := fs.Output().(*flagOut); ok {
+				o.asked = true
+			}
+			fs.Usage()
+			return nil, errHelp
+		}
+	}
+	// The error is printed once, by main, not also by the flag package with
+	// the whole usage.
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	defer func() { fs.Usage = usage; fs.SetOutput(out) }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, usageError{errSilent}
-			}
-			return nil, usageError{err}
+			return nil, usagef("%s: %v (runnerd %s -h for its flags)", fs.Name(), err, fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -58,8 +95,6 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// loadConfig loads and validates the configuration; its problems are usage errors
-// (exit 2), printed one per line as FILE:LINE: job "x": key: problem.
 func loadConfig(e *env, path string) (*config.Config, error) {
 	cfg, err := config.Load(path, config.LoadOptions{Getenv: e.getenv})
 	if err != nil {
@@ -124,37 +159,4 @@ func shortTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format("2006-01-02 15:04:05")
-}
-
-// parseSince accepts an RFC 3339 time or a duration back from now ("36h", "7d").
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t.UTC(), nil
-	}
-	d, err := parseAge(s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time, a date (2006-01-02) nor an age such as 36h or 7d", s)
-	}
-	return now.Add(-d), nil
-}
-
-// parseAge parses a Go duration, also accepting whole days ("7d").
-func parseAge(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		if _, err := fmt.Sscanf(n, "%d", &days); err == nil && days >= 0 && fmt.Sprint(days) == n {
-			return time.Duration(days) * 24 * time.Hour, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("bad age %q", s)
-	}
-	return d, nil
 }

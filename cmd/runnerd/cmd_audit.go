@@ -12,6 +12,7 @@ import (
 	"runnerd/internal/engine"
 	"runnerd/internal/report"
 	"runnerd/internal/store"
+	"runnerd/internal/timespec"
 )
 
 // auditNow is the audit command's clock (relative -since/-until, "now" in
@@ -32,10 +33,10 @@ type auditFlags struct {
 // query parses the times and the chosen shortcuts into q.Query.
 func (q *auditFlags) query(now time.Time) (audit.Query, error) {
 	var err error
-	if q.Since, err = parseSince(q.since, now); err != nil {
+	if q.Since, err = timespec.Parse(q.since, now); err != nil {
 		return q.Query, usagef("audit: -since: %v", err)
 	}
-	if q.Until, err = parseSince(q.until, now); err != nil {
+	if q.Until, err = timespec.Parse(q.until, now); err != nil {
 		return q.Query, usagef("audit: -until: %v", err)
 	}
 	q.Shortcuts = nil

@@ -10,6 +10,7 @@ import (
 	"runnerd"
 	"runnerd/internal/report"
 	"runnerd/internal/store"
+	"runnerd/internal/timespec"
 )
 
 func cmdCalls(ctx context.Context, e *env, args []string) error {
@@ -25,7 +26,7 @@ func cmdCalls(ctx context.Context, e *env, args []string) error {
 	}
 	f := store.CallFilter{Job: *job, RunID: *run, Status: -1, Limit: *limit}
 	var err error
-	if f.Since, err = parseSince(*since, time.Now()); err != nil {
+	if f.Since, err = timespec.Parse(*since, time.Now()); err != nil {
 		return usagef("calls: -since: %v", err)
 	}
 	if *status != "" {

@@ -26,7 +26,7 @@ func cmdNotifyTest(ctx context.Context, e *env, args []string) error {
 	failed := fs.Bool("failed", false, "with -deliveries: only failed and dropped ones")
 	limit := fs.Int("limit", 50, "with -deliveries: at most `N` rows")
 	fs.Usage = func() {
-		fmt.Fprintln(e.stderr, "usage: runnerd notify-test [-config FILE] [-json] TARGET\n       runnerd notify-test -deliveries [-failed] [-limit N] [TARGET]")
+		fmt.Fprintln(fs.Output(), "usage: runnerd notify-test [-config FILE] [-json] TARGET\n       runnerd notify-test -deliveries [-failed] [-limit N] [TARGET]")
 		fs.PrintDefaults()
 	}
 	pos, err := parseFlags(fs, args)

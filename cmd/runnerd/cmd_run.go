@@ -13,6 +13,7 @@ import (
 	"runnerd/internal/logging"
 	"runnerd/internal/report"
 	"runnerd/internal/store"
+	"runnerd/internal/timespec"
 )
 
 // cmdRun runs one job now. With a daemon running, the run is handed to it
@@ -35,10 +36,10 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	now := time.Now()
 	var fromT, toT time.Time
 	if *from != "" || *to != "" {
-		if fromT, err = parseSince(*from, now); err != nil || fromT.IsZero() {
+		if fromT, err = timespec.Parse(*from, now); err != nil || fromT.IsZero() {
 			return usagef("run: -from: want a time when -to is given: %v", err)
 		}
-		if toT, err = parseSince(*to, now); err != nil {
+		if toT, err = timespec.Parse(*to, now); err != nil {
 			return usagef("run: -to: %v", err)
 		}
 		if toT.IsZero() {

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"syscall"
 
+	"runnerd/internal/config"
 	"runnerd/internal/engine"
 )
 
@@ -51,7 +52,7 @@ func exitCode(err error) int {
 	var ue usageError
 	var ce engine.ConfigError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errHelp):
 		return exitOK
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return exitUsage
@@ -69,31 +70,43 @@ type env struct {
 
 type command struct {
 	summary string
+	args    string // the synopsis after the flags
 	run     func(ctx context.Context, e *env, args []string) error
 }
 
-// commands lists the subcommands. Each has its own flag set.
 var commands = map[string]command{
-	"serve":    {"run the daemon", cmdServe},
-	"validate": {"check the configuration; show next fire times and estimated cost", cmdValidate},
-	"run":      {"run one job now (through the daemon when one is running)", cmdRun},
-	"plan":     {"what will run, when, at what cost, and the budget left after each hour", cmdPlan},
-	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", cmdBudget},
-	"history":  {"runs: job, nominal time, state, calls, duration, error", cmdHistory},
-	"calls":    {"the call ledger", cmdCalls},
-	"audit":    {"query the audit-log records export jobs stored (no API calls); -coverage for gaps", cmdAudit},
-	"pause":    {"pause a job (persisted)", cmdPause},
-	"resume":   {"resume a paused job", cmdResume},
+	"serve":    {"run the daemon", "", cmdServe},
+	"validate": {"check the configuration; show next fire times and estimated cost", "", cmdValidate},
+	"run":      {"run one job now (through the daemon when one is running)", " JOB", cmdRun},
+	"plan":     {"what will run, when, at what cost, and the budget left after each hour", "", cmdPlan},
+	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", "", cmdBudget},
+	"history":  {"runs: job, nominal time, state, calls, duration, error", "", cmdHistory},
+	"calls":    {"the call ledger", "", cmdCalls},
+	"audit":    {"query the audit-log records export jobs stored (no API calls); -coverage for gaps", "", cmdAudit},
+	"pause":    {"pause a job (persisted)", " JOB", cmdPause},
+	"resume":   {"resume a paused job", " JOB", cmdResume},
 
-	"resume-auth": {"close the daemon's auth breaker after the credential was fixed on the platform", cmdResumeAuth},
-	"migrate":     {"apply database migrations", cmdMigrate},
-	"backup":      {"write a consistent copy of the database", cmdBackup},
-	"check":       {"check the database file (-full: every page); read-only", cmdCheck},
-	"sim":         {"serve the simulated AtomSphere API", cmdSim},
-	"demo":        {"the simulator and the daemon together on jobs.example.toml", cmdDemo},
-	"version":     {"print version, commit and Go version", cmdVersion},
+	"resume-auth": {"close the daemon's auth breaker after the credential was fixed on the platform", "", cmdResumeAuth},
+	"migrate":     {"apply database migrations", "", cmdMigrate},
+	"backup":      {"write a consistent copy of the database", " FILE", cmdBackup},
+	"check":       {"check the database file (-full: every page); read-only", "", cmdCheck},
+	"sim":         {"serve the simulated AtomSphere API", "", cmdSim},
+	"demo":        {"the simulator and the daemon together on jobs.example.toml", "", cmdDemo},
+	"version":     {"print version, commit and Go version", "", cmdVersion},
 
-	"notify-test": {"send a sample event to a [[notify]] target; -deliveries lists deliveries", cmdNotifyTest},
+	"notify-test": {"send a sample event to a [[notify]] target; -deliveries lists deliveries", " TARGET", cmdNotifyTest},
+}
+
+// synopsis is commands without their functions, for the usage lines (read in
+// newFlagSet, which the functions call: built in init to keep the
+// initialisation acyclic).
+var synopsis map[string]command
+
+func init() {
+	synopsis = make(map[string]command, len(commands))
+	for n, c := range commands {
+		synopsis[n] = command{summary: c.summary, args: c.args}
+	}
 }
 
 func main() { os.Exit(mainExit()) }
@@ -103,7 +116,7 @@ func mainExit() int {
 	ctx, stop := signalContext()
 	defer stop()
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	if err != nil && !errors.Is(err, errSilent) {
+	if err != nil && !errors.Is(err, errSilent) && !errors.Is(err, errHelp) {
 		fmt.Fprintf(os.Stderr, "runnerd: %v\n", err)
 	}
 	return exitCode(err)
@@ -127,19 +140,35 @@ var errSilent = errors.New("failed")
 // run is main without the process: it parses args and runs one subcommand.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	e := &env{stdout: stdout, stderr: stderr, getenv: os.Getenv}
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 {
 		printUsage(stderr)
-		if len(args) == 0 {
-			return usageError{errSilent}
+		return usageError{errSilent}
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) > 1 && commands[args[1]].run != nil { // runnerd help SUB
+			return commands[args[1]].run(ctx, e, []string{"-h"})
 		}
+		printUsage(stdout)
 		return nil
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		printUsage(stderr)
-		return usagef("unknown command %q", args[0])
+		if s := closest(args[0]); s != "" {
+			return usagef("unknown command %q; did you mean %q? (runnerd -h lists the commands)", args[0], s)
+		}
+		return usagef("unknown command %q (runnerd -h lists the commands)", args[0])
 	}
 	return c.run(ctx, e, args[1:])
+}
+
+// closest is the command name nearest to s, or "".
+func closest(s string) string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return config.Suggest(s, names)
 }
 
 func printUsage(w io.Writer) {

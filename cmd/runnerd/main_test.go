@@ -274,3 +274,17 @@ func cmdScriptSQLExec(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("sqlexec: %v", err)
 	}
 }
+
+// TestHelpScriptCoversEveryCommand: help.txtar asks every subcommand for -h;
+// a command added to the table without it fails here.
+func TestHelpScriptCoversEveryCommand(t *testing.T) {
+	b, err := os.ReadFile("testdata/script/help.txtar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range commands {
+		if !strings.Contains(string(b), "exec runnerd "+name+" -h\n") {
+			t.Errorf("help.txtar does not ask %q for -h", name)
+		}
+	}
+}

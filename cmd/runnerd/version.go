@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -41,10 +40,12 @@ func buildVersion() (v, c string) {
 }
 
 func cmdVersion(ctx context.Context, e *env, args []string) error {
-	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageError{err}
+	var flags common
+	fs := newFlagSet(e, "version", &flags, false)
+	if pos, err := parseFlags(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("version: takes no arguments")
 	}
 	v, c := buildVersion()
 	fmt.Fprintf(e.stdout, "runnerd %s (commit %s, %s)\n", v, c, runtime.Version())

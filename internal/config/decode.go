@@ -399,7 +399,7 @@ func (t *table) unknown(allowed []string, hints map[string]string) {
 			t.errf(k, "%s", h)
 			continue
 		}
-		if s := suggest(k, allowed); s != "" {
+		if s := Suggest(k, allowed); s != "" {
 			t.errf(k, "unknown key (did you mean %q?)", s)
 			continue
 		}
@@ -411,8 +411,10 @@ func (t *table) unknown(allowed []string, hints map[string]string) {
 	}
 }
 
-// suggest returns the allowed key closest to k, if it is close.
-func suggest(k string, allowed []string) string {
+// Suggest returns the word of allowed closest to k (case-insensitive, at
+// most 2 edits and less than half of k), or "": the "did you mean" of
+// configuration keys and of runnerd's subcommands.
+func Suggest(k string, allowed []string) string {
 	best, bestD := "", 3
 	for _, a := range allowed {
 		d := editDistance(strings.ToLower(k), a)
