@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 )
 
 // The integrity policy (issue 16). A full PRAGMA quick_check reads every
@@ -66,15 +67,38 @@ func checkFiles(path string, allowNew bool) error {
 		return corruptf(path, "the header's payload fractions are %d/%d/%d, not 64/32/32", h[21], h[22], h[23])
 	}
 	// The page count in the header is valid when its version-valid-for
-	// number equals the change counter. The file is never shorter than that
-	// (a checkpoint writes the pages before it truncates).
-	if binary.BigEndian.Uint32(h[24:28]) == binary.BigEndian.Uint32(h[92:96]) {
-		if pages := int64(binary.BigEndian.Uint32(h[28:32])); fi.Size() < pages*pageSize {
-			return corruptf(path, "the file is %d bytes, but its header counts %d pages of %d bytes (truncated?)",
-				fi.Size(), pages, pageSize)
+	// number equals the change counter; a file shorter than that lost pages.
+	// Not while a WAL holds frames: a checkpoint writes page 1 (the header,
+	// with the new count) before the pages that extend the file, so a reader
+	// beside a running daemon can catch it in between, and after a crash in a
+	// checkpoint the WAL still holds the pages SQLite copies again. Without a
+	// WAL the reading is taken twice, 50 ms apart, so that a writer that has
+	// just opened the file cannot make it look short.
+	short := func(h []byte, size int64) (pages int64, ok bool) {
+		if binary.BigEndian.Uint32(h[24:28]) != binary.BigEndian.Uint32(h[92:96]) {
+			return 0, false
+		}
+		pages = int64(binary.BigEndian.Uint32(h[28:32]))
+		return pages, size < pages*pageSize
+	}
+	if pages, bad := short(h[:], fi.Size()); bad && !walHasFrames(path+"-wal") {
+		time.Sleep(50 * time.Millisecond)
+		if fi2, err := f.Stat(); err == nil {
+			if _, err := f.ReadAt(h[:], 0); err == nil {
+				if pages, bad = short(h[:], fi2.Size()); bad && !walHasFrames(path+"-wal") {
+					return corruptf(path, "the file is %d bytes, but its header counts %d pages of %d bytes (truncated?)",
+						fi2.Size(), pages, pageSize)
+				}
+			}
 		}
 	}
 	return checkWAL(path+"-wal", pageSize)
+}
+
+// walHasFrames reports whether the WAL at path holds more than its header.
+func walHasFrames(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Size() > 32
 }
 
 // checkWAL refuses a WAL file whose header is not SQLite's: SQLite would

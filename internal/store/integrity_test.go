@@ -297,3 +297,46 @@ func TestSetLastNominalsOneTransaction(t *testing.T) {
 		t.Errorf("SetLastNominals(empty name) = nil")
 	}
 }
+
+// TestReaderBesideCheckpoints: a command opening the ledger while the daemon
+// writes and checkpoints it (page 1, with the new page count, is written
+// before the pages that extend the file) is never told the file is corrupt.
+// TestOpsNotify met this once in ten runs of the package.
+func TestReaderBesideCheckpoints(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	path := db.Path()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		pad := strings.Repeat("x", 3000) // a page or so per call: the file grows at every checkpoint
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := db.BeginCall(ctx, Call{Job: "j", Method: "GET", Path: "/x", Error: pad, StartedAt: time.Now()}); err != nil {
+				done <- err
+				return
+			}
+			if i%4 == 0 {
+				if err := db.Checkpoint(ctx); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		if err := checkFiles(path, false); err != nil {
+			t.Errorf("checkFiles beside a writer, try %d: %v", i, err)
+			break
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
