@@ -133,7 +133,7 @@ func pauseResume(ctx context.Context, e *env, op string, args []string) error {
 		return err
 	}
 	if cfg.Job(pos[0]) == nil {
-		return usagef("%s: no job %q in %s", op, pos[0], cfg.File)
+		return usagef("%s: no job %q in %s (%s)", op, pos[0], cfg.File, cfg.JobHint(pos[0]))
 	}
 	req := control.Request{Op: op, Job: pos[0]}
 	resp, viaDaemon, lock, err := handOverOrLock(ctx, e, cfg, req)

@@ -701,6 +701,27 @@ func (j *Job) PriorityLevel() runnerd.Priority {
 }
 
 // Job returns the job named name, or nil.
+// JobHint says what the configuration has instead of a job name that is
+// not in it: the nearest name, and the jobs (the first 10).
+func (c *Config) JobHint(name string) string {
+	names := make([]string, len(c.Jobs))
+	for i := range c.Jobs {
+		names[i] = c.Jobs[i].Name
+	}
+	if len(names) == 0 {
+		return "it has no jobs"
+	}
+	hint := ""
+	if s := Suggest(name, names); s != "" {
+		hint = fmt.Sprintf("did you mean %q? ", s)
+	}
+	sort.Strings(names)
+	if len(names) > 10 {
+		names = append(names[:10], fmt.Sprintf("and %d more", len(names)-10))
+	}
+	return hint + "jobs: " + strings.Join(names, ", ")
+}
+
 func (c *Config) Job(name string) *Job {
 	for i := range c.Jobs {
 		if c.Jobs[i].Name == name {

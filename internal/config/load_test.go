@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -400,5 +401,19 @@ output = "/srv/exports/{window_start}.jsonl"
 			t.Errorf("STATE_DIRECTORY=%q: store %q, outputs %q, %q; want %q, %q and the absolute one kept",
 				tc.state, c.Store.Path, c.Job("audit").Output, c.Job("abs").Output, tc.store, tc.rel)
 		}
+	}
+}
+
+func TestJobHint(t *testing.T) {
+	c := &Config{Jobs: []Job{{Name: "promote-orders"}, {Name: "audit-export"}}}
+	name := "promote-orders"
+	if h := c.JobHint("promote-order"); !strings.Contains(h, fmt.Sprintf("did you mean %q?", name)) || !strings.Contains(h, "jobs: audit-export, "+name) {
+		t.Errorf("JobHint(promote-order) = %q; want the suggestion and the sorted list", h)
+	}
+	if h := c.JobHint("zzzzzzzz"); strings.Contains(h, "did you mean") || !strings.Contains(h, "jobs: ") {
+		t.Errorf("JobHint(far off) = %q; want only the list", h)
+	}
+	if h := (&Config{}).JobHint("x"); h != "it has no jobs" {
+		t.Errorf("JobHint with no jobs = %q", h)
 	}
 }

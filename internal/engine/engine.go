@@ -589,7 +589,7 @@ func (e *Engine) Job(name string) (*config.Job, error) {
 	if j := cfg.Job(name); j != nil {
 		return j, nil
 	}
-	return nil, fmt.Errorf("%w %q in %s", ErrNoSuchJob, name, cfg.File)
+	return nil, fmt.Errorf("%w %q in %s (%s)", ErrNoSuchJob, name, cfg.File, cfg.JobHint(name))
 }
 
 // RunNow runs job now, outside its schedule, through the same planner, gate

@@ -81,11 +81,11 @@ func checkFiles(path string, allowNew bool) error {
 		pages = int64(binary.BigEndian.Uint32(h[28:32]))
 		return pages, size < pages*pageSize
 	}
-	if pages, bad := short(h[:], fi.Size()); bad && !walHasFrames(path+"-wal") {
+	if _, bad := short(h[:], fi.Size()); bad && !walHasFrames(path+"-wal") {
 		time.Sleep(50 * time.Millisecond)
 		if fi2, err := f.Stat(); err == nil {
 			if _, err := f.ReadAt(h[:], 0); err == nil {
-				if pages, bad = short(h[:], fi2.Size()); bad && !walHasFrames(path+"-wal") {
+				if pages, bad := short(h[:], fi2.Size()); bad && !walHasFrames(path+"-wal") {
 					return corruptf(path, "the file is %d bytes, but its header counts %d pages of %d bytes (truncated?)",
 						fi2.Size(), pages, pageSize)
 				}
