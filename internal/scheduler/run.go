@@ -244,10 +244,17 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r runnerd.Run, dec budg
 	if next.After(deadline) {
 		next = deadline
 	}
+	again := r.State == runnerd.StateDeferred
 	r.State, r.Reason, r.NotBefore = runnerd.StateDeferred, reason, dec.EarliestAt
 	s.update(ctx, &r)
 	s.refreshCalls(ctx, &r)
-	s.log.Info("run deferred", "job", j.Name, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State,
+	// The first deferral of a run is a warning (journalctl -p warning shows
+	// it); asking again each hour is not news.
+	lvl := slog.LevelWarn
+	if again {
+		lvl = slog.LevelInfo
+	}
+	s.log.Log(ctx, lvl, "run deferred", "job", j.Name, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State,
 		"reason", reason, "not_before", dec.EarliestAt, "next_check", next, "calls", r.Calls)
 	return r, next, true
 }

@@ -921,3 +921,47 @@ func TestOnRunHook(t *testing.T) {
 		}
 	})
 }
+
+// TestFirstDeferralIsAWarning: a run's first deferral is logged at WARN (so
+// `journalctl -p warning` shows it); asking it again each hour, at INFO.
+func TestFirstDeferralIsAWarning(t *testing.T) {
+	inBubble(t, utc(t, "2026-01-10 00:30"), func(t *testing.T) {
+		st := newFakeStore()
+		p := &fakePlanner{fn: func(now time.Time, c budget.Candidate, n int) budget.Decision {
+			if now.Before(utc(t, "2026-01-10 03:00")) {
+				return budget.Decision{Reason: "window full until 03:00", EarliestAt: utc(t, "2026-01-10 03:00")}
+			}
+			return budget.Decision{Admit: true}
+		}}
+		var log syncBuf
+		s := newTestScheduler(t, st, Options{Planner: p, Estimator: fixedEstimator{n: 7},
+			Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		mustSetJobs(t, s, Job{Name: "exp", Kind: "export", Schedule: "0 1 * * *", CatchUpWindow: 6 * time.Hour, Enabled: true, Runner: &fakeKind{}})
+		if err := s.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		sleepUntil(t, utc(t, "2026-01-10 04:00"))
+		mustStop(t, s)
+		out := log.String()
+		if w, i := strings.Count(out, `level=WARN msg="run deferred"`), strings.Count(out, `level=INFO msg="run deferred"`); w != 1 || i < 1 {
+			t.Errorf("deferral lines: %d at WARN, %d at INFO; want the first at WARN and the re-asks at INFO:\n%s", w, i, out)
+		}
+	})
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
