@@ -41,13 +41,16 @@ func buildVersion() (v, c string) {
 
 func cmdVersion(ctx context.Context, e *env, args []string) error {
 	var flags common
-	fs := newFlagSet(e, "version", &flags, false)
+	fs := newFlagSet(e, "version", &flags, true)
 	if pos, err := parseFlags(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usagef("version: takes no arguments")
 	}
 	v, c := buildVersion()
+	if flags.json {
+		return jsonLines(e.stdout, map[string]string{"version": v, "commit": c, "go": runtime.Version()})
+	}
 	fmt.Fprintf(e.stdout, "runnerd %s (commit %s, %s)\n", v, c, runtime.Version())
 	return nil
 }
