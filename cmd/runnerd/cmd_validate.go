@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -29,6 +30,16 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	cfg, err := loadConfig(e, c.config)
+	var problems config.ErrorList
+	if c.json && errors.As(err, &problems) {
+		// -json answers in JSON for a bad file too: each problem with its line
+		// and key, then the verdict; exit 2 as without -json.
+		for _, p := range problems {
+			jsonLines(e.stdout, map[string]any{"file": p.File, "line": p.Line, "job": p.Job, "key": p.Key, "problem": p.Msg})
+		}
+		jsonLines(e.stdout, map[string]any{"config": c.config, "valid": false, "problems": len(problems)})
+		return usageError{errSilent}
+	}
 	if err != nil {
 		return err
 	}
