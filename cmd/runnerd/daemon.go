@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"runnerd"
@@ -60,6 +61,8 @@ func newDaemon(ctx context.Context, e *env, cfg *config.Config, log *slog.Logger
 		o.lock.Release()
 		return nil, err
 	}
+	v, c := buildVersion()
+	eng.Metrics().SetBuildInfo(v, c, runtime.Version())
 	return &daemon{eng}, nil
 }
 

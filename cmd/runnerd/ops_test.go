@@ -677,7 +677,7 @@ colour = "blue"
 	if code, _ := o.get(base + "/healthz"); code != 200 {
 		t.Errorf("/healthz after a refused reload: %d; want 200", code)
 	}
-	if code, metrics := o.get(base + "/metrics"); code != 200 || !strings.Contains(metrics, `job="gamma"`) {
+	if code, metrics := o.get(base + "/metrics"); code != 200 || !strings.Contains(metrics, `runnerd_job="gamma"`) {
 		t.Errorf("/metrics: %d; want 200 with gamma's runs", code)
 	}
 	o.get(base + "/")

@@ -213,6 +213,6 @@ func (e *Engine) onRun(r runnerd.Run) {
 	// An outcome or a waiting state: the run's next admission, if any,
 	// starts its count afresh.
 	e.forget(r.ID)
-	e.metrics.ObserveRun(r.Job, string(r.State))
+	e.metrics.ObserveRun(r.Job, r.Kind, string(r.State), r.StartedAt, r.FinishedAt)
 	e.notifyRun(r)
 }

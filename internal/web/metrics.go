@@ -16,13 +16,24 @@ import (
 // (never the global one), with the process and Go runtime collectors. The
 // Observe methods are safe for concurrent use and do nothing on a nil
 // *Metrics, so callers without an HTTP listener can pass nil.
+//
+// Per-job series carry the label runnerd_job, not job: Prometheus gives
+// every scraped series its own job label (the scrape job), and a target's
+// job label would be renamed exported_job.
 type Metrics struct {
-	reg      *prometheus.Registry
-	calls    *prometheus.CounterVec
-	runs     *prometheus.CounterVec
-	rejected *prometheus.CounterVec
-	rateWait prometheus.Histogram
+	reg         *prometheus.Registry
+	calls       *prometheus.CounterVec
+	runs        *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	rateWait    prometheus.Histogram
+	lastSuccess *prometheus.GaugeVec
+	lastFailure *prometheus.GaugeVec
+	duration    *prometheus.HistogramVec
+	build       *prometheus.GaugeVec
 }
+
+// JobLabel is the label per-job series carry.
+const JobLabel = "runnerd_job"
 
 // NewMetrics returns a Metrics with its own registry.
 func NewMetrics() *Metrics {
@@ -31,11 +42,11 @@ func NewMetrics() *Metrics {
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runnerd_calls_total",
 			Help: "AtomSphere API attempts by job, operation and HTTP status (\"none\": no answer).",
-		}, []string{"job", "operation", "status"}),
+		}, []string{JobLabel, "operation", "status"}),
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runnerd_runs_total",
 			Help: "Runs that reached a state, by job and state.",
-		}, []string{"job", "state"}),
+		}, []string{JobLabel, "state"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "runnerd_503_total",
 			Help: "HTTP 503 answers from the API, by the planner's classification.",
@@ -45,13 +56,39 @@ func NewMetrics() *Metrics {
 			Help:    "Time an attempt waited at the rate gate before it was sent.",
 			Buckets: []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runnerd_job_last_success_timestamp_seconds",
+			Help: "When the job's latest run that succeeded finished (absent until one has, since the daemon started).",
+		}, []string{JobLabel}),
+		lastFailure: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runnerd_job_last_failure_timestamp_seconds",
+			Help: "When the job's latest run that failed finished (absent until one has, since the daemon started).",
+		}, []string{JobLabel}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "runnerd_run_duration_seconds",
+			Help:    "How long finished runs took from start to outcome, by kind and outcome.",
+			Buckets: []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400},
+		}, []string{"kind", "state"}),
+		build: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "runnerd_build_info",
+			Help: "Always 1; the labels say which runnerd is running.",
+		}, []string{"version", "commit", "goversion"}),
 	}
 	m.reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-		m.calls, m.runs, m.rejected, m.rateWait,
+		m.calls, m.runs, m.rejected, m.rateWait, m.lastSuccess, m.lastFailure, m.duration, m.build,
 	)
 	return m
+}
+
+// SetBuildInfo sets runnerd_build_info's labels (once, at start).
+func (m *Metrics) SetBuildInfo(version, commit, goVersion string) {
+	if m == nil {
+		return
+	}
+	m.build.Reset()
+	m.build.WithLabelValues(version, commit, goVersion).Set(1)
 }
 
 // Registry returns the registry, for callers that add collectors of their own.
@@ -70,12 +107,29 @@ func (m *Metrics) ObserveCall(job, operation string, status int) {
 	m.calls.WithLabelValues(job, operation, s).Inc()
 }
 
-// ObserveRun counts a run reaching state.
-func (m *Metrics) ObserveRun(job, state string) {
+// ObserveRun counts a run of kind reaching state; a run that succeeded or
+// failed also sets the job's last success or failure time (finished) and,
+// when it started, observes its duration.
+func (m *Metrics) ObserveRun(job, kind, state string, started, finished time.Time) {
 	if m == nil {
 		return
 	}
 	m.runs.WithLabelValues(job, state).Inc()
+	var last *prometheus.GaugeVec
+	switch state {
+	case "succeeded":
+		last = m.lastSuccess
+	case "failed":
+		last = m.lastFailure
+	default:
+		return
+	}
+	if !finished.IsZero() {
+		last.WithLabelValues(job).Set(float64(finished.UnixMilli()) / 1000)
+		if !started.IsZero() && !finished.Before(started) {
+			m.duration.WithLabelValues(kind, state).Observe(finished.Sub(started).Seconds())
+		}
+	}
 }
 
 // Observe503 counts one 503 answer and how the planner classified it.
@@ -128,9 +182,9 @@ var (
 	descLastState = prometheus.NewDesc("runnerd_jobs_last_state",
 		"Jobs whose most recent run is in this state (deferred, missed and unknown are always present).", []string{"state"}, nil)
 	descNextRun = prometheus.NewDesc("runnerd_job_next_run_timestamp_seconds",
-		"The job's next fire time (absent when it has none).", []string{"job"}, nil)
+		"The job's next fire time (absent when it has none).", []string{JobLabel}, nil)
 	descPaused = prometheus.NewDesc("runnerd_job_paused",
-		"1 when the job is paused.", []string{"job"}, nil)
+		"1 when the job is paused.", []string{JobLabel}, nil)
 )
 
 // alwaysStates are reported even at zero, so alerts on them never see gaps.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -72,9 +73,9 @@ func TestMetrics(t *testing.T) {
 	m.ObserveCall("orders-sync", "ExecutionRecord.query", 200)
 	m.ObserveCall("orders-sync", "ExecutionRequest", 503)
 	m.ObserveCall("promote-orders", "DeployedPackage", 0)
-	m.ObserveRun("orders-sync", "succeeded")
-	m.ObserveRun("orders-sync", "failed")
-	m.ObserveRun("orders-sync", "succeeded")
+	m.ObserveRun("orders-sync", "execute", "succeeded", time.Time{}, time.Time{})
+	m.ObserveRun("orders-sync", "execute", "failed", time.Time{}, time.Time{})
+	m.ObserveRun("orders-sync", "execute", "succeeded", time.Time{}, time.Time{})
 	m.Observe503("rate")
 	m.Observe503("external")
 	m.Observe503("external")
@@ -100,11 +101,11 @@ func TestMetrics(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"runnerd_calls_total", []string{"job", "orders-sync", "operation", "ExecutionRecord.query", "status", "200"}, 2},
-		{"runnerd_calls_total", []string{"job", "orders-sync", "operation", "ExecutionRequest", "status", "503"}, 1},
-		{"runnerd_calls_total", []string{"job", "promote-orders", "operation", "DeployedPackage", "status", "none"}, 1},
-		{"runnerd_runs_total", []string{"job", "orders-sync", "state", "succeeded"}, 2},
-		{"runnerd_runs_total", []string{"job", "orders-sync", "state", "failed"}, 1},
+		{"runnerd_calls_total", []string{JobLabel, "orders-sync", "operation", "ExecutionRecord.query", "status", "200"}, 2},
+		{"runnerd_calls_total", []string{JobLabel, "orders-sync", "operation", "ExecutionRequest", "status", "503"}, 1},
+		{"runnerd_calls_total", []string{JobLabel, "promote-orders", "operation", "DeployedPackage", "status", "none"}, 1},
+		{"runnerd_runs_total", []string{JobLabel, "orders-sync", "state", "succeeded"}, 2},
+		{"runnerd_runs_total", []string{JobLabel, "orders-sync", "state", "failed"}, 1},
 		{"runnerd_503_total", []string{"classification", "rate"}, 1},
 		{"runnerd_503_total", []string{"classification", "external"}, 2},
 		{"runnerd_budget_daily_limit", nil, float64(src.budget.DailyLimit)},
@@ -120,10 +121,10 @@ func TestMetrics(t *testing.T) {
 		{"runnerd_jobs_last_state", []string{"state", "missed"}, 0},
 		{"runnerd_jobs_last_state", []string{"state", "failed"}, 1},
 		{"runnerd_jobs_last_state", []string{"state", "succeeded"}, 1},
-		{"runnerd_job_next_run_timestamp_seconds", []string{"job", "promote-orders"}, next("promote-orders")},
-		{"runnerd_job_next_run_timestamp_seconds", []string{"job", "audit-export"}, next("audit-export")},
-		{"runnerd_job_paused", []string{"job", "invoice-export"}, 1},
-		{"runnerd_job_paused", []string{"job", "orders-sync"}, 0},
+		{"runnerd_job_next_run_timestamp_seconds", []string{JobLabel, "promote-orders"}, next("promote-orders")},
+		{"runnerd_job_next_run_timestamp_seconds", []string{JobLabel, "audit-export"}, next("audit-export")},
+		{"runnerd_job_paused", []string{JobLabel, "invoice-export"}, 1},
+		{"runnerd_job_paused", []string{JobLabel, "orders-sync"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/"+strings.Join(tt.labels, ","), func(t *testing.T) {
@@ -135,7 +136,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// A paused job without a next run has no next-run series.
-	if v, ok := sample(fams, "runnerd_job_next_run_timestamp_seconds", "job", "invoice-export"); ok {
+	if v, ok := sample(fams, "runnerd_job_next_run_timestamp_seconds", JobLabel, "invoice-export"); ok {
 		t.Errorf("runnerd_job_next_run_timestamp_seconds{job=invoice-export} = %v; want absent (no next run)", v)
 	}
 	// The rate-wait histogram saw both waits.
@@ -176,7 +177,7 @@ func TestNilMetrics(t *testing.T) {
 	var m *Metrics
 	// None of these may panic.
 	m.ObserveCall("j", "op", 200)
-	m.ObserveRun("j", "succeeded")
+	m.ObserveRun("j", "execute", "succeeded", time.Time{}, time.Time{})
 	m.Observe503("rate")
 	m.ObserveRateWait(time.Second)
 }
@@ -288,5 +289,57 @@ func TestFormatters(t *testing.T) {
 		if got := niceStep(tt.in); got != tt.want {
 			t.Errorf("niceStep(%v) = %v; want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestMetricsRunOutcomes: a job's last success and failure times, the run
+// duration histogram by kind and outcome, and runnerd_build_info.
+func TestMetricsRunOutcomes(t *testing.T) {
+	m := NewMetrics()
+	start := time.Date(2026, 12, 3, 2, 0, 0, 0, time.UTC)
+	m.ObserveRun("promote", "deploy", "succeeded", start, start.Add(90*time.Second))
+	m.ObserveRun("promote", "deploy", "failed", start.Add(time.Hour), start.Add(time.Hour+30*time.Second))
+	m.ObserveRun("promote", "deploy", "deferred", time.Time{}, time.Time{})
+	m.SetBuildInfo("1.2.3", "abc123", "go1.26")
+	fams := scrape(t, newFakeSource(), m)
+	if v, ok := sample(fams, "runnerd_job_last_success_timestamp_seconds", JobLabel, "promote"); !ok || v != float64(start.Add(90*time.Second).Unix()) {
+		t.Errorf("last success = %v (%v); want %d", v, ok, start.Add(90*time.Second).Unix())
+	}
+	if v, ok := sample(fams, "runnerd_job_last_failure_timestamp_seconds", JobLabel, "promote"); !ok || v != float64(start.Add(time.Hour+30*time.Second).Unix()) {
+		t.Errorf("last failure = %v (%v)", v, ok)
+	}
+	if v, ok := sample(fams, "runnerd_build_info", "commit", "abc123", "goversion", "go1.26", "version", "1.2.3"); !ok || v != 1 {
+		t.Errorf("runnerd_build_info = %v (%v); want 1 with the labels", v, ok)
+	}
+	var n uint64
+	for _, mm := range fams["runnerd_run_duration_seconds"].GetMetric() {
+		n += mm.GetHistogram().GetSampleCount()
+	}
+	if n != 2 {
+		t.Errorf("runnerd_run_duration_seconds observed %d runs; want 2 (the deferral is no outcome)", n)
+	}
+}
+
+// TestMetricsLint: /metrics passes the checks of `promtool check metrics`
+// (promlint, the library it runs), with every family present.
+func TestMetricsLint(t *testing.T) {
+	m := NewMetrics()
+	m.ObserveCall("j", "ExecutionRequest", 200)
+	m.ObserveRun("j", "execute", "succeeded", testNow.Add(-time.Minute), testNow)
+	m.ObserveRun("j", "execute", "failed", testNow.Add(-time.Minute), testNow)
+	m.Observe503("rate")
+	m.ObserveRateWait(time.Millisecond)
+	m.SetBuildInfo("v", "c", "go")
+	srv := serve(t, newFakeSource(), m)
+	_, body := get(t, srv, "/metrics")
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if strings.Contains(body, `{job="`) || strings.Contains(body, `,job="`) {
+		t.Errorf("a series carries a job label, which Prometheus renames exported_job")
 	}
 }
