@@ -31,7 +31,7 @@ func newFlagSet(e *env, name string, c *common, withJSON bool) *flag.FlagSet {
 	if def == "" {
 		def = defaultConf
 	}
-	fs.StringVar(&c.config, "config", def, "configuration `file` (default $RUNNERD_CONFIG, else "+defaultConf+")")
+	fs.StringVar(&c.config, "config", def, "configuration `file` ($RUNNERD_CONFIG sets the default)")
 	if withJSON {
 		fs.BoolVar(&c.json, "json", false, "print one JSON object per line")
 	}

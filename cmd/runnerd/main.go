@@ -86,6 +86,7 @@ var commands = map[string]command{
 	"pause":    {"pause a job (persisted)", " JOB", cmdPause},
 	"resume":   {"resume a paused job", " JOB", cmdResume},
 
+	"status":      {"is the daemon up, what is left, what runs now and next, what needs a person (exit 1: a problem)", "", cmdStatus},
 	"resume-auth": {"close the daemon's auth breaker after the credential was fixed on the platform", "", cmdResumeAuth},
 	"migrate":     {"apply database migrations", "", cmdMigrate},
 	"backup":      {"write a consistent copy of the database", " FILE", cmdBackup},

@@ -1,0 +1,83 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"runnerd"
+	"runnerd/internal/config"
+	"runnerd/internal/store"
+)
+
+// Status is `runnerd status`: what an operator asks first, from the ledger
+// and the configuration (the daemon's liveness is the caller's: the control
+// socket).
+type Status struct {
+	Budget   BudgetView
+	InFlight []runnerd.Run // admitted or running
+	Deferred []runnerd.Run
+	Unknown  []runnerd.Run // outcome not known: reconciliation looks them up
+	Failed   []runnerd.Run // failed or missed in the last 24 hours
+	Next     []NextRun     // the next fires, earliest first (at most 5)
+	// Undelivered counts notifications failed or dropped in the last 24 hours.
+	Undelivered int
+}
+
+// NextRun is one job's next fire.
+type NextRun struct {
+	Job  string
+	At   time.Time
+	Cost int // estimated calls
+}
+
+// LoadStatus reads Status at now; db nil is a host with no ledger yet.
+func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.Time) (*Status, error) {
+	v, err := LoadBudgetView(ctx, cfg, db, now)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Budget: *v}
+	costs, err := JobCosts(ctx, cfg, db, nil, now, 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range costs {
+		if c.Job.Enabled && len(c.Next) > 0 {
+			st.Next = append(st.Next, NextRun{Job: c.Job.Name, At: c.Next[0], Cost: c.Estimate.Calls})
+		}
+	}
+	slices.SortFunc(st.Next, func(a, b NextRun) int { return a.At.Compare(b.At) })
+	st.Next = st.Next[:min(len(st.Next), 5)]
+	if db == nil {
+		return st, nil
+	}
+	open, err := db.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{
+		runnerd.StateAdmitted, runnerd.StateRunning, runnerd.StateDeferred, runnerd.StateUnknown}})
+	if err != nil {
+		return nil, fmt.Errorf("status: read the open runs: %w", err)
+	}
+	for _, r := range open {
+		switch r.State {
+		case runnerd.StateDeferred:
+			st.Deferred = append(st.Deferred, r)
+		case runnerd.StateUnknown:
+			st.Unknown = append(st.Unknown, r)
+		default:
+			st.InFlight = append(st.InFlight, r)
+		}
+	}
+	if st.Failed, err = db.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StateFailed, runnerd.StateMissed},
+		Since: now.Add(-24 * time.Hour)}); err != nil {
+		return nil, fmt.Errorf("status: read the failed runs: %w", err)
+	}
+	counts, err := db.NotifyDeliveryCounts(ctx, now.Add(-24*time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("status: read the notification deliveries: %w", err)
+	}
+	for _, byStatus := range counts {
+		st.Undelivered += byStatus["failed"] + byStatus["dropped"]
+	}
+	return st, nil
+}
