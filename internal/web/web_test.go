@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -341,5 +343,20 @@ func TestMetricsLint(t *testing.T) {
 	}
 	if strings.Contains(body, `{job="`) || strings.Contains(body, `,job="`) {
 		t.Errorf("a series carries a job label, which Prometheus renames exported_job")
+	}
+	// And promtool itself, where it is installed (.ci/run installs Debian's
+	// prometheus package and sets RUNNERD_REQUIRE_PROMTOOL).
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("RUNNERD_REQUIRE_PROMTOOL") != "" {
+			t.Fatal("RUNNERD_REQUIRE_PROMTOOL is set but promtool is not on PATH")
+		}
+		t.Log("promtool not installed: checked with promlint only")
+		return
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
