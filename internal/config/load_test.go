@@ -417,3 +417,20 @@ func TestJobHint(t *testing.T) {
 		t.Errorf("JobHint with no jobs = %q", h)
 	}
 }
+
+// TestHostExampleLoads: systemd/jobs.host.toml, the package's starting point,
+// loads as the unit would run it: the credential from the unit, the real API
+// URL, the ledger and a relative export in the state directory.
+func TestHostExampleLoads(t *testing.T) {
+	path := filepath.Join("..", "..", "systemd", "jobs.host.toml")
+	c, err := Load(path, LoadOptions{Getenv: env("STATE_DIRECTORY", "/var/lib/runnerd")})
+	if err != nil {
+		t.Fatalf("Load(%q):\n%v", path, err)
+	}
+	if c.Account.Credential != "boomi" || c.Account.URL != DefaultURL || c.Store.Path != "/var/lib/runnerd/runnerd.db" {
+		t.Errorf("account %+v, store %q; want credential boomi, the default URL, the state directory", c.Account, c.Store.Path)
+	}
+	if j := c.Job("audit-export"); j == nil || !strings.HasPrefix(j.Output, "/var/lib/runnerd/exports/") {
+		t.Errorf("audit-export output = %+v; want it under the state directory", j)
+	}
+}
