@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -9,16 +10,25 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
+	"slices"
+	"strings"
 	"time"
 
+	"runnerd"
+
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/config"
+	"runnerd/internal/engine"
 	"runnerd/internal/logging"
 	"runnerd/internal/store"
 )
 
-// cmdDemo runs the simulated AtomSphere and the daemon together on the example
-// jobs, fires each job once at start, and after -for prints what happened.
+// cmdDemo runs the simulated AtomSphere and the daemon together on the
+// example's jobs with an allowance small enough that the budget has to
+// choose: each enabled job is fired once, highest priority first; the high
+// and normal runs are served and the low exports deferred with their reason.
+// It prints the status page's URL first and ends as soon as the story is told
+// (or at -for), with what happened.
 func cmdDemo(ctx context.Context, e *env, args []string) error {
 	var c common
 	fs := newFlagSet(e, "demo", &c, false)
@@ -26,7 +36,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		fs.Lookup("config").DefValue = "jobs.example.toml"
 		fs.Set("config", "jobs.example.toml")
 	}
-	dur := fs.Duration("for", time.Minute, "how long to run before printing the results")
+	dur := fs.Duration("for", time.Minute, "at most this long, then stop and print the results")
 	dir := fs.String("dir", "", "`directory` for the database and the exports (default: a new temporary one)")
 	if _, err := parseFlags(fs, args); err != nil {
 		return err
@@ -37,18 +47,13 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		*dir = d
+	} else if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
 	}
-
-	// The simulated AtomSphere on loopback, with executions that finish in 10 s.
-	opts := atomsim.Options{ExecDuration: 10 * time.Second}
-	sim := atomsim.New(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
-	go srv.Serve(ln)
-	defer srv.Close()
 	base := "http://" + ln.Addr().String() + "/api/rest/v1"
 
 	// The example configuration, pointed at the simulator and the demo directory.
@@ -66,46 +71,87 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	cfg.Account.ID, cfg.Account.URL, cfg.Account.User = "sim-account", base, "runnerd@sim"
 	cfg.Account.PasswordFile, cfg.Account.PasswordEnv, cfg.Account.Credential = "", pwEnv, ""
 	cfg.Store.Path = filepath.Join(*dir, "runnerd.db")
-	cfg.HTTP.Listen = ""
-	cfg.Notify = nil // the example's targets point at hosts the demo does not run
+	cfg.HTTP.Listen = "" // served below, on a free port
+	cfg.Notify = nil     // the example's targets point at hosts the demo does not run
+	// An allowance a tenth below what the high and normal jobs need in a day:
+	// the budget has to choose, and the low exports are the ones that wait.
+	need, err := dailyNeed(ctx, cfg, runnerd.PriorityNormal)
+	if err != nil {
+		return configErr(err)
+	}
+	capacity := max(1, need-need/10)
+	cfg.Budget.DailyLimit = capacity + capacity/10 + 1
+	cfg.Budget.Reserve = cfg.Budget.DailyLimit - capacity
+
+	// The simulated AtomSphere on loopback, with the same allowance and
+	// executions that finish in 10 s.
+	sim := atomsim.New(atomsim.Options{ExecDuration: 10 * time.Second, DailyLimit: cfg.Budget.DailyLimit})
+	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	defer srv.Close()
 	logger, _, err := logging.New(e.stderr, "info", "text", e.getenv)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "runnerd demo: simulated AtomSphere at %s; database and exports in %s\n", base, *dir)
-	fmt.Fprintf(e.stdout, "running %d jobs from %s once now, then on their schedules, for %s\n\n", len(cfg.Jobs), cfg.File, *dur)
-
 	d, err := newDaemon(ctx, demoEnv, cfg, logger, daemonOptions{outputDir: *dir})
 	if err != nil {
 		return err
 	}
 	defer d.close()
+	pageLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	d.Serve(pageLn)
+	page := "http://" + pageLn.Addr().String() + "/"
+	fmt.Fprintf(e.stdout, "status page: %s   (open it while the demo runs)\n", page)
+	fmt.Fprintf(e.stdout, "runnerd demo: simulated AtomSphere at %s; database and exports in %s\n", base, *dir)
+	fmt.Fprintf(e.stdout, "allowance %d calls a day, %d kept in reserve: %d for runnerd, less than the %d its high and normal jobs need\n",
+		cfg.Budget.DailyLimit, cfg.Budget.Reserve, capacity, need)
+	fmt.Fprintf(e.stdout, "firing each enabled job once, highest priority first: the budget serves the high run and defers the low ones\n\n")
+
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelRuns()
 	if err := d.Start(runCtx); err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
-	for _, j := range cfg.Jobs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := d.RunNow(runCtx, j.Name, time.Time{}, time.Time{}); err != nil {
-				logger.Warn("demo: run", "job", j.Name, "err", err)
+	storyCtx, cancelStory := context.WithTimeout(ctx, *dur)
+	defer cancelStory()
+	jobs := slices.Clone(cfg.Jobs)
+	prio := func(j config.Job) runnerd.Priority { p, _ := runnerd.ParsePriority(j.Priority); return p }
+	slices.SortStableFunc(jobs, func(a, b config.Job) int { return cmp.Compare(prio(b), prio(a)) })
+	for _, j := range jobs {
+		if !j.Enabled {
+			fmt.Fprintf(e.stdout, "%-18s %-6s not fired: enabled = false\n", j.Name, j.Priority)
+			continue
+		}
+		r, err := d.RunNow(storyCtx, j.Name, time.Time{}, time.Time{})
+		if err != nil {
+			fmt.Fprintf(e.stdout, "%-18s %-6s %v\n", j.Name, j.Priority, err)
+			if storyCtx.Err() != nil {
+				break
 			}
-		}()
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(*dur):
+			continue
+		}
+		why := r.Error
+		if r.State == runnerd.StateDeferred {
+			why = r.Reason
+		}
+		fmt.Fprintf(e.stdout, "%-18s %-6s %s, %d calls%s\n", j.Name, j.Priority, r.State, r.Calls, strings.TrimRight(": "+why, ": "))
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	d.Stop(sctx, stopGrace)
 	cancelRuns()
-	wg.Wait()
 	if err := d.report(context.WithoutCancel(ctx), e, len(sim.Requests())); err != nil {
 		return err
+	}
+	if resp, err := http.Get(page); err != nil {
+		fmt.Fprintf(e.stdout, "\nstatus page %s: %v\n", page, err)
+	} else {
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		fmt.Fprintf(e.stdout, "\nstatus page %s answered %d (%d bytes)\n", page, resp.StatusCode, n)
 	}
 	// Leave a configuration beside the database, so the ledger can be looked
 	// at with the ordinary commands afterwards.
@@ -113,10 +159,24 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	if f, err := os.OpenFile(conf, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644); err == nil {
 		werr := cfg.Encode(f)
 		if cerr := f.Close(); werr == nil && cerr == nil {
-			fmt.Fprintf(e.stdout, "\nlook again later: runnerd history -config %s   (also calls, budget, audit, plan)\n", conf)
+			fmt.Fprintf(e.stdout, "look again later: runnerd history -config %s   (also status, calls, budget, audit, plan)\n", conf)
 		}
 	}
 	return nil
+}
+
+// dailyNeed is what cfg's enabled jobs of priority at least p need in the next
+// 24 hours, by their estimates.
+func dailyNeed(ctx context.Context, cfg *config.Config, p runnerd.Priority) (int, error) {
+	costs, err := engine.JobCosts(ctx, cfg, nil, nil, time.Now(), 0, 24*time.Hour)
+	if err != nil {
+		return 0, err
+	}
+	costs = slices.DeleteFunc(costs, func(c engine.JobCost) bool {
+		q, err := runnerd.ParsePriority(c.Job.Priority)
+		return err != nil || q < p
+	})
+	return engine.DailyDemand(costs), nil
 }
 
 // report prints the demo's history, a summary of the ledger, and the budget.

@@ -42,7 +42,9 @@ func TestScript(t *testing.T) {
 		UpdateScripts:       *update,
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("RUNNERD_PASSWORD", "sim-password")
-			return nil
+			example, err := filepath.Abs(filepath.Join("..", "..", "jobs.example.toml"))
+			e.Setenv("EXAMPLE", example)
+			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"sim":         cmdScriptSim,
