@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -56,6 +57,20 @@ func (o *flagOut) Write(p []byte) (int, error) {
 	return o.w.Write(p)
 }
 
+// flagHint is "; did you mean -x?" for an unknown flag close to one of fs's.
+func flagHint(fs *flag.FlagSet, err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return ""
+	}
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	if s := config.Suggest(strings.TrimPrefix(name, "-"), names); s != "" {
+		return "; did you mean -" + s + "?"
+	}
+	return ""
+}
+
 // errHelp: -h was asked for and the usage printed: exit 0.
 var errHelp = errors.New("help shown")
 
@@ -84,7 +99,7 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, usagef("%s: %v (runnerd %s -h for its flags)", fs.Name(), err, fs.Name())
+			return nil, usagef("%s: %v%s (runnerd %s -h for its flags)", fs.Name(), err, flagHint(fs, err), fs.Name())
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -97,6 +112,9 @@ func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func loadConfig(e *env, path string) (*config.Config, error) {
 	cfg, err := config.Load(path, config.LoadOptions{Getenv: e.getenv})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("%v: name the configuration with -config FILE or $RUNNERD_CONFIG (jobs.example.toml documents every key)", err)
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}
