@@ -75,7 +75,7 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 	cfg.Notify = nil     // the example's targets point at hosts the demo does not run
 	// An allowance a tenth below what the high and normal jobs need in a day:
 	// the budget has to choose, and the low exports are the ones that wait.
-	need, err := dailyNeed(ctx, cfg, runnerd.PriorityNormal)
+	need, err := engine.DailyNeed(ctx, cfg, nil, runnerd.PriorityNormal, time.Now())
 	if err != nil {
 		return configErr(err)
 	}
@@ -163,20 +163,6 @@ func cmdDemo(ctx context.Context, e *env, args []string) error {
 		}
 	}
 	return nil
-}
-
-// dailyNeed is what cfg's enabled jobs of priority at least p need in the next
-// 24 hours, by their estimates.
-func dailyNeed(ctx context.Context, cfg *config.Config, p runnerd.Priority) (int, error) {
-	costs, err := engine.JobCosts(ctx, cfg, nil, nil, time.Now(), 0, 24*time.Hour)
-	if err != nil {
-		return 0, err
-	}
-	costs = slices.DeleteFunc(costs, func(c engine.JobCost) bool {
-		q, err := runnerd.ParsePriority(c.Job.Priority)
-		return err != nil || q < p
-	})
-	return engine.DailyDemand(costs), nil
 }
 
 // report prints the demo's history, a summary of the ledger, and the budget.

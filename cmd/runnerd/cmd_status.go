@@ -11,32 +11,6 @@ import (
 	"runnerd/internal/report"
 )
 
-// statusJSON is `runnerd status -json`.
-type statusJSON struct {
-	Daemon      string     `json:"daemon"` // "running" or "not running"
-	Socket      string     `json:"socket"`
-	Config      string     `json:"config"`
-	DB          string     `json:"db"`
-	DailyLimit  int        `json:"daily_limit"`
-	Reserve     int        `json:"reserve"`
-	Used        int        `json:"used"`
-	Remaining   int        `json:"remaining"`
-	InFlight    int        `json:"in_flight"`
-	Deferred    int        `json:"deferred"`
-	Unknown     int        `json:"unknown"`
-	Failed24h   int        `json:"failed_24h"`
-	Undelivered int        `json:"undelivered_24h"`
-	Next        []nextJSON `json:"next"`
-	Problems    []string   `json:"problems"`
-	At          string     `json:"at"`
-}
-
-type nextJSON struct {
-	Job      string `json:"job"`
-	Time     string `json:"time"`
-	Estimate int    `json:"estimate"`
-}
-
 // cmdStatus answers what an operator asks first: is the daemon up, what is
 // left of the budget, what runs now and next, and what needs a person. It
 // reads the ledger and asks the control socket; it sends no API call. Exit 1
@@ -68,29 +42,16 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	sock := socketPath(e.getenv, cfg.Store.Path)
 	_, up, _ := control.Call(ctx, sock, control.Request{Op: "ping"})
 	b := st.Budget.Window.Status(now)
-	j := statusJSON{Daemon: "not running", Socket: sock, Config: cfg.File, DB: cfg.Store.Path,
+	j := report.Status{Daemon: "not running", Socket: sock, Config: cfg.File, DB: cfg.Store.Path,
 		DailyLimit: b.DailyLimit, Reserve: b.Reserve, Used: b.Used, Remaining: b.Remaining,
 		InFlight: len(st.InFlight), Deferred: len(st.Deferred), Unknown: len(st.Unknown), Failed24h: len(st.Failed),
-		Undelivered: st.Undelivered, Next: []nextJSON{}, Problems: []string{}, At: report.RFC3339(now)}
+		Undelivered: st.Undelivered, Next: []report.NextRun{}, At: report.RFC3339(now)}
 	if up {
 		j.Daemon = "running"
-	} else {
-		j.Problems = append(j.Problems, "the daemon is not running (no answer on "+sock+"): systemctl status runnerd")
 	}
-	if db == nil {
-		j.Problems = append(j.Problems, "no ledger at "+cfg.Store.Path+" yet: the daemon has never run with this configuration")
-	}
-	if n := len(st.Unknown); n > 0 {
-		j.Problems = append(j.Problems, fmt.Sprintf("%d run(s) with an unknown outcome: reconciliation looks them up (runnerd history)", n))
-	}
-	if n := len(st.Failed); n > 0 {
-		j.Problems = append(j.Problems, fmt.Sprintf("%d run(s) failed or missed in the last 24 h (runnerd history)", n))
-	}
-	if st.Undelivered > 0 {
-		j.Problems = append(j.Problems, fmt.Sprintf("%d notification(s) not delivered in the last 24 h (runnerd notify-test -deliveries -failed)", st.Undelivered))
-	}
+	j.Problems = st.Problems(up, sock)
 	for _, n := range st.Next {
-		j.Next = append(j.Next, nextJSON{Job: n.Job, Time: report.RFC3339(n.At), Estimate: n.Cost})
+		j.Next = append(j.Next, report.NextRun{Job: n.Job, Time: report.RFC3339(n.At), Estimate: n.Cost})
 	}
 	if c.json {
 		if err := jsonLines(e.stdout, j); err != nil {

@@ -23,6 +23,44 @@ type Status struct {
 	Next     []NextRun     // the next fires, earliest first (at most 5)
 	// Undelivered counts notifications failed or dropped in the last 24 hours.
 	Undelivered int
+	NoLedger    bool // no database yet at [store] path
+	path        string
+}
+
+// Problems are what needs a person, one line each with the command that says
+// more; daemonUp is whether the daemon answered on its control socket sock.
+func (st *Status) Problems(daemonUp bool, sock string) []string {
+	ps := []string{}
+	if !daemonUp {
+		ps = append(ps, "the daemon is not running (no answer on "+sock+"): systemctl status runnerd")
+	}
+	if st.NoLedger {
+		ps = append(ps, "no ledger at "+st.path+" yet: the daemon has never run with this configuration")
+	}
+	if n := len(st.Unknown); n > 0 {
+		ps = append(ps, fmt.Sprintf("%d run(s) with an unknown outcome: reconciliation looks them up (runnerd history)", n))
+	}
+	if n := len(st.Failed); n > 0 {
+		ps = append(ps, fmt.Sprintf("%d run(s) failed or missed in the last 24 h (runnerd history)", n))
+	}
+	if st.Undelivered > 0 {
+		ps = append(ps, fmt.Sprintf("%d notification(s) not delivered in the last 24 h (runnerd notify-test -deliveries -failed)", st.Undelivered))
+	}
+	return ps
+}
+
+// DailyNeed is what cfg's enabled jobs of priority p or higher need in the 24
+// hours from now, by their estimates from db (nil: the kinds' defaults).
+func DailyNeed(ctx context.Context, cfg *config.Config, db *store.DB, p runnerd.Priority, now time.Time) (int, error) {
+	costs, err := JobCosts(ctx, cfg, db, nil, now, 0, 24*time.Hour)
+	if err != nil {
+		return 0, err
+	}
+	costs = slices.DeleteFunc(costs, func(c JobCost) bool {
+		q, err := runnerd.ParsePriority(c.Job.Priority)
+		return err != nil || q < p
+	})
+	return DailyDemand(costs), nil
 }
 
 // NextRun is one job's next fire.
@@ -38,7 +76,7 @@ func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Budget: *v}
+	st := &Status{Budget: *v, NoLedger: db == nil, path: cfg.Store.Path}
 	costs, err := JobCosts(ctx, cfg, db, nil, now, 1, 0)
 	if err != nil {
 		return nil, err

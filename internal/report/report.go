@@ -190,3 +190,30 @@ type Plan struct {
 	Reason         string `json:"reason,omitempty"`
 	RemainingAfter int    `json:"remaining_after"`
 }
+
+// Status is `runnerd status -json`.
+type Status struct {
+	Daemon      string    `json:"daemon"` // "running" or "not running"
+	Socket      string    `json:"socket"`
+	Config      string    `json:"config"`
+	DB          string    `json:"db"`
+	DailyLimit  int       `json:"daily_limit"`
+	Reserve     int       `json:"reserve"`
+	Used        int       `json:"used"`
+	Remaining   int       `json:"remaining"`
+	InFlight    int       `json:"in_flight"`
+	Deferred    int       `json:"deferred"`
+	Unknown     int       `json:"unknown"`
+	Failed24h   int       `json:"failed_24h"`
+	Undelivered int       `json:"undelivered_24h"`
+	Next        []NextRun `json:"next"`
+	Problems    []string  `json:"problems"`
+	At          string    `json:"at"`
+}
+
+// NextRun is one of Status's next fires.
+type NextRun struct {
+	Job      string `json:"job"`
+	Time     string `json:"time"`
+	Estimate int    `json:"estimate"`
+}
