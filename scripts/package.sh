@@ -11,9 +11,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CGO_ENABLED=1
 
-version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo unknown)}
-version=${version#v}
-case $version in [0-9]*) ;; *) version="0.0.0~git${version}" ;; esac   # a Debian version starts with a digit
+# A release tag (v1.2.3 → 1.2.3); without one, 0.0.0~git<commit>, which sorts before any release.
+if [ -n "${VERSION:-}" ]; then
+  version=$VERSION
+elif tag=$(git describe --tags 2>/dev/null); then
+  version=${tag#v}
+else
+  version="0.0.0~git$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+fi
+case $version in [0-9]*) ;; *) echo "package: version '$version' does not start with a digit" >&2; exit 1 ;; esac
 commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 arch=$(dpkg --print-architecture)
 
