@@ -281,6 +281,11 @@ func TestCanaryScripts(t *testing.T) {
 			RequireExplicitExec: true,
 			Setup: func(e *testscript.Env) error {
 				e.Setenv("RUNNERD_PASSWORD", canary)
+				example, err := filepath.Abs(filepath.Join("..", "..", "jobs.example.toml"))
+				if err != nil {
+					return err
+				}
+				e.Setenv("EXAMPLE", example) // as TestScript sets it (demo.txtar)
 				e.Defer(func() {
 					// The work directory, before testscript removes it.
 					var found []string
