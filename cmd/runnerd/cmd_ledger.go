@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"runnerd"
+	"runnerd/internal/engine"
 	"runnerd/internal/report"
 	"runnerd/internal/store"
 	"runnerd/internal/timespec"
@@ -95,13 +96,9 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	}
 	// Notifications that could not be delivered are part of what happened.
 	if !c.json {
-		counts, err := db.NotifyDeliveryCounts(ctx, time.Now().Add(-24*time.Hour))
+		failed, err := engine.Undelivered(ctx, db, time.Now().Add(-24*time.Hour))
 		if err != nil {
-			fmt.Fprintf(e.stderr, "runnerd history: warning: notification deliveries not read: %v\n", err)
-		}
-		failed := 0
-		for _, byStatus := range counts {
-			failed += byStatus["failed"] + byStatus["dropped"]
+			fmt.Fprintf(e.stderr, "runnerd history: warning: %v\n", err)
 		}
 		if failed > 0 {
 			fmt.Fprintf(e.stdout, "\nnotifications: %d not delivered in the last 24 h (runnerd notify-test -deliveries -failed)\n", failed)

@@ -8,6 +8,7 @@ import (
 
 	"runnerd"
 	"runnerd/internal/config"
+	"runnerd/internal/notify"
 	"runnerd/internal/store"
 )
 
@@ -110,12 +111,21 @@ func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.
 		Since: now.Add(-24 * time.Hour)}); err != nil {
 		return nil, fmt.Errorf("status: read the failed runs: %w", err)
 	}
-	counts, err := db.NotifyDeliveryCounts(ctx, now.Add(-24*time.Hour))
-	if err != nil {
-		return nil, fmt.Errorf("status: read the notification deliveries: %w", err)
-	}
-	for _, byStatus := range counts {
-		st.Undelivered += byStatus["failed"] + byStatus["dropped"]
+	if st.Undelivered, err = Undelivered(ctx, db, now.Add(-24*time.Hour)); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
 	}
 	return st, nil
+}
+
+// Undelivered counts the notifications that finished failed or dropped since.
+func Undelivered(ctx context.Context, db *store.DB, since time.Time) (int, error) {
+	counts, err := db.NotifyDeliveryCounts(ctx, since)
+	if err != nil {
+		return 0, fmt.Errorf("read the notification deliveries: %w", err)
+	}
+	n := 0
+	for _, byStatus := range counts {
+		n += byStatus[notify.DeliveryFailed] + byStatus[notify.DeliveryDropped]
+	}
+	return n, nil
 }

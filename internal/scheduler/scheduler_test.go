@@ -933,7 +933,7 @@ func TestFirstDeferralIsAWarning(t *testing.T) {
 			}
 			return budget.Decision{Admit: true}
 		}}
-		var log syncBuf
+		var log syncBuffer
 		s := newTestScheduler(t, st, Options{Planner: p, Estimator: fixedEstimator{n: 7},
 			Logger: slog.New(slog.NewTextHandler(&log, nil))})
 		mustSetJobs(t, s, Job{Name: "exp", Kind: "export", Schedule: "0 1 * * *", CatchUpWindow: 6 * time.Hour, Enabled: true, Runner: &fakeKind{}})
@@ -947,21 +947,4 @@ func TestFirstDeferralIsAWarning(t *testing.T) {
 			t.Errorf("deferral lines: %d at WARN, %d at INFO; want the first at WARN and the re-asks at INFO:\n%s", w, i, out)
 		}
 	})
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
