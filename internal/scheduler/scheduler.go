@@ -364,12 +364,8 @@ func (s *Scheduler) SetJobs(ctx context.Context, jobs []Job) error {
 		}
 	}
 	s.mu.Unlock()
-	for name := range states {
-		st, err := s.store.JobState(ctx, name)
-		if err != nil {
-			return fmt.Errorf("set jobs: job %q: %w", name, err)
-		}
-		states[name] = st
+	if err := s.readStates(ctx, states); err != nil {
+		return fmt.Errorf("set jobs: %w", err)
 	}
 
 	s.mu.Lock()
@@ -799,4 +795,33 @@ func cmpAfter(x, t time.Time) int {
 		return 1
 	}
 	return -1
+}
+
+// readStates fills states (keyed by job name) from the store: with a
+// BatchStore and more than one job in a single query, so that loading 1,000
+// jobs at start-up costs one read, not one per job.
+func (s *Scheduler) readStates(ctx context.Context, states map[string]store.JobState) error {
+	if bs, ok := s.store.(BatchStore); ok && len(states) > 1 {
+		all, err := bs.JobStates(ctx)
+		if err != nil {
+			return fmt.Errorf("read the jobs' state: %w", err)
+		}
+		for name := range states {
+			states[name] = store.JobState{Job: name}
+		}
+		for _, st := range all {
+			if _, want := states[st.Job]; want {
+				states[st.Job] = st
+			}
+		}
+		return nil
+	}
+	for name := range states {
+		st, err := s.store.JobState(ctx, name)
+		if err != nil {
+			return fmt.Errorf("job %q: %w", name, err)
+		}
+		states[name] = st
+	}
+	return nil
 }

@@ -48,8 +48,9 @@ func TestStartTransactionsConstant(t *testing.T) {
 		cdb := &countingDB{DB: db}
 		s := newTestScheduler(t, cdb, Options{Now: func() time.Time { return now }})
 		mustSetJobs(t, s, jobs...)
-		// SetJobs (scheduler.go) still reads each new job's state on its own.
-		t.Logf("%s: SetJobs made %d JobState queries", start, cdb.jobState.Swap(0))
+		if n, m := cdb.jobState.Swap(0), cdb.jobStates.Swap(0); n != 0 || m != 1 {
+			t.Errorf("%s: SetJobs of %d jobs made %d per-job and %d batch state queries; want 0 and 1", start, len(jobs), n, m)
+		}
 		before := db.WriteTransactions()
 		if err := s.Start(ctx); err != nil {
 			t.Fatalf("%s: Start: %v", start, err)
