@@ -177,28 +177,23 @@ func (e *Engine) estimate(ctx context.Context, job, kind string) budget.Estimate
 }
 
 // Estimate is the estimate of job's next run at now from db's recent runs
-// (their normal cost: store.RecentCallCounts), decayed by how long the job's
+// (their normal cost: store.JobHistory), decayed by how long the job's
 // oldest deferred run has waited (budget.Decay); a read error is logged
 // (with the cause) and the kind's default used.
 func Estimate(ctx context.Context, db *store.DB, log interface {
 	Warn(msg string, args ...any)
 }, job, kind string, now time.Time) budget.Estimate {
-	var recent []int
-	var waiting time.Time
-	var took []time.Duration
+	var h store.JobHistory
 	if db != nil {
 		var err error
-		if took, err = db.RecentDurations(ctx, job, 12); err != nil {
-			log.Warn("estimate: the job's recent durations cannot be read; projecting its calls in its start hour", "job", job, "err", err)
-			took = nil
-		}
-		if recent, err = db.RecentCallCounts(ctx, job, 20); err != nil {
+		if h, err = db.JobHistory(ctx, job, 20); err != nil {
 			log.Warn("estimate: the job's recent runs cannot be read; using the default for its kind", "job", job, "err", err)
-			recent = nil
-		} else if waiting, err = db.OldestDeferred(ctx, job); err != nil {
-			log.Warn("estimate: the job's deferred runs cannot be read; not decaying its estimate", "job", job, "err", err)
-			waiting = time.Time{}
+			h = store.JobHistory{}
 		}
+	}
+	recent, waiting, took := h.Costs, h.OldestDeferred, h.Durations
+	if len(took) > 12 {
+		took = took[:12]
 	}
 	est := budget.EstimateRun(kind, recent, budget.DefaultEstimates())
 	if !waiting.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -103,6 +104,10 @@ type DB struct {
 
 	writeTx atomic.Int64 // write transactions begun (see WriteTransactions)
 	stmts   stmtCache
+
+	historyOnce sync.Once // JobHistory's statement, prepared on the reader pool at first use
+	history     *sql.Stmt
+	historyErr  error
 }
 
 // Open opens (creating if needed) the ledger at path, checks it, and applies
@@ -466,6 +471,9 @@ func (db *DB) Close() error {
 		}
 	}
 	db.stmts.close()
+	if db.history != nil {
+		db.history.Close()
+	}
 	rerr := db.reader.Close()
 	var werr error
 	if db.writer != db.reader {

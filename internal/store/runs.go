@@ -179,78 +179,94 @@ func (db *DB) ListRuns(ctx context.Context, f RunFilter) ([]runnerd.Run, error) 
 	return out, nil
 }
 
-// OldestDeferred returns the nominal time of job's oldest run waiting in
-// state deferred (zero if none): how long the planner has kept it out.
-func (db *DB) OldestDeferred(ctx context.Context, job string) (time.Time, error) {
-	var ms sql.NullInt64
-	err := db.reader.QueryRowContext(ctx, `SELECT min(nominal_time) FROM runs WHERE job = ? AND state = 'deferred'`, job).Scan(&ms)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("store: oldest deferred run of %q: %w", job, err)
-	}
-	if !ms.Valid {
-		return time.Time{}, nil
-	}
-	return time.UnixMilli(ms.Int64).UTC(), nil
+// JobHistory is what the estimator reads of one job's runs.
+type JobHistory struct {
+	// Costs is the normal cost of the job's most recent finished runs
+	// (succeeded or failed), newest nominal time first: a run's calls less
+	// those the platform answered 503 or 429. A rate-limit storm's refusals
+	// and the retries they cause are not what the job costs (they are in the
+	// ledger and the window as usual), and counting them would inflate the
+	// estimate until the planner deferred everything. The retry that
+	// succeeded is counted: it is the call the run needed.
+	Costs []int
+	// Durations is how long those runs took from start to finish, newest
+	// first (runs without both times left out): what the planner spreads a
+	// run's estimate over.
+	Durations []time.Duration
+	// OldestDeferred is the nominal time of the job's oldest deferred run;
+	// zero if none.
+	OldestDeferred time.Time
 }
 
-// RecentCallCounts returns the normal cost of job's last n finished runs
-// (succeeded or failed), newest nominal time first: the estimator's input.
-// A run's normal cost is its calls less those the platform answered 503 or
-// 429: a rate-limit storm's refusals and the retries they cause are not what
-// the job costs (they are in the ledger and the window as usual), and
-// counting them would inflate the estimate until the planner deferred
-// everything. The retry that succeeded is counted: it is the call the run
-// needed.
+// qJobHistory reads a JobHistory in one statement: a first row with the
+// oldest deferred run, then the last ?2 finished runs, newest first.
+const qJobHistory = `SELECT min(nominal_time), NULL, NULL FROM runs WHERE job = ?1 AND state = 'deferred'
+	UNION ALL
+	SELECT * FROM (SELECT NULL,
+			r.calls - (SELECT count(*) FROM calls c WHERE c.run_id = r.id AND c.status IN (429, 503)),
+			r.finished_at - r.started_at
+		FROM runs r WHERE r.job = ?1 AND r.state IN ('succeeded', 'failed')
+		ORDER BY r.nominal_time DESC, r.id DESC LIMIT ?2)`
+
+// JobHistory returns job's oldest deferred run and its last n finished runs'
+// costs and durations, in one query through a statement prepared once: the
+// daemon estimates every job when it loads its configuration, so 1,000 jobs
+// cost 1,000 short queries, not 3,000 parsed ones.
+func (db *DB) JobHistory(ctx context.Context, job string, n int) (JobHistory, error) {
+	var h JobHistory
+	db.historyOnce.Do(func() { db.history, db.historyErr = db.reader.PrepareContext(context.WithoutCancel(ctx), qJobHistory) })
+	if db.historyErr != nil {
+		return h, fmt.Errorf("store: history of %q: %w", job, db.historyErr)
+	}
+	rows, err := db.history.QueryContext(ctx, job, max(n, 0))
+	if err != nil {
+		return h, fmt.Errorf("store: history of %q: %w", job, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var oldest, cost, took sql.NullInt64
+		if err := rows.Scan(&oldest, &cost, &took); err != nil {
+			return JobHistory{}, fmt.Errorf("store: history of %q: %w", job, err)
+		}
+		if oldest.Valid {
+			h.OldestDeferred = fromMS(oldest)
+		}
+		if cost.Valid {
+			h.Costs = append(h.Costs, int(cost.Int64))
+		}
+		if took.Valid {
+			h.Durations = append(h.Durations, time.Duration(max(took.Int64, 0))*time.Millisecond)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return JobHistory{}, fmt.Errorf("store: history of %q: %w", job, err)
+	}
+	return h, nil
+}
+
+// OldestDeferred returns the nominal time of job's oldest deferred run (zero
+// if none): JobHistory's OldestDeferred.
+func (db *DB) OldestDeferred(ctx context.Context, job string) (time.Time, error) {
+	h, err := db.JobHistory(ctx, job, 0)
+	return h.OldestDeferred, err
+}
+
+// RecentCallCounts returns the normal cost of job's last n finished runs,
+// newest first: JobHistory's Costs.
 func (db *DB) RecentCallCounts(ctx context.Context, job string, n int) ([]int, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT r.calls - (SELECT count(*) FROM calls c
-			WHERE c.run_id = r.id AND c.status IN (429, 503))
-		FROM runs r
-		WHERE r.job = ? AND r.state IN ('succeeded', 'failed') ORDER BY r.nominal_time DESC, r.id DESC LIMIT ?`, job, n)
-	if err != nil {
-		return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
-	}
-	defer rows.Close()
-	var out []int
-	for rows.Next() {
-		var c int
-		if err := rows.Scan(&c); err != nil {
-			return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: recent call counts of %q: %w", job, err)
-	}
-	return out, nil
+	h, err := db.JobHistory(ctx, job, n)
+	return h.Costs, err
 }
 
-// RecentDurations returns how long job's n most recent finished runs
-// (succeeded or failed) took from start to finish, newest first: what the
-// planner spreads a run's estimate over.
+// RecentDurations returns how long job's last n finished runs took, newest
+// first: JobHistory's Durations.
 func (db *DB) RecentDurations(ctx context.Context, job string, n int) ([]time.Duration, error) {
 	if n <= 0 {
 		return nil, nil
 	}
-	rows, err := db.reader.QueryContext(ctx, `SELECT finished_at - started_at FROM runs
-		WHERE job = ? AND state IN ('succeeded', 'failed') AND started_at IS NOT NULL AND finished_at IS NOT NULL
-		ORDER BY nominal_time DESC, id DESC LIMIT ?`, job, n)
-	if err != nil {
-		return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
-	}
-	defer rows.Close()
-	var out []time.Duration
-	for rows.Next() {
-		var ms int64
-		if err := rows.Scan(&ms); err != nil {
-			return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
-		}
-		out = append(out, time.Duration(max(ms, 0))*time.Millisecond)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: recent durations of %q: %w", job, err)
-	}
-	return out, nil
+	h, err := db.JobHistory(ctx, job, n)
+	return h.Durations, err
 }
