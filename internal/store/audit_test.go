@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -207,5 +209,153 @@ func TestUpsertAuditOverlap(t *testing.T) {
 	got, _ := db.ListAudit(ctx, AuditFilter{Text: "changed"})
 	if len(got) != 0 {
 		t.Errorf("a re-stored record changed its message: %+v", got)
+	}
+}
+
+// TestMigrateAuditLean: a ledger with audit records written under schema 4
+// keeps every record and property through migration 0005, which rekeys the
+// records on (date, document_id): re-exports still add nothing, a property
+// still goes with its record, and the dropped indexes are gone.
+func TestMigrateAuditLean(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "v4.db"), Options{NoMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for v := 1; v <= 4; v++ {
+		m, ok := migrationByVersion(v)
+		if !ok {
+			t.Fatalf("no migration %d", v)
+		}
+		if _, err := db.migrateFile(ctx, m); err != nil {
+			t.Fatalf("migration %s: %v", m.name, err)
+		}
+	}
+	d := t0.UnixMilli()
+	for _, q := range []string{
+		fmt.Sprintf(`INSERT INTO audit_records (id, document_id, user_id, date, type, action, message) VALUES
+			(1, 'doc-a', 'ann', %d, 'as.atom.process', 'ATTACH', 'first'),
+			(2, 'doc-b', 'bob', %d, 'account', 'ON_ENTRY', 'second')`, d, d+60_000),
+		`INSERT INTO audit_properties (record_id, seq, name, value, previous_value) VALUES
+			(1, 0, 'ENVIRONMENT_ID', 'env-prod', ''), (1, 1, 'NEW_VALUE', 'x', 'y'), (2, 0, 'TOKEN_ID', 't', '')`,
+	} {
+		if _, err := db.writer.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil || !slices.Equal(applied, []string{"0005_audit_lean.sql"}) {
+		t.Fatalf("Migrate() = %v, %v; want 0005 applied", applied, err)
+	}
+	got, err := db.ListAudit(ctx, AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []AuditRecord{
+		{DocumentID: "doc-a", UserID: "ann", Date: t0, Type: "as.atom.process", Action: "ATTACH", Message: "first",
+			Properties: []AuditProperty{{Name: "ENVIRONMENT_ID", Value: "env-prod"}, {Name: "NEW_VALUE", Value: "x", PreviousValue: "y"}}},
+		{DocumentID: "doc-b", UserID: "bob", Date: t0.Add(time.Minute), Type: "account", Action: "ON_ENTRY", Message: "second",
+			Properties: []AuditProperty{{Name: "TOKEN_ID", Value: "t"}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after migration:\n got %+v\nwant %+v", got, want)
+	}
+	// Exporting the same records again adds nothing; a new one is added
+	// with its property.
+	n, err := db.UpsertAudit(ctx, append(want, AuditRecord{DocumentID: "doc-c", Date: t0.Add(2 * time.Minute),
+		Properties: []AuditProperty{{Name: "P", Value: "v"}}}))
+	if err != nil || n != 1 {
+		t.Errorf("UpsertAudit(2 old, 1 new) after migration = %d, %v; want 1", n, err)
+	}
+	if got := count(t, db, "SELECT count(*) FROM audit_properties"); got != 4 {
+		t.Errorf("audit_properties = %d rows; want 4", got)
+	}
+	// The foreign key still points at the rebuilt table: deleting a record
+	// takes its properties.
+	if _, err := db.writer.ExecContext(ctx, `DELETE FROM audit_records WHERE document_id = 'doc-a'`); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, db, "SELECT count(*) FROM audit_properties"); got != 2 {
+		t.Errorf("audit_properties after deleting doc-a = %d rows; want 2 (cascade)", got)
+	}
+	var indexes []string
+	rows, err := db.reader.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE type = 'index'
+		AND tbl_name IN ('audit_records', 'audit_properties') AND sql IS NOT NULL ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		indexes = append(indexes, s)
+	}
+	rows.Close()
+	if w := []string{"audit_properties_name_value", "audit_type_date", "audit_user_date"}; !slices.Equal(indexes, w) {
+		t.Errorf("audit indexes = %v; want %v", indexes, w)
+	}
+	if msg, err := db.IntegrityCheck(ctx); err != nil || msg != "ok" {
+		t.Errorf("integrity_check after migration = %q, %v", msg, err)
+	}
+}
+
+// TestUpsertAuditJSON: a page is stored as the platform sent it — missing and
+// null fields empty, properties in order, previousvalue as the XML example
+// spells it — and a page with one bad record stores nothing and names it.
+func TestUpsertAuditJSON(t *testing.T) {
+	ctx := context.Background()
+	db, _ := MustOpenDB(t)
+	page := []json.RawMessage{
+		json.RawMessage(`{"@type":"AuditLog","documentId":"d1","accountId":"acc","containerId":"atom-1","userId":"ann@example.com",
+			"date":"2026-03-02T10:15:30Z","type":"as.atom.process","action":"ATTACH","modifier":"NONE","level":"INFO",
+			"source":"API","message":"Caf\u00e9 \"quoted\" \\ 100%","AuditLogProperty":[{"name":"ENVIRONMENT_ID","value":"env-1"},
+			{"name":"NEW_VALUE","value":"b","previousValue":"a"},{"name":"OLD","previousvalue":"z"}]}`),
+		json.RawMessage(`{"documentId":"d2","date":"2026-03-02T12:15:30.250+02:00","userId":null}`),
+	}
+	n, err := db.UpsertAuditJSON(ctx, page)
+	if err != nil || n != 2 {
+		t.Fatalf("UpsertAuditJSON(2 new) = %d, %v; want 2", n, err)
+	}
+	got, err := db.ListAudit(ctx, AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := time.Date(2026, 3, 2, 10, 15, 30, 0, time.UTC)
+	want := []AuditRecord{
+		{DocumentID: "d1", AccountID: "acc", ContainerID: "atom-1", UserID: "ann@example.com", Date: d, Type: "as.atom.process",
+			Action: "ATTACH", Modifier: "NONE", Level: "INFO", Source: "API", Message: `Café "quoted" \ 100%`,
+			Properties: []AuditProperty{{Name: "ENVIRONMENT_ID", Value: "env-1"}, {Name: "NEW_VALUE", Value: "b", PreviousValue: "a"},
+				{Name: "OLD", PreviousValue: "z"}}},
+		{DocumentID: "d2", Date: d.Add(250 * time.Millisecond)},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stored:\n got %+v\nwant %+v", got, want)
+	}
+	if n, err := db.UpsertAuditJSON(ctx, page); err != nil || n != 0 {
+		t.Errorf("UpsertAuditJSON(same page) = %d, %v; want 0", n, err)
+	}
+	for _, tc := range []struct{ rec, want string }{
+		{`{"date":"2026-03-02T10:15:30Z"}`, "record 2 of 2 has no documentId"},
+		{`{"documentId":"","date":"2026-03-02T10:15:30Z"}`, "has no documentId"},
+		{`{"documentId":"x","date":"2026-02-30T10:15:30Z"}`, `record 2 of 2 ("x") has no RFC 3339 date ('"2026-02-30T10:15:30Z"')`},
+		{`{"documentId":"x","date":"2026-03-02 10:15:30Z"}`, "no RFC 3339 date"},
+		{`{"documentId":"x","date":"yesterday"}`, "no RFC 3339 date"},
+		{`{"documentId":"x","date":1700000000}`, "no RFC 3339 date"},
+		{`{"documentId":"x"}`, "no RFC 3339 date (NULL)"},
+		{`{"documentId":"x","date":"2026-03-02T10:15:30Z","userId":7}`, "a field that is not a string"},
+		{`{"documentId":"x","date":"2026-03-02T10:15:30Z","message":{"a":1}}`, "a field that is not a string"},
+		{`{"documentId":"x","date":"2026-03-02T10:15:30Z","AuditLogProperty":{"name":"a"}}`, "not a list"},
+		{`{"documentId":"x","date":"2026-03-02T10:15:30Z","AuditLogProperty":["a"]}`, "a property that is not"},
+		{`{"documentId":"x","date":"2026-03-02T10:15:30Z","AuditLogProperty":[{"name":1}]}`, "a property that is not"},
+		{`["not","an","object"]`, "record 2 of 2 is not a JSON object"},
+	} {
+		fresh := json.RawMessage(`{"documentId":"ok","date":"2026-03-03T00:00:00Z"}`)
+		_, err := db.UpsertAuditJSON(ctx, []json.RawMessage{fresh, json.RawMessage(tc.rec)})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("UpsertAuditJSON(%s) = %v; want an error with %q", tc.rec, err, tc.want)
+		}
+	}
+	if got := count(t, db, "SELECT count(*) FROM audit_records WHERE document_id = 'ok'"); got != 0 {
+		t.Errorf("failed pages left %d records of theirs", got)
 	}
 }

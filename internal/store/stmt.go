@@ -17,7 +17,7 @@ type stmtCache struct {
 
 // hotStatements are prepared at open: the per-call and per-page writes.
 var hotStatements = []string{qBumpRunCalls, qInsertCall, qBumpHour, qDropHour, qCallStarted, qEndCall,
-	qInsertAudit, qInsertAuditProperty, qSetLastNominal}
+	qCheckAudit, qMaxAuditID, qInsertAudit, qInsertAuditProperties, qSetLastNominal}
 
 // prepare fills the cache. It must run while no transaction holds the
 // writer's connection (Prepare needs it).
@@ -39,7 +39,14 @@ func (c *stmtCache) close() {
 
 // exec runs q in the transaction, through the prepared statement if there
 // is one.
+//
+// The statement runs under a context that is never cancelled: go-sqlite3
+// starts a goroutine to watch a cancellable context for every statement, a
+// scheduler round-trip that cost more than the statement on the hot paths;
+// a write transaction's statements are short, and the transaction itself
+// still ends with ctx.
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	ctx = context.WithoutCancel(ctx)
 	if s, ok := t.db.stmts.m[q]; ok {
 		return t.StmtContext(ctx, s).ExecContext(ctx, args...)
 	}
@@ -48,6 +55,7 @@ func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 
 // queryRow is exec for a query of one row.
 func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	ctx = context.WithoutCancel(ctx)
 	if s, ok := t.db.stmts.m[q]; ok {
 		return t.StmtContext(ctx, s).QueryRowContext(ctx, args...)
 	}

@@ -424,7 +424,11 @@ func (s *fakeState) RecordExportWindow(ctx context.Context, w store.ExportWindow
 	return nil
 }
 
-func (s *fakeState) UpsertAudit(ctx context.Context, recs []store.AuditRecord) (int, error) {
+func (s *fakeState) UpsertAuditJSON(ctx context.Context, raws []json.RawMessage) (int, error) {
+	recs, err := auditRecords(raws)
+	if err != nil {
+		return 0, err
+	}
 	if s.audit == nil {
 		s.audit = map[string]store.AuditRecord{}
 	}

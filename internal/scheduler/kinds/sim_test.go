@@ -28,6 +28,7 @@ import (
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/scheduler"
+	"runnerd/internal/store"
 )
 
 // simT0 is the simulator's clock at start; its seeded history ends there.
@@ -426,4 +427,56 @@ func BenchmarkExport100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(f.peakOverBase)/(1<<20), "peak-heap-MiB")
 	b.ReportMetric(f.allocsPerRecord, "alloc-B/record")
+}
+
+// TestSimExportAuditBatches: a window of 2,500 AuditLog records reaches the
+// real store in batches of auditBatch (five pages), every record once, all of
+// them before the window's file is in place and its watermark moves.
+func TestSimExportAuditBatches(t *testing.T) {
+	e := newSimEnv(t, atomsim.Options{Events: -1, ExecutionRecords: -1, AuditLogs: 2500, AuditDays: 5})
+	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st := &fakeState{t: t}
+	sink := &countingSink{db: db, st: st}
+	k := &Export{Client: e.client, Sink: sink, State: st, Object: "AuditLog", WindowProperty: "date",
+		FirstWindow: 6 * 24 * time.Hour, MaxWindow: 6 * 24 * time.Hour, Output: filepath.Join(t.TempDir(), "{job}.jsonl")}
+	out := k.Run(context.Background(), e.rc("audit"))
+	if out.State != runnerd.StateSucceeded {
+		t.Fatalf("Run() = %s (%v)", out.State, out.Err)
+	}
+	if want := []int{500, 500, 500, 500, 500}; !slices.Equal(sink.batches, want) {
+		t.Errorf("batches = %v; want %v", sink.batches, want)
+	}
+	if n, err := db.CountAudit(context.Background(), store.AuditFilter{}); err != nil || n != 2500 {
+		t.Errorf("stored %d, %v; want 2500", n, err)
+	}
+	if d := detailOf[ExportDetail](t, out); d.AuditNew != 2500 {
+		t.Errorf("Detail.AuditNew = %d; want 2500", d.AuditNew)
+	}
+	if len(st.marks) != 1 {
+		t.Errorf("watermark moves = %d; want 1 (one window)", len(st.marks))
+	}
+	for i, seen := range sink.windowsSeen {
+		if seen != 0 {
+			t.Errorf("batch %d stored after the window was recorded", i)
+		}
+	}
+}
+
+// countingSink is the real store, recording each batch's size and how many
+// windows had been recorded (and their watermarks moved) when it came.
+type countingSink struct {
+	db          *store.DB
+	st          *fakeState
+	batches     []int
+	windowsSeen []int
+}
+
+func (c *countingSink) UpsertAuditJSON(ctx context.Context, raws []json.RawMessage) (int, error) {
+	c.batches = append(c.batches, len(raws))
+	c.windowsSeen = append(c.windowsSeen, len(c.st.windows))
+	return c.db.UpsertAuditJSON(ctx, raws)
 }
