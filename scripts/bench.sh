@@ -12,11 +12,14 @@
 #
 # Usage: scripts/bench.sh [-quick] [-count N] [-profile] [-real]
 #   -quick    -short everywhere (skips the 10M-row ledgers and the 1M-record audit query), perf with a
-#             10 s idle window
+#             10 s idle window, whole commands on 10^4 and 10^6-row ledgers (the full run adds 10^7)
 #   -count N  repeat each benchmark N times (default 1; use 5 and benchstat to compare two runs)
 #   -real     rate utilisation at the rate 5 with 500 calls per case (adds ~5 minutes)
 #   -profile  also write CPU and memory profiles of the export path and the page decoding to
 #             bench-out/DATE-*.prof (inspect with: go tool pprof -top bench-out/DATE-export.cpu.prof)
+# Then the commands an operator runs, as whole processes (TestPerfCommands): wall and CPU of budget, plan,
+# history, calls -limit 50 and serve to READY=1 on each ledger size, side by side with the ratio. The
+# ledgers are built once per schema version and kept in $BENCH_OUT/ledgers (10^7 rows: ~2 GB, a few minutes).
 # Environment: BENCH_OUT (default bench-out), BENCH_PKGS (restrict to these packages, space separated).
 # Exit: 0 all ran; 1 a benchmark or measurement failed (the output file says which); 2 usage error.
 set -uo pipefail
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     -count) shift; count=${1:?-count needs a number} ;;
     -profile) profile=1 ;;
     -real) real=1 ;;
-    -h|-help|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|-help|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -105,6 +108,17 @@ if [ -z "${BENCH_PKGS:-}" ] || [[ " $BENCH_PKGS " == *" ./cmd/runnerd/ "* ]]; th
   echo "## ./cmd/runnerd/ TestPerf (-perf-idle=$idle) load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
   if ! go test ./cmd/runnerd/ -count=1 -run='^TestPerf$' -v -timeout 20m -perf=true -perf-idle="$idle" 2>&1 |
     grep -E 'perf:|^(---|===|ok|FAIL|PASS)|_test.go' | tee -a "$out"; then
+    status=1
+  fi
+  echo "## load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+fi
+
+if [ -z "${BENCH_PKGS:-}" ] || [[ " $BENCH_PKGS " == *" ./cmd/runnerd/ "* ]]; then
+  ledgers=10000,1000000,10000000
+  [ "$quick" = 1 ] && ledgers=10000,1000000
+  echo "## ./cmd/runnerd/ TestPerfCommands (-perf-ledgers=$ledgers) load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
+  if ! go test ./cmd/runnerd/ -count=1 -run='^TestPerfCommands$' -v -timeout 60m -perf=true -perf-ledgers="$ledgers" \
+    -perf-cache="$outdir/ledgers" 2>&1 | grep -E 'perf:|^(---|===|ok|FAIL|PASS)|_test.go' | tee -a "$out"; then
     status=1
   fi
   echo "## load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out"
