@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -208,41 +207,12 @@ func perfRunCommand(t *testing.T, bin, cfg string, args []string) (wall, cpu tim
 	return wall, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 }
 
-// perfServeReady starts runnerd serve, times it to READY=1 (wall, and CPU
-// from /proc at that moment) and stops it with SIGTERM.
+// perfServeReady times runnerd serve to READY=1 (wall, and CPU from /proc
+// at that moment) and stops it.
 func perfServeReady(t *testing.T, bin, cfg, dir string) (wall, cpu time.Duration) {
 	t.Helper()
-	sock := filepath.Join(dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
-	ready := perfNotifySocket(t, sock)
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = perfEnv("NOTIFY_SOCKET="+sock, "RUNTIME_DIRECTORY="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	select {
-	case at := <-ready:
-		wall = at.Sub(start)
-		cpu = perfProcCPU(t, cmd.Process.Pid)
-	case err := <-exited:
-		t.Fatalf("runnerd serve exited before READY=1: %v\n%s", err, stderr.Bytes())
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("runnerd serve not ready after 5 minutes\n%s", stderr.Bytes())
-	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("runnerd serve after SIGTERM: %v\n%s", err, stderr.Bytes())
-		}
-	case <-time.After(time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("runnerd serve did not stop within a minute of SIGTERM\n%s", stderr.Bytes())
-	}
+	d := perfStartServe(t, bin, cfg, dir)
+	wall, cpu = d.readyAt.Sub(d.start), perfProcCPU(t, d.cmd.Process.Pid)
+	d.stop(t)
 	return wall, cpu
 }

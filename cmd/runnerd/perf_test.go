@@ -190,40 +190,66 @@ func perfEnv(extra ...string) []string {
 	return append(append(env, "RUNNERD_PASSWORD=sim-password"), extra...)
 }
 
+// perfServe is a `runnerd serve` child process that has reported READY=1.
+type perfServe struct {
+	cmd            *exec.Cmd
+	start, readyAt time.Time
+	stderr         *bytes.Buffer
+	exited         chan error
+}
+
+// perfStartServe starts `runnerd serve -config cfg` with NOTIFY_SOCKET and
+// RUNTIME_DIRECTORY in dir and waits for READY=1.
+func perfStartServe(t *testing.T, bin, cfg, dir string) *perfServe {
+	t.Helper()
+	sock := filepath.Join(dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
+	ready := perfNotifySocket(t, sock)
+	d := &perfServe{cmd: exec.Command(bin, "serve", "-config", cfg), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d.cmd.Env = perfEnv("NOTIFY_SOCKET="+sock, "RUNTIME_DIRECTORY="+dir)
+	d.cmd.Stderr = d.stderr
+	d.start = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait() }()
+	select {
+	case d.readyAt = <-ready:
+		return d
+	case err := <-d.exited:
+		t.Fatalf("runnerd serve exited before READY=1: %v\n%s", err, d.stderr.Bytes())
+	case <-time.After(5 * time.Minute):
+		d.cmd.Process.Kill()
+		t.Fatalf("runnerd serve not ready after 5 minutes\n%s", d.stderr.Bytes())
+	}
+	return nil
+}
+
+// stop ends the daemon with SIGTERM (SIGKILL after a minute) and fails the
+// test if it did not stop cleanly.
+func (d *perfServe) stop(t *testing.T) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-d.exited:
+		if err != nil {
+			t.Errorf("runnerd serve after SIGTERM: %v\n%s", err, d.stderr.Bytes())
+		}
+	case <-time.After(time.Minute):
+		d.cmd.Process.Kill()
+		<-d.exited
+		t.Errorf("runnerd serve did not stop within a minute of SIGTERM\n%s", d.stderr.Bytes())
+	}
+}
+
 // perfIdleDaemon starts `runnerd serve` with n jobs, times it to READY=1, lets it
 // settle, then measures its CPU time over the idle window and its RSS.
 func perfIdleDaemon(t *testing.T, bin string, n int) {
 	dir := t.TempDir()
 	s, url := perfSim(t, atomsim.Options{})
 	cfg := perfConfig(t, dir, url, perfIdleJobs(dir, n))
-	ready := perfNotifySocket(t, filepath.Join(dir, "notify.sock"))
-	cmd := exec.Command(bin, "serve", "-config", cfg)
-	cmd.Env = perfEnv("NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"), "RUNTIME_DIRECTORY="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	var readyAt time.Time
-	select {
-	case readyAt = <-ready:
-	case err := <-exited:
-		t.Fatalf("runnerd serve exited before READY=1: %v\n%s", err, stderr.Bytes())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("runnerd serve not ready after 2 minutes\n%s", stderr.Bytes())
-	}
+	d := perfStartServe(t, bin, cfg, dir)
+	defer d.stop(t)
+	cmd, start, readyAt := d.cmd, d.start, d.readyAt
 	startCPU := perfProcCPU(t, cmd.Process.Pid)
 	t.Logf("perf: idle/%d: start-up to READY=1 %.0f ms (wall; %.0f ms CPU; load %s)",
 		n, readyAt.Sub(start).Seconds()*1000, startCPU.Seconds()*1000, perfLoadAvg())

@@ -70,7 +70,7 @@ func DefaultEstimates() Defaults {
 }
 
 // EstimateRun estimates the calls of a run of the given kind from recent, the
-// calls of the job's latest runs (newest first, as store.RecentCallCounts
+// calls of the job's latest runs (newest first, as store.JobHistory's Costs
 // gives them; only the first 12 are used): the
 // 90th percentile (nearest rank) once there are at least 3 of them, else the
 // kind's default from d, raised to the largest recent run. An estimate is at

@@ -243,30 +243,3 @@ func (db *DB) JobHistory(ctx context.Context, job string, n int) (JobHistory, er
 	}
 	return h, nil
 }
-
-// OldestDeferred returns the nominal time of job's oldest deferred run (zero
-// if none): JobHistory's OldestDeferred.
-func (db *DB) OldestDeferred(ctx context.Context, job string) (time.Time, error) {
-	h, err := db.JobHistory(ctx, job, 0)
-	return h.OldestDeferred, err
-}
-
-// RecentCallCounts returns the normal cost of job's last n finished runs,
-// newest first: JobHistory's Costs.
-func (db *DB) RecentCallCounts(ctx context.Context, job string, n int) ([]int, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	h, err := db.JobHistory(ctx, job, n)
-	return h.Costs, err
-}
-
-// RecentDurations returns how long job's last n finished runs took, newest
-// first: JobHistory's Durations.
-func (db *DB) RecentDurations(ctx context.Context, job string, n int) ([]time.Duration, error) {
-	if n <= 0 {
-		return nil, nil
-	}
-	h, err := db.JobHistory(ctx, job, n)
-	return h.Durations, err
-}

@@ -441,9 +441,9 @@ func TestListRunsAndRecentCallCounts(t *testing.T) {
 		n    int
 		want []int
 	}{{3, []int{6, 4, 2}}, {10, []int{6, 4, 2, 1}}, {0, nil}} {
-		got, err := db.RecentCallCounts(ctx, "a", tc.n)
-		if err != nil || !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("RecentCallCounts(%q, %d) = %v, %v; want %v", "a", tc.n, got, err, tc.want)
+		h, err := db.JobHistory(ctx, "a", tc.n)
+		if got := h.Costs; err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("JobHistory(%q, %d).Costs = %v, %v; want %v", "a", tc.n, got, err, tc.want)
 		}
 	}
 }
@@ -975,11 +975,12 @@ func TestRecentCallCountsLeaveOutRateLimits(t *testing.T) {
 	}
 	// 7 calls, 3 of them refused for the rate: 4 (the 500 and the
 	// unanswered one are the run's own).
-	if got, err := db.RecentCallCounts(ctx, "j", 5); err != nil || !reflect.DeepEqual(got, []int{4}) {
-		t.Errorf("RecentCallCounts = %v, %v; want [4]", got, err)
+	h, err := db.JobHistory(ctx, "j", 5)
+	if got := h.Costs; err != nil || !reflect.DeepEqual(got, []int{4}) {
+		t.Errorf("JobHistory.Costs = %v, %v; want [4]", got, err)
 	}
-	if at, err := db.OldestDeferred(ctx, "j"); err != nil || !at.IsZero() {
-		t.Errorf("OldestDeferred with none = %v, %v; want zero", at, err)
+	if at := h.OldestDeferred; !at.IsZero() {
+		t.Errorf("OldestDeferred with none = %v; want zero", at)
 	}
 	for _, h := range []int{5, 3, 4} {
 		if _, _, err := db.CreateRun(ctx, runnerd.Run{Job: "j", Kind: "deploy", NominalTime: nominal.Add(time.Duration(h) * time.Hour),
@@ -987,7 +988,8 @@ func TestRecentCallCountsLeaveOutRateLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if at, err := db.OldestDeferred(ctx, "j"); err != nil || !at.Equal(nominal.Add(3*time.Hour)) {
+	if h, err := db.JobHistory(ctx, "j", 0); err != nil || !h.OldestDeferred.Equal(nominal.Add(3*time.Hour)) {
+		at := h.OldestDeferred
 		t.Errorf("OldestDeferred = %v, %v; want %v", at, err, nominal.Add(3*time.Hour))
 	}
 }
@@ -1036,8 +1038,8 @@ func TestRecentDurations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := db.RecentDurations(ctx, "j", 5)
-	if want := []time.Duration{90 * time.Minute, 3 * time.Hour}; err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("RecentDurations = %v, %v; want %v (newest first)", got, err, want)
+	h, err := db.JobHistory(ctx, "j", 5)
+	if got, want := h.Durations, []time.Duration{90 * time.Minute, 3 * time.Hour}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("JobHistory.Durations = %v, %v; want %v (newest first)", got, err, want)
 	}
 }
