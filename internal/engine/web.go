@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"time"
 
 	"runnerd/internal/store"
@@ -108,6 +111,48 @@ func (e *Engine) RecentCalls(ctx context.Context, n int) []web.CallRow {
 			Path: c.Path, Status: c.Status, Started: c.StartedAt, DurationMS: c.DurationMS, Error: c.Error})
 	}
 	return out
+}
+
+func (e *Engine) Run(ctx context.Context, id int64) (web.RunDetail, bool) {
+	r, err := e.db.GetRun(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			e.log.Warn("status page: the run cannot be read", "run_id", id, "err", err)
+		}
+		return web.RunDetail{}, false
+	}
+	calls, err := e.db.ListCalls(ctx, store.CallFilter{RunID: id, Status: -1})
+	if err != nil {
+		e.log.Warn("status page: the run's calls cannot be read", "run_id", id, "err", err)
+	}
+	d := web.RunDetail{
+		RunRow: web.RunRow{ID: r.ID, Job: r.Job, Kind: r.Kind, State: string(r.State), Nominal: r.NominalTime,
+			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Error: r.Error},
+		Reason: r.Reason, NotBefore: r.NotBefore, Estimate: r.Estimate, Attempt: r.Attempt, Detail: indentJSON(r.Detail),
+	}
+	if j := e.Config().Job(r.Job); j != nil {
+		d.Priority = j.Priority
+	}
+	for i := len(calls) - 1; i >= 0; i-- { // oldest first: the run's story in order
+		c := calls[i]
+		if c.Recovery {
+			d.Lookups++
+		}
+		d.Ledger = append(d.Ledger, web.CallRow{ID: c.ID, RunID: c.RunID, Job: c.Job, Operation: c.Operation, Method: c.Method,
+			Path: c.Path, Status: c.Status, Started: c.StartedAt, DurationMS: c.DurationMS, Error: c.Error,
+			Attempt: c.Attempt, Recovery: c.Recovery, PlatformID: c.PlatformID})
+	}
+	return d, true
+}
+
+// indentJSON indents a run's detail for reading; text that is not JSON is
+// shown as it is.
+func indentJSON(s string) string {
+	var b bytes.Buffer
+	if s == "" || json.Indent(&b, []byte(s), "", "  ") != nil {
+		return s
+	}
+	return b.String()
 }
 
 func firstNonEmpty(s ...string) string {

@@ -28,6 +28,7 @@ type fakeSource struct {
 	budgetNow time.Time
 	runsN     int
 	callsN    int
+	details   map[int64]RunDetail
 }
 
 func (f *fakeSource) Jobs(context.Context) []JobStatus { return f.jobs }
@@ -50,6 +51,12 @@ func (f *fakeSource) RecentCalls(_ context.Context, n int) []CallRow {
 	return f.calls[:min(n, len(f.calls))]
 }
 func (f *fakeSource) Healthy(context.Context) error { return f.health }
+func (f *fakeSource) Run(_ context.Context, id int64) (RunDetail, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.details[id]
+	return d, ok
+}
 
 // hourCalls is the fake window: 24 buckets ending in the current hour, with a
 // burst that pushes the running total into the reserve.
@@ -106,6 +113,17 @@ func newFakeSource() *fakeSource {
 		f.calls = append(f.calls, CallRow{ID: int64(5000 - i), RunID: int64(1000 - i/6), Job: "orders-sync",
 			Operation: "ExecutionRecord.query", Method: "POST", Path: "/api/rest/v1/sim-account/ExecutionRecord/query?x=" + xss,
 			Status: status, Started: testNow.Add(-time.Duration(i*13) * time.Second), DurationMS: int64(80 + 37*i), Error: errText})
+	}
+	f.details = map[int64]RunDetail{
+		1000: {RunRow: f.runs[0], Priority: "normal", Estimate: 6, Detail: "{\n  \"execution_id\": \"exec-1 " + xss + "\"\n}",
+			Ledger: []CallRow{
+				{ID: 7001, RunID: 1000, Operation: "executeProcess", Method: "POST", Path: "/executeProcess", Status: 200, Started: testNow.Add(-time.Minute), DurationMS: 120, PlatformID: "executionrecord-abc"},
+				{ID: 7002, RunID: 1000, Operation: "ExecutionRecord.query", Method: "POST", Path: "/ExecutionRecord/query", Status: 503, Started: testNow.Add(-50 * time.Second), DurationMS: 40, Error: "503 " + xss},
+				{ID: 7003, RunID: 1000, Operation: "ExecutionRecord.query", Method: "POST", Path: "/ExecutionRecord/query", Status: 200, Started: testNow.Add(-40 * time.Second), DurationMS: 90, Attempt: 2, Recovery: true},
+			}},
+		990: {RunRow: RunRow{ID: 990, Job: "audit-export", Kind: "export", State: "deferred", Nominal: testNow.Add(-37 * time.Minute)},
+			Priority: "low", Estimate: 40, Reason: "40 calls do not fit: 12 left after 300 held for high-priority runs " + xss,
+			NotBefore: testNow.Add(3*time.Hour + 5*time.Minute)},
 	}
 	return f
 }

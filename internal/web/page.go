@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-//go:embed page.gohtml style.css
+//go:embed page.gohtml run.gohtml style.css
 var assets embed.FS
 
 var (
@@ -23,7 +23,7 @@ var (
 	pageCSS = mustRead("style.css")
 	csp     = "default-src 'none'; style-src 'sha256-" + sha256Base64(pageCSS) + "'; img-src data:; " +
 		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-	pageTmpl = template.Must(template.New("page.gohtml").Funcs(template.FuncMap{
+	funcs = template.FuncMap{
 		"utc":    fmtUTC,
 		"utcs":   fmtUTCSeconds,
 		"iso":    fmtISO,
@@ -35,7 +35,9 @@ var (
 		"ms":     fmtMS,
 		"px":     fmtPx,
 		"plus":   func(a, b float64) float64 { return a + b },
-	}).ParseFS(assets, "page.gohtml"))
+	}
+	pageTmpl = template.Must(template.New("page.gohtml").Funcs(funcs).ParseFS(assets, "page.gohtml"))
+	runTmpl  = template.Must(template.New("run.gohtml").Funcs(funcs).ParseFS(assets, "run.gohtml"))
 )
 
 func mustRead(name string) string {
@@ -80,19 +82,49 @@ func pageHandler(src Source, now func() time.Time) http.Handler {
 			Runs:   src.RecentRuns(ctx, DefaultRecentRuns),
 			Calls:  src.RecentCalls(ctx, DefaultRecentCalls),
 		}
-		var buf bytes.Buffer
-		if err := pageTmpl.Execute(&buf, d); err != nil {
-			http.Error(w, "render status page: "+err.Error(), http.StatusInternalServerError)
+		render(w, pageTmpl, d)
+	})
+}
+
+// runData is what run.gohtml renders.
+type runData struct {
+	Now time.Time
+	CSS template.CSS
+	Run RunDetail
+}
+
+// runHandler renders one run's page: /runs/{id}.
+func runHandler(src Source, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || id <= 0 {
+			http.Error(w, "no such run: want /runs/ID with a run number", http.StatusNotFound)
 			return
 		}
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", csp)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cache-Control", "no-store")
-		w.Write(buf.Bytes())
+		run, ok := src.Run(r.Context(), id)
+		if !ok {
+			http.Error(w, fmt.Sprintf("no run %d in the ledger", id), http.StatusNotFound)
+			return
+		}
+		render(w, runTmpl, runData{Now: now().UTC(), CSS: template.CSS(pageCSS), Run: run})
 	})
+}
+
+// render executes t into a buffer first, so a template error is a clean 500
+// rather than half a page, and sends it with the page's security headers.
+func render(w http.ResponseWriter, t *template.Template, data any) {
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		http.Error(w, "render "+t.Name()+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", csp)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	w.Write(buf.Bytes())
 }
 
 // The chart's coordinate system (SVG user units; it scales to the page).

@@ -431,3 +431,61 @@ func TestStatusPageOversubscribed(t *testing.T) {
 		t.Errorf("the page does not name the over-subscribed jobs")
 	}
 }
+
+// TestRunPage: /runs/{id} tells a run's story — its decision with the
+// earliest time for a deferred run, every ledger row of it in order with the
+// platform ids, its detail — escaped, under the page's headers; the status
+// page links to it; an unknown or malformed id is a 404.
+func TestRunPage(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+
+	resp, body := get(t, srv, "/runs/1000")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") != csp {
+		t.Fatalf("GET /runs/1000 = %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	}
+	if strings.Contains(body, xss) {
+		t.Errorf("run page carries unescaped markup")
+	}
+	want := src.details[1000]
+	rows := strings.Count(body[strings.Index(body, `id="run-calls-table"`):], "<tr>") - 1 // less the header
+	if rows != len(want.Ledger) {
+		t.Errorf("run page lists %d calls; want the ledger's %d", rows, len(want.Ledger))
+	}
+	last := -1
+	for _, c := range want.Ledger {
+		i := strings.Index(body, fmt.Sprintf(`<td data-label="Call" class="num">%d`, c.ID))
+		if i < 0 {
+			t.Errorf("call %d missing", c.ID)
+			continue
+		}
+		if i < last {
+			t.Errorf("call %d out of order (the ledger's order is oldest first)", c.ID)
+		}
+		last = i
+	}
+	for _, s := range []string{"executionrecord-abc", `badge st-run">lookup`, "attempt 2", `id="run-detail"`, "execution_id"} {
+		if !strings.Contains(body, s) {
+			t.Errorf("run page lacks %q", s)
+		}
+	}
+
+	_, body = get(t, srv, "/runs/990")
+	for _, s := range []string{`id="run-decision"`, "12 left after 300 held for high-priority runs",
+		`<time id="run-not-before" datetime="2025-03-04T17:42:00Z">2025-03-04 17:42 UTC</time> (in 3h 5m)`,
+		"This run made no API calls."} {
+		if !strings.Contains(body, s) {
+			t.Errorf("deferred run's page lacks %q", s)
+		}
+	}
+
+	_, page := get(t, srv, "/")
+	if !strings.Contains(page, `<a href="runs/1000">1000</a>`) || !strings.Contains(page, `href="runs/1000">run 1000</a>`) {
+		t.Errorf("status page does not link runs to their pages")
+	}
+	for _, path := range []string{"/runs/4242", "/runs/abc", "/runs/-1"} {
+		if resp, _ := get(t, srv, path); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d; want 404", path, resp.StatusCode)
+		}
+	}
+}

@@ -21,6 +21,9 @@ type Source interface {
 	RecentRuns(ctx context.Context, n int) []RunRow
 	// RecentCalls returns up to n ledger rows, newest first.
 	RecentCalls(ctx context.Context, n int) []CallRow
+	// Run returns run id with every ledger row of it; false if there is no
+	// such run (or it cannot be read).
+	Run(ctx context.Context, id int64) (RunDetail, bool)
 	// Healthy reports whether the scheduler loop and the store are alive. An
 	// exhausted budget is not ill health.
 	Healthy(ctx context.Context) error
@@ -97,6 +100,25 @@ type CallRow struct {
 	Started    time.Time `json:"started_at"`
 	DurationMS int64     `json:"duration_ms"`
 	Error      string    `json:"error"`
+	Attempt    int       `json:"attempt,omitempty"`
+	Recovery   bool      `json:"recovery,omitempty"`    // a reconciliation lookup
+	PlatformID string    `json:"platform_id,omitempty"` // e.g. the ExecutionRequest requestId
+}
+
+// RunDetail is one run with its whole story: the decision on it (the
+// planner's reason and, for a deferred run, the earliest time it fits), its
+// outcome and detail, and every ledger row it spent (Ledger).
+type RunDetail struct {
+	RunRow
+	Priority  string    `json:"priority,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	NotBefore time.Time `json:"not_before"`
+	Estimate  int       `json:"estimate"`
+	Attempt   int       `json:"attempt"`
+	// Detail is the kind's result as indented JSON (platform ids, export
+	// files and their sha256, windows); "" if none.
+	Detail string    `json:"detail,omitempty"`
+	Ledger []CallRow `json:"ledger"` // oldest first
 }
 
 // Page sizes of the status page's tables.
@@ -131,5 +153,6 @@ func Handler(src Source, m *Metrics, now func() time.Time) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /{$}", pageHandler(src, now))
+	mux.Handle("GET /runs/{id}", runHandler(src, now))
 	return mux
 }

@@ -230,11 +230,12 @@ func TestHealthzDeadline(t *testing.T) {
 
 type healthFunc func(context.Context) error
 
-func (f healthFunc) Jobs(context.Context) []JobStatus           { return nil }
-func (f healthFunc) Budget(time.Time) BudgetStatus              { return BudgetStatus{} }
-func (f healthFunc) RecentRuns(context.Context, int) []RunRow   { return nil }
-func (f healthFunc) RecentCalls(context.Context, int) []CallRow { return nil }
-func (f healthFunc) Healthy(ctx context.Context) error          { return f(ctx) }
+func (f healthFunc) Jobs(context.Context) []JobStatus             { return nil }
+func (f healthFunc) Budget(time.Time) BudgetStatus                { return BudgetStatus{} }
+func (f healthFunc) RecentRuns(context.Context, int) []RunRow     { return nil }
+func (f healthFunc) RecentCalls(context.Context, int) []CallRow   { return nil }
+func (f healthFunc) Healthy(ctx context.Context) error            { return f(ctx) }
+func (f healthFunc) Run(context.Context, int64) (RunDetail, bool) { return RunDetail{}, false }
 
 func TestRoutes(t *testing.T) {
 	srv := serve(t, newFakeSource(), nil)
