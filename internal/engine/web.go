@@ -95,7 +95,7 @@ func (e *Engine) RecentRuns(ctx context.Context, n int) []web.RunRow {
 	out := make([]web.RunRow, 0, len(runs))
 	for _, r := range runs {
 		out = append(out, web.RunRow{ID: r.ID, Job: r.Job, Kind: r.Kind, State: string(r.State), Nominal: r.NominalTime,
-			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Lookups: lookups[r.ID], Error: firstNonEmpty(r.Error, r.Reason)})
+			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Lookups: lookups[r.ID], Error: r.Error, Reason: r.Reason})
 	}
 	return out
 }
@@ -127,8 +127,8 @@ func (e *Engine) Run(ctx context.Context, id int64) (web.RunDetail, bool) {
 	}
 	d := web.RunDetail{
 		RunRow: web.RunRow{ID: r.ID, Job: r.Job, Kind: r.Kind, State: string(r.State), Nominal: r.NominalTime,
-			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Error: r.Error},
-		Reason: r.Reason, NotBefore: r.NotBefore, Estimate: r.Estimate, Attempt: r.Attempt, Detail: indentJSON(r.Detail),
+			Started: r.StartedAt, Finished: r.FinishedAt, Calls: r.Calls, Error: r.Error, Reason: r.Reason},
+		NotBefore: r.NotBefore, Estimate: r.Estimate, Attempt: r.Attempt, Detail: indentJSON(r.Detail),
 	}
 	if j := e.Config().Job(r.Job); j != nil {
 		d.Priority = j.Priority
@@ -153,15 +153,6 @@ func indentJSON(s string) string {
 		return s
 	}
 	return b.String()
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, x := range s {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 // housekeeping is the daemon's upkeep until ctx ends: ledger retention once

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -114,6 +115,8 @@ func newFakeSource() *fakeSource {
 			Operation: "ExecutionRecord.query", Method: "POST", Path: "/api/rest/v1/sim-account/ExecutionRecord/query?x=" + xss,
 			Status: status, Started: testNow.Add(-time.Duration(i*13) * time.Second), DurationMS: int64(80 + 37*i), Error: errText})
 	}
+	f.runs = slices.Insert(f.runs, 1, RunRow{ID: 990, Job: "audit-export", Kind: "export", State: "deferred", Nominal: testNow.Add(-37 * time.Minute),
+		Reason: "40 calls do not fit: 12 left after 300 held for high-priority runs " + xss})
 	f.details = map[int64]RunDetail{
 		1000: {RunRow: f.runs[0], Priority: "normal", Estimate: 6, Detail: "{\n  \"execution_id\": \"exec-1 " + xss + "\"\n}",
 			Ledger: []CallRow{
@@ -121,9 +124,7 @@ func newFakeSource() *fakeSource {
 				{ID: 7002, RunID: 1000, Operation: "ExecutionRecord.query", Method: "POST", Path: "/ExecutionRecord/query", Status: 503, Started: testNow.Add(-50 * time.Second), DurationMS: 40, Error: "503 " + xss},
 				{ID: 7003, RunID: 1000, Operation: "ExecutionRecord.query", Method: "POST", Path: "/ExecutionRecord/query", Status: 200, Started: testNow.Add(-40 * time.Second), DurationMS: 90, Attempt: 2, Recovery: true},
 			}},
-		990: {RunRow: RunRow{ID: 990, Job: "audit-export", Kind: "export", State: "deferred", Nominal: testNow.Add(-37 * time.Minute)},
-			Priority: "low", Estimate: 40, Reason: "40 calls do not fit: 12 left after 300 held for high-priority runs " + xss,
-			NotBefore: testNow.Add(3*time.Hour + 5*time.Minute)},
+		990: {RunRow: f.runs[1], Priority: "low", Estimate: 40, NotBefore: testNow.Add(3*time.Hour + 5*time.Minute)},
 	}
 	return f
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,7 @@ var (
 		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 	funcs = template.FuncMap{
 		"utc":    fmtUTC,
+		"local":  fmtLocal,
 		"utcs":   fmtUTCSeconds,
 		"iso":    fmtISO,
 		"rel":    fmtRel,
@@ -257,6 +259,39 @@ func fmtUTC(t time.Time) string {
 		return "—"
 	}
 	return t.UTC().Format("2006-01-02 15:04 UTC")
+}
+
+// fmtLocal is t in the zone a job is scheduled in ("2025-03-05 02:00 CET"),
+// so that a job set for 02:00 Europe/Berlin reads 02:00; UTC when the zone
+// is UTC, empty or unknown.
+func fmtLocal(t time.Time, zone string) string {
+	if t.IsZero() {
+		return "—"
+	}
+	loc, err := loadZone(zone)
+	if err != nil || loc == time.UTC {
+		return fmtUTC(t)
+	}
+	return t.In(loc).Format("2006-01-02 15:04 MST")
+}
+
+// zones caches loaded time zones: a page lists every job, and LoadLocation
+// reads the zone database each time.
+var zones sync.Map // name → *time.Location
+
+func loadZone(name string) (*time.Location, error) {
+	if name == "" || name == "UTC" {
+		return time.UTC, nil
+	}
+	if l, ok := zones.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, l)
+	return l, nil
 }
 
 func fmtUTCSeconds(t time.Time) string {

@@ -199,8 +199,22 @@ func TestStatusPage(t *testing.T) {
 				if strings.TrimSpace(next) != "—" {
 					t.Errorf("job %s next run = %q; want a dash", j.Name, next)
 				}
-			} else if !strings.Contains(next, fmtUTC(j.Next)) || !strings.Contains(next, fmtRel(testNow, j.Next)) {
-				t.Errorf("job %s next run = %q; want %q and %q", j.Name, next, fmtUTC(j.Next), fmtRel(testNow, j.Next))
+			} else {
+				// In the job's own zone, UTC on hover.
+				loc, err := time.LoadLocation(j.Timezone)
+				if err != nil {
+					t.Fatal(err)
+				}
+				local := j.Next.In(loc).Format("2006-01-02 15:04 MST")
+				if j.Timezone == "UTC" {
+					local = fmtUTC(j.Next)
+				}
+				tm := cells[4].all(byName("time"))
+				if !strings.Contains(next, local) || !strings.Contains(next, fmtRel(testNow, j.Next)) ||
+					len(tm) != 1 || tm[0].attr["title"] != fmtUTC(j.Next) {
+					t.Errorf("job %s (%s) next run = %q; want %q, %q and %q on hover", j.Name, j.Timezone, next, local,
+						fmtRel(testNow, j.Next), fmtUTC(j.Next))
+				}
 			}
 			last := cells[5]
 			if j.LastState == "" {
@@ -436,6 +450,22 @@ func TestStatusPageOversubscribed(t *testing.T) {
 // earliest time for a deferred run, every ledger row of it in order with the
 // platform ids, its detail — escaped, under the page's headers; the status
 // page links to it; an unknown or malformed id is a 404.
+// TestNextRunInJobZone: 02:00 Europe/Berlin reads 02:00, not 01:00 UTC.
+func TestNextRunInJobZone(t *testing.T) {
+	next := time.Date(2025, 3, 5, 1, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ zone, want string }{
+		{"Europe/Berlin", "2025-03-05 02:00 CET"}, {"America/New_York", "2025-03-04 20:00 EST"},
+		{"UTC", "2025-03-05 01:00 UTC"}, {"", "2025-03-05 01:00 UTC"}, {"Not/AZone", "2025-03-05 01:00 UTC"},
+	} {
+		if got := fmtLocal(next, tc.zone); got != tc.want {
+			t.Errorf("fmtLocal(%v, %q) = %q; want %q", next, tc.zone, got, tc.want)
+		}
+	}
+	if got := fmtLocal(time.Time{}, "Europe/Berlin"); got != "—" {
+		t.Errorf("fmtLocal(zero) = %q; want a dash", got)
+	}
+}
+
 func TestRunPage(t *testing.T) {
 	src := newFakeSource()
 	srv := serve(t, src, nil)
@@ -480,6 +510,10 @@ func TestRunPage(t *testing.T) {
 	}
 
 	_, page := get(t, srv, "/")
+	// A deferral is a state with a reason, not an error.
+	if !strings.Contains(page, `<td data-label="Why" class="why"><span class="muted">40 calls do not fit`) {
+		t.Errorf("the deferred run's reason is not shown as a muted note in the runs table")
+	}
 	if !strings.Contains(page, `<a href="runs/1000">1000</a>`) || !strings.Contains(page, `href="runs/1000">run 1000</a>`) {
 		t.Errorf("status page does not link runs to their pages")
 	}

@@ -86,6 +86,9 @@ type RunRow struct {
 	Calls    int       `json:"calls"`
 	Lookups  int       `json:"lookups,omitempty"` // of Calls: reconciliation's recovery lookups
 	Error    string    `json:"error"`
+	// Reason is why a run was deferred, skipped, missed or left unknown:
+	// a state's explanation, not a failure.
+	Reason string `json:"reason,omitempty"`
 }
 
 // CallRow is one ledger row (one HTTP attempt). Status 0: no answer.
@@ -111,7 +114,6 @@ type CallRow struct {
 type RunDetail struct {
 	RunRow
 	Priority  string    `json:"priority,omitempty"`
-	Reason    string    `json:"reason,omitempty"`
 	NotBefore time.Time `json:"not_before"`
 	Estimate  int       `json:"estimate"`
 	Attempt   int       `json:"attempt"`
