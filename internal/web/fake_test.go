@@ -30,6 +30,7 @@ type fakeSource struct {
 	runsN     int
 	callsN    int
 	details   map[int64]RunDetail
+	forecast  Forecast
 }
 
 func (f *fakeSource) Jobs(context.Context) []JobStatus { return f.jobs }
@@ -52,6 +53,7 @@ func (f *fakeSource) RecentCalls(_ context.Context, n int) []CallRow {
 	return f.calls[:min(n, len(f.calls))]
 }
 func (f *fakeSource) Healthy(context.Context) error { return f.health }
+func (f *fakeSource) Forecast(time.Time) Forecast   { return f.forecast }
 func (f *fakeSource) Run(_ context.Context, id int64) (RunDetail, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -117,6 +119,7 @@ func newFakeSource() *fakeSource {
 	}
 	f.runs = slices.Insert(f.runs, 1, RunRow{ID: 990, Job: "audit-export", Kind: "export", State: "deferred", Nominal: testNow.Add(-37 * time.Minute),
 		Reason: "40 calls do not fit: 12 left after 300 held for high-priority runs " + xss})
+	f.forecast = fakeForecast(b)
 	f.details = map[int64]RunDetail{
 		1000: {RunRow: f.runs[0], Priority: "normal", Estimate: 6, Detail: "{\n  \"execution_id\": \"exec-1 " + xss + "\"\n}",
 			Ledger: []CallRow{
@@ -162,3 +165,42 @@ func do(t *testing.T, srv *httptest.Server, method, path string) (*http.Response
 }
 
 var errStalled = errors.New("store: ping: context deadline exceeded")
+
+// fakeForecast is 24 hours from testNow's hour over the fake window: a
+// high-priority deploy at 01:00 tomorrow (as promote-orders), hourly
+// normal syncs, and a low export foreseen deferred at 18:00.
+func fakeForecast(b BudgetStatus) Forecast {
+	start := testNow.Truncate(time.Hour)
+	f := Forecast{Start: start, Cap: b.DailyLimit - b.Reserve, Limit: b.DailyLimit}
+	planned, high := 0, 0
+	f.LeftNow = f.Cap
+	for i := range 24 {
+		h := ForecastHour{Hour: start.Add(time.Duration(i) * time.Hour), Normal: 6}
+		for j, c := range hourCalls {
+			if j >= i { // bucket j (start-23h+j) is still inside hour i's window
+				h.Real += c
+			}
+		}
+		if i == 0 {
+			h.Past = hourCalls[23]
+		}
+		f.Runs = append(f.Runs, ForecastRun{Job: "orders-sync", Time: h.Hour.Add(10 * time.Minute), Hour: h.Hour, Priority: "normal", Estimate: 6, Admit: true})
+		if h.Hour.Equal(time.Date(2025, 3, 5, 1, 0, 0, 0, time.UTC)) {
+			h.High = 300
+			f.Held += 300
+			f.Runs = append(f.Runs, ForecastRun{Job: "promote-orders", Time: h.Hour, Hour: h.Hour, Priority: "high", Estimate: 300, Admit: true})
+		}
+		if h.Hour.Hour() == 18 {
+			h.Deferred = 1
+			f.Runs = append(f.Runs, ForecastRun{Job: "audit-export", Time: h.Hour, Hour: h.Hour, Priority: "low", Estimate: 40,
+				Reason: "40 calls do not fit " + xss})
+		}
+		planned += h.High + h.Normal + h.Low
+		high += h.High
+		h.Window = h.Real + planned
+		f.LeftNow = min(f.LeftNow, f.Cap-h.Real-high)
+		f.Hours = append(f.Hours, h)
+	}
+	f.LeftNow = max(0, f.LeftNow)
+	return f
+}

@@ -63,8 +63,11 @@ type pageData struct {
 	Budget BudgetStatus
 	Cap    int // daily_limit − reserve: what ordinary work may use
 	Chart  chart
-	Runs   []RunRow
-	Calls  []CallRow
+	// Forecast is the next 24 hours (Plan its chart).
+	Forecast Forecast
+	Plan     forecastChart
+	Runs     []RunRow
+	Calls    []CallRow
 }
 
 // pageHandler renders the status page. It renders into a buffer first, so a
@@ -74,15 +77,18 @@ func pageHandler(src Source, now func() time.Time) http.Handler {
 		ctx := r.Context()
 		t := now().UTC()
 		b := src.Budget(t)
+		f := src.Forecast(t)
 		d := pageData{
-			Now:    t,
-			CSS:    template.CSS(pageCSS),
-			Jobs:   src.Jobs(ctx),
-			Budget: b,
-			Cap:    max(0, b.DailyLimit-b.Reserve),
-			Chart:  budgetChart(b),
-			Runs:   src.RecentRuns(ctx, DefaultRecentRuns),
-			Calls:  src.RecentCalls(ctx, DefaultRecentCalls),
+			Forecast: f,
+			Plan:     layoutForecast(f),
+			Now:      t,
+			CSS:      template.CSS(pageCSS),
+			Jobs:     src.Jobs(ctx),
+			Budget:   b,
+			Cap:      max(0, b.DailyLimit-b.Reserve),
+			Chart:    budgetChart(b),
+			Runs:     src.RecentRuns(ctx, DefaultRecentRuns),
+			Calls:    src.RecentCalls(ctx, DefaultRecentCalls),
 		}
 		render(w, pageTmpl, d)
 	})
@@ -412,4 +418,86 @@ func statusClass(code int) string {
 		return "st-warn"
 	}
 	return "st-bad"
+}
+
+// forecast is the next-24-hours chart, laid out in Go: a column per hour
+// whose height is the projected rolling window at its end, split into the
+// calls already spent that are still inside that window, the admitted runs
+// of earlier hours, and this hour's admitted runs by priority; the cap and
+// the daily limit as lines; a mark over an hour where a run is foreseen to
+// be deferred.
+type forecastChart struct {
+	W, H                       float64
+	PlotX, PlotY, PlotW, PlotH float64
+	Cols                       []forecastCol
+	XLabels, YTicks            []label
+	LimitY, CapY, ReserveH     float64
+	LimitText, CapText         string
+	Desc                       string
+}
+
+type forecastCol struct {
+	Hour     time.Time
+	Window   int
+	Segs     []bar
+	Title    string
+	Deferred int
+	MarkX    float64
+	MarkY    float64
+}
+
+func layoutForecast(f Forecast) forecastChart {
+	c := forecastChart{W: chartW, H: chartH, PlotX: plotLeft, PlotY: plotTop,
+		PlotW: chartW - plotLeft - plotRight, PlotH: chartH - plotTop - plotBottom}
+	peak := 0
+	for _, h := range f.Hours {
+		peak = max(peak, h.Window)
+	}
+	limit := max(0, f.Limit)
+	top := niceCeil(float64(max(limit, peak, 1)) * 1.05)
+	y := func(v float64) float64 { return c.PlotY + c.PlotH*(1-v/top) }
+	c.LimitY, c.CapY = y(float64(limit)), y(float64(max(0, f.Cap)))
+	c.ReserveH = c.CapY - c.LimitY
+	c.LimitText, c.CapText = "limit "+fmtNum(limit), "cap "+fmtNum(f.Cap)
+	step := niceStep(top / 4)
+	for v := 0.0; v <= top+step/1e6; v += step {
+		c.YTicks = append(c.YTicks, label{X: c.PlotX - 4, Y: y(v), Text: fmtShort(v)})
+	}
+	deferred := 0
+	if n := len(f.Hours); n > 0 {
+		slot := c.PlotW / float64(n)
+		earlier := 0
+		for i, h := range f.Hours {
+			x := c.PlotX + float64(i)*slot
+			col := forecastCol{Hour: h.Hour, Window: h.Window, Deferred: h.Deferred, MarkX: x + slot/2}
+			base := 0
+			for _, s := range []struct {
+				n     int
+				class string
+			}{{h.Real, "real"}, {earlier, "earlier"}, {h.High, "high"}, {h.Normal, "normal"}, {h.Low, "low"}} {
+				if s.n <= 0 {
+					continue
+				}
+				bh := math.Max(y(float64(base))-y(float64(base+s.n)), 1)
+				col.Segs = append(col.Segs, bar{X: x + barGap/2, W: math.Max(slot-barGap, 0.5), Y: y(float64(base)) - bh, H: bh, Class: s.class})
+				base += s.n
+			}
+			col.MarkY = y(float64(base)) - 4
+			col.Title = fmt.Sprintf("%s: projected window %s of cap %s (spent %s; planned earlier %s; this hour high %s, normal %s, low %s)",
+				h.Hour.UTC().Format("15:04 UTC"), fmtNum(h.Window), fmtNum(f.Cap), fmtNum(h.Real), fmtNum(earlier),
+				fmtNum(h.High), fmtNum(h.Normal), fmtNum(h.Low))
+			if h.Deferred > 0 {
+				col.Title += fmt.Sprintf("; %d run(s) foreseen deferred", h.Deferred)
+			}
+			c.Cols = append(c.Cols, col)
+			earlier += h.High + h.Normal + h.Low
+			deferred += h.Deferred
+			if hr := h.Hour.UTC().Hour(); hr%6 == 0 {
+				c.XLabels = append(c.XLabels, label{X: x + slot/2, Y: c.PlotY + c.PlotH + 14, Text: fmt.Sprintf("%02d:00", hr)})
+			}
+		}
+	}
+	c.Desc = fmt.Sprintf("The next 24 hours: the projected rolling window peaks at %s of a cap of %s; %s calls are held for high-priority runs; %d run(s) are foreseen deferred.",
+		fmtNum(peak), fmtNum(f.Cap), fmtNum(f.Held), deferred)
+	return c
 }

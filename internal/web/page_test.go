@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -521,5 +522,72 @@ func TestRunPage(t *testing.T) {
 		if resp, _ := get(t, srv, path); resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s = %d; want 404", path, resp.StatusCode)
 		}
+	}
+}
+
+// TestForecastChart: the next-24-hours chart has a column per hour carrying
+// the projected window (data-window) whose segments add up to it, the high
+// run's reservation drawn in its hour, a mark where a deferral is foreseen;
+// the cards show what is held for high priority and what is left now; the
+// planned runs are listed with the deferral's reason, escaped.
+func TestForecastChart(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+	_, page := get(t, srv, "/")
+	doc := parsePage(t, page)
+	svg := doc.byID("forecast-chart")
+	if svg == nil {
+		t.Fatal("no svg#forecast-chart")
+	}
+	cols := svg.all(func(n *node) bool { return n.name == "g" && n.hasClass("hour") })
+	f := src.forecast
+	if len(cols) != len(f.Hours) {
+		t.Fatalf("forecast chart has %d columns; want %d", len(cols), len(f.Hours))
+	}
+	top := niceCeil(float64(f.Limit) * 1.05) // the fake peaks below the limit
+	unit := (chartH - plotTop - plotBottom) / top
+	for i, col := range cols {
+		h := f.Hours[i]
+		if col.attr["data-hour"] != fmtISO(h.Hour) || col.attr["data-window"] != fmt.Sprint(h.Window) {
+			t.Errorf("column %d = hour %s window %s; want %s, %d", i, col.attr["data-hour"], col.attr["data-window"], fmtISO(h.Hour), h.Window)
+		}
+		sum := 0.0
+		classes := map[string]bool{}
+		for _, r := range col.all(byName("rect")) {
+			hgt, _ := strconv.ParseFloat(r.attr["height"], 64)
+			sum += hgt
+			classes[strings.TrimPrefix(r.attr["class"], "seg ")] = true
+		}
+		if math.Abs(sum-float64(h.Window)*unit) > float64(len(classes)) { // a thin segment is drawn 1 unit high
+			t.Errorf("column %d segments are %.1f units high; want the window %d (%.1f)", i, sum, h.Window, float64(h.Window)*unit)
+		}
+		if classes["high"] != (h.High > 0) {
+			t.Errorf("column %d (%s): high segment %v; want %v", i, h.Hour.Format("15:04"), classes["high"], h.High > 0)
+		}
+		marks := col.all(func(n *node) bool { return n.hasClass("deferred-mark") })
+		if (len(marks) > 0) != (h.Deferred > 0) {
+			t.Errorf("column %d (%s): %d deferral marks; want one iff %d deferred", i, h.Hour.Format("15:04"), len(marks), h.Deferred)
+		}
+	}
+	if got := strings.TrimSpace(doc.byID("card-held").text.String()); got != fmtNum(f.Held) {
+		t.Errorf("held card = %q; want %q", got, fmtNum(f.Held))
+	}
+	if got := strings.TrimSpace(doc.byID("card-left").text.String()); got != fmtNum(f.LeftNow) {
+		t.Errorf("left-now card = %q; want %q", got, fmtNum(f.LeftNow))
+	}
+	plan := doc.byID("plan-table")
+	if plan == nil {
+		t.Fatal("no plan table")
+	}
+	if rows := plan.all(byName("tbody"))[0].all(byName("tr")); len(rows) != len(f.Runs) {
+		t.Errorf("plan table has %d rows; want %d", len(rows), len(f.Runs))
+	}
+	if txt := plan.text.String(); !strings.Contains(txt, "deferred") || !strings.Contains(txt, "40 calls do not fit") {
+		t.Errorf("plan table does not show the foreseen deferral with its reason")
+	}
+
+	empty := serve(t, healthFunc(func(context.Context) error { return nil }), nil)
+	if _, body := get(t, empty, "/"); !strings.Contains(body, "Nothing is planned in the next 24 hours.") {
+		t.Errorf("an empty forecast does not say so")
 	}
 }

@@ -21,6 +21,8 @@ type Source interface {
 	RecentRuns(ctx context.Context, n int) []RunRow
 	// RecentCalls returns up to n ledger rows, newest first.
 	RecentCalls(ctx context.Context, n int) []CallRow
+	// Forecast is the next 24 hours as the daemon plans them at now.
+	Forecast(now time.Time) Forecast
 	// Run returns run id with every ledger row of it; false if there is no
 	// such run (or it cannot be read).
 	Run(ctx context.Context, id int64) (RunDetail, bool)
@@ -72,6 +74,44 @@ type BudgetStatus struct {
 	// Oversubscribed names, per priority class, the jobs the allowance
 	// cannot hold a day, with the figures (an addition).
 	Oversubscribed []string `json:"oversubscribed,omitempty"`
+}
+
+// Forecast is the next 24 hours from Start (the current hour), as the plan
+// the daemon admits with foresees them (`runnerd plan`).
+type Forecast struct {
+	Start   time.Time      `json:"start"`
+	Cap     int            `json:"cap"` // daily_limit − reserve
+	Limit   int            `json:"daily_limit"`
+	Hours   []ForecastHour `json:"hours"`
+	Runs    []ForecastRun  `json:"runs"`
+	Held    int            `json:"held_for_high"` // the admitted high-priority runs' estimates
+	LeftNow int            `json:"left_now"`      // what ordinary work may spend now around them
+}
+
+// ForecastHour is one hour of the forecast.
+type ForecastHour struct {
+	Hour time.Time `json:"hour"`
+	// Window is the projected rolling window at the end of the hour: Real
+	// plus every admitted run's estimate from Start up to this hour.
+	Window int `json:"window"`
+	// Real is the calls already spent that are still inside this hour's
+	// window; Past those spent in this hour so far (the current hour only).
+	Real, Past int
+	// High, Normal and Low are the admitted runs' estimates in this hour.
+	High, Normal, Low int
+	Deferred          int // runs foreseen to be deferred in this hour
+}
+
+// ForecastRun is one planned run.
+type ForecastRun struct {
+	Job            string    `json:"job"`
+	Time           time.Time `json:"time"` // its nominal time
+	Hour           time.Time `json:"hour"` // the hour it is projected in
+	Priority       string    `json:"priority"`
+	Estimate       int       `json:"estimate"`
+	Admit          bool      `json:"admit"`
+	Reason         string    `json:"reason,omitempty"`
+	RemainingAfter int       `json:"remaining_after"`
 }
 
 // RunRow is one run, as the status page lists it.

@@ -236,6 +236,7 @@ func (f healthFunc) RecentRuns(context.Context, int) []RunRow     { return nil }
 func (f healthFunc) RecentCalls(context.Context, int) []CallRow   { return nil }
 func (f healthFunc) Healthy(ctx context.Context) error            { return f(ctx) }
 func (f healthFunc) Run(context.Context, int64) (RunDetail, bool) { return RunDetail{}, false }
+func (f healthFunc) Forecast(time.Time) Forecast                  { return Forecast{} }
 
 func TestRoutes(t *testing.T) {
 	srv := serve(t, newFakeSource(), nil)
