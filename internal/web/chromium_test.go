@@ -19,7 +19,26 @@ import (
 	"time"
 )
 
-var screenshotDir = flag.String("screenshot-dir", "", "keep the headless-Chromium screenshots of the status page in this directory")
+var screenshotDir = flag.String("screenshot-dir", os.Getenv("RUNNERD_SCREENSHOTS"),
+	"keep the headless-Chromium screenshots of the status page in this directory (default $RUNNERD_SCREENSHOTS)")
+
+// keepScreenshot copies a screenshot into -screenshot-dir, if set.
+func keepScreenshot(t *testing.T, path string) {
+	t.Helper()
+	if *screenshotDir == "" {
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err == nil {
+		err = os.MkdirAll(*screenshotDir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(*screenshotDir, filepath.Base(path)), data, 0o644)
+	}
+	if err != nil {
+		t.Errorf("keep screenshot: %v", err)
+	}
+}
 
 // findChromium returns the Chromium binary, or "" if there is none.
 func findChromium() string {
@@ -135,10 +154,16 @@ func TestStatusPageChromium(t *testing.T) {
 			t.Errorf("the browser requested %q; want only \"GET /\" (no external or extra assets)", reqs)
 		}
 
-		for _, want := range []string{`<svg id="budget-chart"`, `<table id="jobs-table"`, `<table id="runs-table"`, `<table id="calls-table"`} {
+		for _, want := range []string{`<svg id="budget-chart"`, `<svg id="forecast-chart"`, `<table id="plan-table"`, `<table id="jobs-table"`, `<table id="runs-table"`, `<table id="calls-table"`} {
 			if !strings.Contains(dom, want) {
 				t.Errorf("dumped DOM has no %s", want)
 			}
+		}
+		if got := strings.Count(dom, `<g class="hour"`); got != len(src.forecast.Hours) {
+			t.Errorf("dumped DOM has %d forecast columns; want %d", got, len(src.forecast.Hours))
+		}
+		if got := strings.Count(dom, `class="seg high"`); got != 1 {
+			t.Errorf("dumped DOM has %d high-priority reservations in the forecast; want 1 (the 01:00 deploy)", got)
 		}
 		if got := strings.Count(dom, `class="bar `); got != len(src.budget.Hours) {
 			t.Errorf("dumped DOM has %d chart bars; want %d", got, len(src.budget.Hours))
@@ -174,14 +199,48 @@ func TestStatusPageChromium(t *testing.T) {
 				t.Errorf("screenshot has %d %s bar pixels; want at least %d", got, c.name, c.min)
 			}
 		}
-		if *screenshotDir != "" {
-			data, _ := os.ReadFile(shot)
-			if err := os.WriteFile(filepath.Join(*screenshotDir, "status-page-420.png"), data, 0o644); err != nil {
-				t.Error(err)
+		// The widths the page is made for: a 1,400-pixel desktop and a
+		// 390-pixel phone, kept (with -screenshot-dir or
+		// RUNNERD_SCREENSHOTS) as the test's artefacts.
+		for _, w := range []struct {
+			name, size string
+			width      int
+		}{{"status-page-1400.png", "1400,2200", 1400}, {"status-page-390.png", "390,7000", 390}} {
+			path := filepath.Join(dir, w.name)
+			_, log := runChromium(t, bin, dir, srv.URL+"/", "--screenshot="+path, "--window-size="+w.size)
+			if msgs := consoleMessages(log); len(msgs) > 0 {
+				t.Errorf("console messages at %d px:\n%s", w.width, strings.Join(msgs, "\n"))
 			}
-			runChromium(t, bin, dir, srv.URL+"/", "--screenshot="+filepath.Join(*screenshotDir, "status-page-1280.png"), "--window-size=1280,1500")
-			runChromium(t, bin, dir, srv.URL+"/", "--screenshot="+filepath.Join(*screenshotDir, "status-page-420-full.png"), "--window-size=420,6000")
+			if img := decodePNG(t, path); img.Bounds().Dx() != w.width || lumaVariance(img) < 100 {
+				t.Errorf("%s: %d px wide, luminance variance %.1f; want %d and ≥ 100", w.name, img.Bounds().Dx(), lumaVariance(img), w.width)
+			}
+			keepScreenshot(t, path)
 		}
+		rec.take()
+	})
+
+	// A run's page: its decision and earliest time, no console message,
+	// nothing fetched but the page.
+	t.Run("run page", func(t *testing.T) {
+		t.Parallel()
+		src := newFakeSource()
+		rec := &recorder{next: Handler(src, NewMetrics(), func() time.Time { return testNow })}
+		srv := httptest.NewServer(rec)
+		t.Cleanup(srv.Close)
+		shot := filepath.Join(dir, "run-990-390.png")
+		dom, log := runChromium(t, bin, dir, srv.URL+"/runs/990", "--dump-dom", "--screenshot="+shot, "--window-size=390,1200")
+		if msgs := consoleMessages(log); len(msgs) > 0 {
+			t.Errorf("console messages on the run page:\n%s", strings.Join(msgs, "\n"))
+		}
+		if reqs := rec.take(); len(reqs) != 1 || reqs[0] != "GET /runs/990" {
+			t.Errorf("the browser requested %q; want only the run page", reqs)
+		}
+		for _, want := range []string{`id="run-decision"`, `id="run-not-before"`, "12 left after 300 held for high-priority runs"} {
+			if !strings.Contains(dom, want) {
+				t.Errorf("run page DOM has no %s", want)
+			}
+		}
+		keepScreenshot(t, shot)
 	})
 
 	// A page that does log to the console, to show the detection works.
