@@ -114,6 +114,10 @@ type Log struct {
 // HTTP configures the metrics and status listener.
 type HTTP struct {
 	Listen string `toml:"listen,omitempty"` // empty: off
+	// PublicURL is the status page's address as people reach it (behind a
+	// proxy, another host name); notifications link a run's page under it.
+	// Empty: no links.
+	PublicURL string `toml:"public_url,omitempty"`
 }
 
 // Notify is one [[notify]] target.

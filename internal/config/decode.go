@@ -526,7 +526,16 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 				h.errf("listen", "%s", msg)
 			}
 		}
-		h.unknown([]string{"listen"}, nil)
+		if h.str("public_url", &c.HTTP.PublicURL) && c.HTTP.PublicURL != "" {
+			if u, err := url.Parse(c.HTTP.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+				u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+				h.errf("public_url", "%q is not an http or https URL without credentials, query or fragment (e.g. \"https://runnerd.example.com/\")",
+					c.HTTP.PublicURL)
+			} else {
+				c.HTTP.PublicURL = strings.TrimSuffix(c.HTTP.PublicURL, "/") + "/"
+			}
+		}
+		h.unknown([]string{"listen", "public_url"}, nil)
 	}
 
 	// [defaults] and [[job]]

@@ -29,8 +29,15 @@ func (c *Config) Encode(w io.Writer) error {
 	root["budget"] = budget
 	root["store"] = map[string]any{"path": c.Store.Path}
 	root["log"] = map[string]any{"level": c.Log.Level, "format": c.Log.Format}
-	if c.HTTP.Listen != "" {
-		root["http"] = map[string]any{"listen": c.HTTP.Listen}
+	if c.HTTP.Listen != "" || c.HTTP.PublicURL != "" {
+		h := map[string]any{}
+		if c.HTTP.Listen != "" {
+			h["listen"] = c.HTTP.Listen
+		}
+		if c.HTTP.PublicURL != "" {
+			h["public_url"] = c.HTTP.PublicURL
+		}
+		root["http"] = h
 	}
 
 	if len(c.Notify) > 0 {

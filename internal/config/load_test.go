@@ -153,7 +153,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	text := string(readExample(t))
 	keys := append([]string{}, jobKeyNames...)
 	keys = append(keys, "id", "url", "user", "password_file", "password_env", "credential", "ca_file",
-		"daily_limit", "reserve", "rate", "retention", "path", "level", "format", "listen",
+		"daily_limit", "reserve", "rate", "retention", "path", "level", "format", "listen", "public_url",
 		"events", "jobs", "min_priority", "secret_file", "remind", "thresholds", "command",
 		"property", "operator", "arguments", "[defaults]", "[http]", "[log]", "[store]", "[[notify]]")
 	for _, k := range keys {
@@ -432,5 +432,29 @@ func TestHostExampleLoads(t *testing.T) {
 	}
 	if j := c.Job("audit-export"); j == nil || !strings.HasPrefix(j.Output, "/var/lib/runnerd/exports/") {
 		t.Errorf("audit-export output = %+v; want it under the state directory", j)
+	}
+}
+
+// TestPublicURL: [http] public_url is an http(s) URL, kept with one trailing
+// slash; anything else is refused naming the key.
+func TestPublicURL(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{"https://runnerd.example.com", "https://runnerd.example.com/", ""},
+		{"http://10.0.0.5:9271/runnerd/", "http://10.0.0.5:9271/runnerd/", ""},
+		{"runnerd.example.com", "", "public_url"},
+		{"ftp://x/", "", "public_url"},
+		{"https://u:p@x/", "", "public_url"},
+		{"https://x/?a=1", "", "public_url"},
+	} {
+		c, err := Parse("jobs.toml", []byte(base+"[http]\npublic_url = \""+tc.in+"\"\n"), LoadOptions{Getenv: func(string) string { return "" }})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), "jobs.toml:") {
+				t.Errorf("public_url %q: err = %v; want one naming the file, line and %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || c.HTTP.PublicURL != tc.want {
+			t.Errorf("public_url %q = %q, %v; want %q", tc.in, c.HTTP.PublicURL, err, tc.want)
+		}
 	}
 }

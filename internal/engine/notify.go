@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ func (e *Engine) startNotifier(cfg *config.Config) error {
 		Recorder: deliveryRecorder{e.db},
 		Logger:   e.log,
 		Budget:   e.budgetUse,
+		RunURL:   e.runURL,
 	})
 	if err != nil {
 		return ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
@@ -211,4 +213,14 @@ func SendSample(ctx context.Context, getenv func(string) string, cfg *config.Con
 	}
 	defer n.Close(context.Background())
 	return n.Send(ctx, name, n.SampleEvent())
+}
+
+// runURL is run id's status page under [http] public_url (as configured
+// now: a reload may change it), or "" when none is set.
+func (e *Engine) runURL(id int64) string {
+	base := e.Config().HTTP.PublicURL
+	if base == "" {
+		return ""
+	}
+	return base + "runs/" + strconv.FormatInt(id, 10)
 }

@@ -76,6 +76,8 @@ type Event struct {
 	Kind     string    `json:"kind,omitempty"`
 	Priority string    `json:"priority,omitempty"`
 	RunID    int64     `json:"run_id,omitempty"`
+	// URL is the run's page on the status page ([http] public_url).
+	URL string `json:"url,omitempty"`
 	// NominalTime is the slot the run belongs to.
 	NominalTime time.Time `json:"nominal_time,omitzero"`
 	State       string    `json:"state,omitempty"`
@@ -206,6 +208,9 @@ func (e *Event) describe() {
 		}
 	default:
 		b.WriteString(e.Event)
+	}
+	if e.URL != "" {
+		b.WriteString(" — " + e.URL)
 	}
 	e.Text = b.String()
 }

@@ -93,6 +93,9 @@ type Options struct {
 	Backoff func(attempt int) time.Duration
 	// Path is the PATH given to commands; $PATH (else a standard list) if empty.
 	Path string
+	// RunURL is the address of a run's status page, linked from the run's
+	// events (Event.URL and the text); nil or "": no link.
+	RunURL func(id int64) string
 }
 
 // Notifier turns daemon happenings into events and hands them to the targets'
@@ -376,4 +379,12 @@ func (n *Notifier) Send(ctx context.Context, target string, e Event) (Delivery, 
 		}
 	}
 	return Delivery{}, fmt.Errorf("no notify target named %q", target)
+}
+
+// runURL is run id's page, or "" without Options.RunURL.
+func (n *Notifier) runURL(id int64) string {
+	if n.o.RunURL == nil || id == 0 {
+		return ""
+	}
+	return n.o.RunURL(id)
 }

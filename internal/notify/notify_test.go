@@ -487,3 +487,40 @@ func TestNewRejects(t *testing.T) {
 		})
 	}
 }
+
+// TestRunEventLinksRunPage: with Options.RunURL a run's event carries its
+// status page address, in url and at the end of the text; a budget event,
+// which belongs to no run, carries none; without it there is no url.
+func TestRunEventLinksRunPage(t *testing.T) {
+	for _, withURL := range []bool{true, false} {
+		rcv := newReceiver(t, nil)
+		o := Options{Targets: []Target{{Config: hookConfig("hook", rcv.URL)}}, Now: (&clock{t: t0}).Now,
+			Budget: func() (int, int) { return 990, 1000 }}
+		if withURL {
+			o.RunURL = func(id int64) string { return fmt.Sprintf("https://runnerd.example.com/runs/%d", id) }
+		}
+		n := newTestNotifier(t, o)
+		n.RunOutcome(failedRun("orders", 11))
+		n.BudgetUsage(990, 1000)
+		flush(t, n)
+		failed := 0
+		for _, q := range rcv.requests() {
+			if q.fields["event"] == EventFailed {
+				failed++
+			}
+			url, _ := q.fields["url"].(string)
+			text, _ := q.fields["text"].(string)
+			switch {
+			case q.fields["event"] == EventFailed && withURL:
+				if url != "https://runnerd.example.com/runs/11" || !strings.HasSuffix(text, " — https://runnerd.example.com/runs/11") {
+					t.Errorf("failed event url %q, text %q; want the run's page in both", url, text)
+				}
+			case url != "":
+				t.Errorf("%v event (RunURL set: %v) has url %q; want none", q.fields["event"], withURL, url)
+			}
+		}
+		if failed != 1 {
+			t.Errorf("received %d failed events; want 1", failed)
+		}
+	}
+}
