@@ -123,8 +123,8 @@ type Engine struct {
 	spentMu sync.Mutex
 	spent   map[int64]int // calls begun per run in flight, for the look-ahead
 
-	durMu     sync.Mutex
-	durations map[string]time.Duration // per job, from its last estimate (Estimate.Duration)
+	estMu     sync.Mutex
+	estimates map[string]budget.Estimate // per job, its last estimate (the scheduler's Duration, the status page)
 
 	bg       context.Context // background goroutines' context; cancelled by Close
 	cancelBG context.CancelFunc
@@ -168,7 +168,7 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 	}
 	cfg := o.Config
 	e := &Engine{log: o.Logger, now: o.Now, getenv: o.Getenv, opts: o, cfg: cfg, metrics: web.NewMetrics(),
-		spent: map[int64]int{}, durations: map[string]time.Duration{}, lock: o.Lock}
+		spent: map[int64]int{}, estimates: map[string]budget.Estimate{}, lock: o.Lock}
 	e.bg, e.cancelBG = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {

@@ -147,18 +147,24 @@ func (a estimatorAdapter) Estimate(ctx context.Context, job, kind string) int {
 		kind = EstimateKind(j)
 	}
 	est := a.e.estimate(ctx, job, kind)
-	a.e.durMu.Lock()
-	a.e.durations[job] = est.Duration
-	a.e.durMu.Unlock()
+	a.e.estMu.Lock()
+	a.e.estimates[job] = est
+	a.e.estMu.Unlock()
 	return est.Calls
 }
 
 // duration is the scheduler's Options.Duration: how long job's runs took,
 // as of its last estimate.
 func (e *Engine) duration(job string) time.Duration {
-	e.durMu.Lock()
-	defer e.durMu.Unlock()
-	return e.durations[job]
+	return e.lastEstimate(job).Duration
+}
+
+// lastEstimate is job's estimate as the scheduler last asked for it (zero
+// before the first).
+func (e *Engine) lastEstimate(job string) budget.Estimate {
+	e.estMu.Lock()
+	defer e.estMu.Unlock()
+	return e.estimates[job]
 }
 
 // EstimateKind is the estimator's kind for a job: an execute job that does not

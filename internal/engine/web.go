@@ -27,8 +27,9 @@ func (e *Engine) Jobs(ctx context.Context) []web.JobStatus {
 	}
 	out := make([]web.JobStatus, 0, len(jobs))
 	for _, j := range jobs {
+		est := e.lastEstimate(j.Name)
 		js := web.JobStatus{Name: j.Name, Kind: j.Kind, Priority: j.Priority, Schedule: j.Schedule,
-			Timezone: j.Timezone, Next: next[j.Name], Paused: paused[j.Name]}
+			Timezone: j.Timezone, Next: next[j.Name], Paused: paused[j.Name], Estimate: est.Calls, Basis: est.Basis}
 		if runs, err := e.db.ListRuns(ctx, store.RunFilter{Job: j.Name, Limit: 1}); err != nil {
 			e.log.Warn("status page: the job's last run cannot be read", "job", j.Name, "err", err)
 		} else if len(runs) > 0 {

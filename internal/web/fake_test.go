@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -95,6 +96,9 @@ func newFakeSource() *fakeSource {
 			LastState: "unknown", LastNominal: testNow.Add(-8 * time.Hour), Paused: true},
 		{Name: "never-ran", Kind: "export", Priority: "normal", Schedule: "@daily", Timezone: "UTC",
 			Next: time.Date(2025, 3, 5, 0, 0, 0, 0, time.UTC)},
+	}
+	for i := range f.jobs {
+		f.jobs[i].Estimate, f.jobs[i].Basis = 3+i*40, fmt.Sprintf("p90 of the last %d runs", 12-i)
 	}
 	for i := range 25 {
 		nominal := testNow.Add(-time.Duration(i*10) * time.Minute).Truncate(10 * time.Minute)

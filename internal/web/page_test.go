@@ -184,8 +184,11 @@ func TestStatusPage(t *testing.T) {
 		}
 		for i, j := range src.jobs {
 			cells := rows[i].all(byName("td"))
-			if len(cells) != 6 {
-				t.Fatalf("job row %d has %d cells; want 6", i, len(cells))
+			if len(cells) != 7 {
+				t.Fatalf("job row %d has %d cells; want 7", i, len(cells))
+			}
+			if est := cells[6].text.String(); !strings.Contains(est, fmtNum(j.Estimate)+" calls") || !strings.Contains(est, j.Basis) {
+				t.Errorf("job %s estimate cell = %q; want %d calls and the basis %q", j.Name, est, j.Estimate, j.Basis)
 			}
 			for _, c := range cells {
 				if c.attr["data-label"] == "" {

@@ -44,6 +44,10 @@ type JobStatus struct {
 	LastNominal time.Time `json:"last_nominal"`
 	LastError   string    `json:"last_error"`
 	Paused      bool      `json:"paused"`
+	// Estimate is the calls the job's next run is planned with, and Basis
+	// how it was reached, in words.
+	Estimate int    `json:"estimate"`
+	Basis    string `json:"estimate_basis,omitempty"`
 }
 
 // HourCalls is one hour bucket of the rolling window.
