@@ -51,6 +51,9 @@ func (e *Engine) Budget(now time.Time) web.BudgetStatus {
 	for _, h := range st.Hours {
 		b.Hours = append(b.Hours, web.HourCalls{Hour: h.Hour, Calls: h.Calls})
 	}
+	if e.client != nil {
+		b.AuthOpen, b.AuthNextProbe = e.client.AuthBreaker()
+	}
 	for _, x := range e.oversubscribed(now) {
 		b.Oversubscribed = append(b.Oversubscribed, x.String())
 	}

@@ -594,3 +594,30 @@ func TestForecastChart(t *testing.T) {
 		t.Errorf("an empty forecast does not say so")
 	}
 }
+
+// TestAuthCard: the credentials card says whether the auth breaker is open
+// and when the probe comes.
+func TestAuthCard(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+	if _, page := get(t, srv, "/"); !strings.Contains(doc(t, page, "card-auth"), "accepted") {
+		t.Errorf("closed breaker: the card does not say the credentials are accepted")
+	}
+	src.mu.Lock()
+	src.budget.AuthOpen, src.budget.AuthNextProbe = true, testNow.Add(5*time.Minute)
+	src.mu.Unlock()
+	_, page := get(t, srv, "/")
+	if card := doc(t, page, "card-auth"); !strings.Contains(card, "rejected") || !strings.Contains(card, "2025-03-04 14:42 UTC") {
+		t.Errorf("open breaker: card = %q; want rejected and the probe's time", card)
+	}
+}
+
+// doc is the text of the element with id in page.
+func doc(t *testing.T, page, id string) string {
+	t.Helper()
+	n := parsePage(t, page).byID(id)
+	if n == nil {
+		t.Fatalf("no element %q", id)
+	}
+	return n.text.String()
+}

@@ -75,6 +75,10 @@ type BudgetStatus struct {
 	// someone else is spending the account), with the reason in words.
 	Classification       string `json:"classification"`
 	ClassificationReason string `json:"classification_reason"`
+	// AuthOpen is the auth breaker: the platform rejected the credentials
+	// twice in a row and nothing is sent but a probe at AuthNextProbe.
+	AuthOpen      bool      `json:"auth_open"`
+	AuthNextProbe time.Time `json:"auth_next_probe,omitzero"`
 	// Oversubscribed names, per priority class, the jobs the allowance
 	// cannot hold a day, with the figures (an addition).
 	Oversubscribed []string `json:"oversubscribed,omitempty"`
