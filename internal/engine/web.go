@@ -54,6 +54,11 @@ func (e *Engine) Budget(now time.Time) web.BudgetStatus {
 	if e.client != nil {
 		b.AuthOpen, b.AuthNextProbe = e.client.AuthBreaker()
 	}
+	if n, err := e.db.CallsSince(context.Background(), now.Add(-time.Minute)); err != nil {
+		e.log.Warn("status page: the last minute's calls cannot be counted", "err", err)
+	} else {
+		b.RateUsed = float64(n) / 60
+	}
 	for _, x := range e.oversubscribed(now) {
 		b.Oversubscribed = append(b.Oversubscribed, x.String())
 	}

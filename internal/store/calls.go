@@ -367,3 +367,13 @@ func (db *DB) CallSummary(ctx context.Context) ([]CallGroup, error) {
 	}
 	return out, nil
 }
+
+// CallsSince counts the calls begun at or after t (through calls_started):
+// the status page's rate use over the last minute.
+func (db *DB) CallsSince(ctx context.Context, t time.Time) (int, error) {
+	var n int
+	if err := db.reader.QueryRowContext(ctx, `SELECT count(*) FROM calls WHERE started_at >= ?`, t.UnixMilli()).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: calls since %s: %w", t.UTC().Format(time.RFC3339), err)
+	}
+	return n, nil
+}

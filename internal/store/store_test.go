@@ -1043,3 +1043,16 @@ func TestRecentDurations(t *testing.T) {
 		t.Errorf("JobHistory.Durations = %v, %v; want %v (newest first)", got, err, want)
 	}
 }
+
+func TestCallsSince(t *testing.T) {
+	db, _ := MustOpenDB(t)
+	insertCalls(t, db, 120, t0, time.Second) // one a second from t0
+	for _, tc := range []struct {
+		since time.Time
+		want  int
+	}{{t0, 120}, {t0.Add(60 * time.Second), 60}, {t0.Add(119 * time.Second), 1}, {t0.Add(2 * time.Minute), 0}} {
+		if n, err := db.CallsSince(context.Background(), tc.since); err != nil || n != tc.want {
+			t.Errorf("CallsSince(t0+%v) = %d, %v; want %d", tc.since.Sub(t0), n, err, tc.want)
+		}
+	}
+}

@@ -621,3 +621,15 @@ func doc(t *testing.T, page, id string) string {
 	}
 	return n.text.String()
 }
+
+// TestRateCard: the rate card shows the last minute's calls per second
+// beside the configured rate.
+func TestRateCard(t *testing.T) {
+	src := newFakeSource()
+	src.budget.RateUsed = 0.4
+	srv := serve(t, src, nil)
+	_, page := get(t, srv, "/")
+	if card := strings.TrimSpace(doc(t, page, "card-rate")); card != "0.40 of 5 requests/s" {
+		t.Errorf("rate card = %q; want %q", card, "0.40 of 5 requests/s")
+	}
+}

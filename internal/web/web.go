@@ -75,6 +75,8 @@ type BudgetStatus struct {
 	// someone else is spending the account), with the reason in words.
 	Classification       string `json:"classification"`
 	ClassificationReason string `json:"classification_reason"`
+	// RateUsed is the calls per second sent over the last minute, beside Rate.
+	RateUsed float64 `json:"rate_used"`
 	// AuthOpen is the auth breaker: the platform rejected the credentials
 	// twice in a row and nothing is sent but a probe at AuthNextProbe.
 	AuthOpen      bool      `json:"auth_open"`
