@@ -151,9 +151,15 @@ const (
 // so the bars share a scale with the daily limit and the reserve band, and
 // the top of the last bar is the window's total.
 type chart struct {
+	frame
+	Bars []bar
+}
+
+// frame is what both charts share: the plot area, the y axis and the
+// daily limit, cap and reserve band, on a scale from 0 to top.
+type frame struct {
 	W, H                       float64
 	PlotX, PlotY, PlotW, PlotH float64
-	Bars                       []bar
 	XLabels                    []label
 	YTicks                     []label
 	LimitY                     float64 // the daily limit line
@@ -161,6 +167,32 @@ type chart struct {
 	ReserveH                   float64 // height of the reserve band
 	LimitText, CapText         string
 	Desc                       string // the chart in words, for screen readers
+	top                        float64
+}
+
+// newFrame lays out a frame tall enough for limit and peak.
+func newFrame(limit, capacity, peak int, capText string) frame {
+	f := frame{W: chartW, H: chartH, PlotX: plotLeft, PlotY: plotTop,
+		PlotW: chartW - plotLeft - plotRight, PlotH: chartH - plotTop - plotBottom}
+	f.top = niceCeil(float64(max(limit, peak, 1)) * 1.05)
+	f.LimitY, f.CapY = f.y(float64(limit)), f.y(float64(capacity))
+	f.ReserveH = f.CapY - f.LimitY
+	f.LimitText, f.CapText = "limit "+fmtNum(limit), capText
+	step := niceStep(f.top / 4)
+	for v := 0.0; v <= f.top+step/1e6; v += step {
+		f.YTicks = append(f.YTicks, label{X: f.PlotX - 4, Y: f.y(v), Text: fmtShort(v)})
+	}
+	return f
+}
+
+// y is the vertical position of value v.
+func (f *frame) y(v float64) float64 { return f.PlotY + f.PlotH*(1-v/f.top) }
+
+// hourLabel labels every sixth hour under the column at x.
+func (f *frame) hourLabel(hour time.Time, x float64) {
+	if hr := hour.UTC().Hour(); hr%6 == 0 {
+		f.XLabels = append(f.XLabels, label{X: x, Y: f.PlotY + f.PlotH + 14, Text: fmt.Sprintf("%02d:00", hr)})
+	}
 }
 
 type bar struct {
@@ -176,31 +208,14 @@ type label struct {
 
 // budgetChart lays out the chart for b.
 func budgetChart(b BudgetStatus) chart {
-	c := chart{
-		W: chartW, H: chartH,
-		PlotX: plotLeft, PlotY: plotTop,
-		PlotW: chartW - plotLeft - plotRight,
-		PlotH: chartH - plotTop - plotBottom,
-	}
 	total := 0
 	for _, h := range b.Hours {
 		total += max(0, h.Calls)
 	}
 	limit := max(0, b.DailyLimit)
 	capacity := max(0, limit-b.Reserve)
-	top := niceCeil(float64(max(limit, total, 1)) * 1.05)
-	y := func(v float64) float64 { return c.PlotY + c.PlotH*(1-v/top) }
-
-	c.LimitY = y(float64(limit))
-	c.CapY = y(float64(capacity))
-	c.ReserveH = c.CapY - c.LimitY
-	c.LimitText = "limit " + fmtNum(limit)
-	c.CapText = "reserve " + fmtNum(limit-capacity)
-
-	step := niceStep(top / 4)
-	for v := 0.0; v <= top+step/1e6; v += step {
-		c.YTicks = append(c.YTicks, label{X: c.PlotX - 4, Y: y(v), Text: fmtShort(v)})
-	}
+	c := chart{frame: newFrame(limit, capacity, total, "reserve "+fmtNum(limit-capacity))}
+	y := c.y
 
 	if n := len(b.Hours); n > 0 {
 		slot := c.PlotW / float64(n)
@@ -227,9 +242,7 @@ func budgetChart(b BudgetStatus) chart {
 				Class: class,
 				Title: fmt.Sprintf("%s: %s calls (window total %s)", h.Hour.UTC().Format("2006-01-02 15:04 UTC"), fmtNum(calls), fmtNum(cum)),
 			})
-			if hr := h.Hour.UTC().Hour(); hr%6 == 0 {
-				c.XLabels = append(c.XLabels, label{X: x + slot/2, Y: c.PlotY + c.PlotH + 14, Text: fmt.Sprintf("%02d:00", hr)})
-			}
+			c.hourLabel(h.Hour, x+slot/2)
 		}
 	}
 	c.Desc = fmt.Sprintf("%s calls used in the rolling 24 hours, of %s available to runnerd (daily limit %s, reserve %s).",
@@ -427,13 +440,8 @@ func statusClass(code int) string {
 // the daily limit as lines; a mark over an hour where a run is foreseen to
 // be deferred.
 type forecastChart struct {
-	W, H                       float64
-	PlotX, PlotY, PlotW, PlotH float64
-	Cols                       []forecastCol
-	XLabels, YTicks            []label
-	LimitY, CapY, ReserveH     float64
-	LimitText, CapText         string
-	Desc                       string
+	frame
+	Cols []forecastCol
 }
 
 type forecastCol struct {
@@ -447,22 +455,12 @@ type forecastCol struct {
 }
 
 func layoutForecast(f Forecast) forecastChart {
-	c := forecastChart{W: chartW, H: chartH, PlotX: plotLeft, PlotY: plotTop,
-		PlotW: chartW - plotLeft - plotRight, PlotH: chartH - plotTop - plotBottom}
 	peak := 0
 	for _, h := range f.Hours {
 		peak = max(peak, h.Window)
 	}
-	limit := max(0, f.Limit)
-	top := niceCeil(float64(max(limit, peak, 1)) * 1.05)
-	y := func(v float64) float64 { return c.PlotY + c.PlotH*(1-v/top) }
-	c.LimitY, c.CapY = y(float64(limit)), y(float64(max(0, f.Cap)))
-	c.ReserveH = c.CapY - c.LimitY
-	c.LimitText, c.CapText = "limit "+fmtNum(limit), "cap "+fmtNum(f.Cap)
-	step := niceStep(top / 4)
-	for v := 0.0; v <= top+step/1e6; v += step {
-		c.YTicks = append(c.YTicks, label{X: c.PlotX - 4, Y: y(v), Text: fmtShort(v)})
-	}
+	c := forecastChart{frame: newFrame(max(0, f.Limit), max(0, f.Cap), peak, "cap "+fmtNum(f.Cap))}
+	y := c.y
 	deferred := 0
 	if n := len(f.Hours); n > 0 {
 		slot := c.PlotW / float64(n)
@@ -492,9 +490,7 @@ func layoutForecast(f Forecast) forecastChart {
 			c.Cols = append(c.Cols, col)
 			earlier += h.High + h.Normal + h.Low
 			deferred += h.Deferred
-			if hr := h.Hour.UTC().Hour(); hr%6 == 0 {
-				c.XLabels = append(c.XLabels, label{X: x + slot/2, Y: c.PlotY + c.PlotH + 14, Text: fmt.Sprintf("%02d:00", hr)})
-			}
+			c.hourLabel(h.Hour, x+slot/2)
 		}
 	}
 	c.Desc = fmt.Sprintf("The next 24 hours: the projected rolling window peaks at %s of a cap of %s; %s calls are held for high-priority runs; %d run(s) are foreseen deferred.",
