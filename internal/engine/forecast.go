@@ -25,7 +25,7 @@ func (e *Engine) Forecast(now time.Time) web.Forecast {
 func ForecastFrom(now time.Time, steps []budget.PlanStep, st budget.Status, cap int) web.Forecast {
 	start := now.UTC().Truncate(time.Hour)
 	f := web.Forecast{Start: start, Cap: cap, Limit: st.DailyLimit}
-	real := func(h time.Time) int { // the real buckets inside h's window
+	spent := func(h time.Time) int { // the real buckets inside h's window
 		n := 0
 		for _, b := range st.Hours {
 			if b.Hour.After(h.Add(-24*time.Hour)) && !b.Hour.After(h) {
@@ -37,7 +37,7 @@ func ForecastFrom(now time.Time, steps []budget.PlanStep, st budget.Status, cap 
 	f.Hours = make([]web.ForecastHour, 24)
 	for i := range f.Hours {
 		h := start.Add(time.Duration(i) * time.Hour)
-		f.Hours[i] = web.ForecastHour{Hour: h, Real: real(h)}
+		f.Hours[i] = web.ForecastHour{Hour: h, Real: spent(h)}
 		if i == 0 {
 			for _, b := range st.Hours {
 				if b.Hour.Equal(h) {
