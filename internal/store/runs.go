@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -198,27 +199,41 @@ type JobHistory struct {
 	OldestDeferred time.Time
 }
 
+// HistoryRuns is how many of a job's latest finished runs JobHistory reads.
+const HistoryRuns = 20
+
 // qJobHistory reads a JobHistory in one statement: a first row with the
-// oldest deferred run, then the last ?2 finished runs, newest first.
-const qJobHistory = `SELECT min(nominal_time), NULL, NULL FROM runs WHERE job = ?1 AND state = 'deferred'
+// oldest deferred run, then the last HistoryRuns finished runs, newest
+// first, both through the (job, nominal_time) key.
+//
+// It is written so that go-sqlite3 can reuse the prepared statement: its
+// driver clears the bindings before each run, which makes SQLite prepare
+// again any statement whose plan looked at a bound value — a LIMIT ?, or a
+// "col = ?" that some candidate index would only filter on. Hence the
+// literal LIMIT, CAST(?1 AS TEXT) (a constant SQLite does not inspect, still
+// used by the index) and +state (no index on state considered). Written
+// plainly it was re-parsed at every call: ~60 µs instead of ~10, 1,000 times
+// as the daemon starts with 1,000 jobs.
+var qJobHistory = `SELECT min(nominal_time), NULL, NULL FROM runs WHERE job = CAST(?1 AS TEXT) AND +state = 'deferred'
 	UNION ALL
 	SELECT * FROM (SELECT NULL,
 			r.calls - (SELECT count(*) FROM calls c WHERE c.run_id = r.id AND c.status IN (429, 503)),
 			r.finished_at - r.started_at
-		FROM runs r WHERE r.job = ?1 AND r.state IN ('succeeded', 'failed')
-		ORDER BY r.nominal_time DESC, r.id DESC LIMIT ?2)`
+		FROM runs r WHERE r.job = CAST(?1 AS TEXT) AND +r.state IN ('succeeded', 'failed')
+		ORDER BY r.nominal_time DESC, r.id DESC LIMIT ` + strconv.Itoa(HistoryRuns) + `)`
 
-// JobHistory returns job's oldest deferred run and its last n finished runs'
-// costs and durations, in one query through a statement prepared once: the
-// daemon estimates every job when it loads its configuration, so 1,000 jobs
-// cost 1,000 short queries, not 3,000 parsed ones.
+// JobHistory returns job's oldest deferred run and the costs and durations
+// of its last n finished runs (n at most HistoryRuns), in one query through a
+// statement prepared once: the daemon estimates every job when it loads its
+// configuration, so 1,000 jobs cost 1,000 short queries.
 func (db *DB) JobHistory(ctx context.Context, job string, n int) (JobHistory, error) {
 	var h JobHistory
 	db.historyOnce.Do(func() { db.history, db.historyErr = db.reader.PrepareContext(context.WithoutCancel(ctx), qJobHistory) })
 	if db.historyErr != nil {
 		return h, fmt.Errorf("store: history of %q: %w", job, db.historyErr)
 	}
-	rows, err := db.history.QueryContext(ctx, job, max(n, 0))
+	n = min(max(n, 0), HistoryRuns)
+	rows, err := db.history.QueryContext(ctx, job)
 	if err != nil {
 		return h, fmt.Errorf("store: history of %q: %w", job, err)
 	}
@@ -231,9 +246,10 @@ func (db *DB) JobHistory(ctx context.Context, job string, n int) (JobHistory, er
 		if oldest.Valid {
 			h.OldestDeferred = fromMS(oldest)
 		}
-		if cost.Valid {
-			h.Costs = append(h.Costs, int(cost.Int64))
+		if !cost.Valid || len(h.Costs) == n {
+			continue
 		}
+		h.Costs = append(h.Costs, int(cost.Int64))
 		if took.Valid {
 			h.Durations = append(h.Durations, time.Duration(max(took.Int64, 0))*time.Millisecond)
 		}
