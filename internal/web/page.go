@@ -63,9 +63,12 @@ type pageData struct {
 	Budget BudgetStatus
 	Cap    int // daily_limit − reserve: what ordinary work may use
 	Chart  chart
-	// Forecast is the next 24 hours (Plan its chart).
+	// Forecast is the next 24 hours (Plan its chart; PlanRows the runs the
+	// table lists, PlanMore how many it leaves out).
 	Forecast Forecast
 	Plan     forecastChart
+	PlanRows []ForecastRun
+	PlanMore int
 	Runs     []RunRow
 	Calls    []CallRow
 }
@@ -90,8 +93,42 @@ func pageHandler(src Source, now func() time.Time) http.Handler {
 			Runs:     src.RecentRuns(ctx, DefaultRecentRuns),
 			Calls:    src.RecentCalls(ctx, DefaultRecentCalls),
 		}
+		d.PlanRows, d.PlanMore = planRows(f.Runs, maxPlanRows)
 		render(w, pageTmpl, d)
 	})
+}
+
+// maxPlanRows bounds the planned-runs table: 1,000 hourly jobs plan 24,000
+// runs a day.
+const maxPlanRows = 200
+
+// planRows picks at most n of runs for the table, in their order: every run
+// foreseen deferred and every high-priority run first, then the earliest of
+// the others; it returns how many it left out.
+func planRows(runs []ForecastRun, n int) ([]ForecastRun, int) {
+	if len(runs) <= n {
+		return runs, 0
+	}
+	keep := make([]bool, len(runs))
+	kept := 0
+	for pass := 0; pass < 2; pass++ {
+		for i, r := range runs {
+			if kept == n {
+				break
+			}
+			if !keep[i] && (pass == 1 || !r.Admit || r.Priority == "high") {
+				keep[i] = true
+				kept++
+			}
+		}
+	}
+	out := make([]ForecastRun, 0, kept)
+	for i, r := range runs {
+		if keep[i] {
+			out = append(out, r)
+		}
+	}
+	return out, len(runs) - kept
 }
 
 // runData is what run.gohtml renders.

@@ -633,3 +633,41 @@ func TestRateCard(t *testing.T) {
 		t.Errorf("rate card = %q; want %q", card, "0.40 of 5 requests/s")
 	}
 }
+
+// TestPlanRows: a day of many runs is cut to the table's size keeping every
+// foreseen deferral and every high-priority run, in time order.
+func TestPlanRows(t *testing.T) {
+	var runs []ForecastRun
+	for i := range 500 {
+		r := ForecastRun{Job: fmt.Sprintf("j%d", i), Time: testNow.Add(time.Duration(i) * time.Minute), Priority: "normal", Admit: true}
+		switch {
+		case i%50 == 7:
+			r.Admit = false
+		case i%100 == 42:
+			r.Priority = "high"
+		}
+		runs = append(runs, r)
+	}
+	got, more := planRows(runs, 20)
+	if len(got) != 20 || more != 480 {
+		t.Fatalf("planRows(500, 20) = %d rows, %d more; want 20, 480", len(got), more)
+	}
+	deferred, high := 0, 0
+	for i, r := range got {
+		if i > 0 && r.Time.Before(got[i-1].Time) {
+			t.Errorf("row %d out of time order", i)
+		}
+		if !r.Admit {
+			deferred++
+		}
+		if r.Priority == "high" {
+			high++
+		}
+	}
+	if deferred != 10 || high != 5 {
+		t.Errorf("kept %d deferrals and %d high runs; want all 10 and 5", deferred, high)
+	}
+	if got, more := planRows(runs[:5], 20); len(got) != 5 || more != 0 {
+		t.Errorf("planRows(5, 20) = %d, %d; want all 5", len(got), more)
+	}
+}
