@@ -98,6 +98,7 @@ type Config struct {
 // Client is the AtomSphere REST client. It is safe for concurrent use.
 type Client struct {
 	prefix     string // BaseURL + "/" + escaped account id
+	base       *url.URL
 	account    string
 	probeEvery time.Duration
 	gate       Gate
@@ -117,6 +118,8 @@ type Client struct {
 	authFails int       // consecutive 401/403; the breaker is open at authTrips
 	authAt    time.Time // when the breaker opened, or the last probe was refused
 	probing   bool      // a probe call is under way
+
+	cancel cancelMemo // where cancelExecution answers
 }
 
 // New checks cfg, fills in its defaults and returns a client.
@@ -156,6 +159,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		prefix:     strings.TrimRight(base, "/") + "/" + url.PathEscape(cfg.AccountID),
+		base:       u,
 		account:    cfg.AccountID,
 		creds:      cfg.Credentials,
 		auth:       cfg.Credentials.basicAuth(),
@@ -292,6 +296,12 @@ type op struct {
 	ctype    string
 	safe     bool
 	probe    bool // this call is the auth breaker's probe (set by authOpen)
+	// abs, when set, is the whole URL to send to instead of the account
+	// prefix + path: a download link or the partner base, always on the
+	// platform's own host (checked by the caller, see sameOrigin).
+	abs     string
+	accept  string // the Accept header; "" = application/json
+	maxBody int64  // the largest 2xx body read; 0 = the client's MaxBody
 	// handle decodes a 2xx answer and returns the platform id for the ledger.
 	// An *APIError it returns is kept; any other error becomes a DecodeError.
 	// nil: the body is not needed (and a failure to read it is ignored).
@@ -449,6 +459,9 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 		},
 	})
 	target := c.prefix + o.path
+	if o.abs != "" {
+		target = o.abs
+	}
 	if o.rawQuery != "" {
 		target += "?" + o.rawQuery
 	}
@@ -465,7 +478,11 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 	authz := c.auth
 	c.mu.Unlock()
 	req.Header.Set("Authorization", authz)
-	req.Header.Set("Accept", "application/json")
+	accept := o.accept
+	if accept == "" {
+		accept = "application/json"
+	}
+	req.Header.Set("Accept", accept)
 	req.Header.Set("User-Agent", "runnerd-atomapi")
 	req.Header.Set(RequestIDHeader, call.RequestID)
 	if o.body != nil {
@@ -490,6 +507,9 @@ func (c *Client) send(ctx context.Context, o *op, call *Call) (res Result, retry
 	ok := resp.StatusCode >= 200 && resp.StatusCode <= 299
 
 	limit := c.maxBody
+	if o.maxBody > 0 {
+		limit = o.maxBody
+	}
 	if !ok {
 		limit = min(limit, errorBodyMax)
 	}
