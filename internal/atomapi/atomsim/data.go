@@ -27,6 +27,7 @@ const (
 	ProcOrders   = "proc-orders"   // "Orders Sync": executions end COMPLETE
 	ProcInvoices = "proc-invoices" // "Invoice Export": executions end COMPLETE_WARN
 	ProcFails    = "proc-fails"    // "Always Fails": executions end ERROR with a message
+	ProcHangs    = "proc-hangs"    // "Hangs Forever": executions stay INPROCESS until cancelled
 
 	PkgOrders     = "pkg-orders-3"    // proc-orders' package "3.0", active in env-test only
 	DepOrdersTest = "dep-orders-test" // the current legacy Deployment of proc-orders in env-test
@@ -34,6 +35,9 @@ const (
 
 // FailMessage is the message of proc-fails' executions.
 const FailMessage = "Simulated failure: connector \"Orders DB\" refused the connection, check the credentials"
+
+// CancelMessage is the message of an execution ended by cancelExecution.
+const CancelMessage = "Process execution was cancelled by API request"
 
 // Attachment is an EnvironmentAtomAttachment record.
 type Attachment struct {
@@ -77,11 +81,12 @@ func (d *Dataset) clone() *Dataset {
 	return c
 }
 
-// terminal outcome of the well-known processes.
+// terminal outcome of the well-known processes; a status "" never ends.
 var processOutcome = map[string]struct{ status, message string }{
 	ProcOrders:   {atomapi.StatusComplete, ""},
 	ProcInvoices: {atomapi.StatusCompleteWarn, ""},
 	ProcFails:    {atomapi.StatusError, FailMessage},
+	ProcHangs:    {"", ""},
 }
 
 // ids generates deterministic ids from a seeded source.
@@ -187,6 +192,8 @@ func seed(opts Options, end time.Time) *Dataset {
 		{Type: "Process", ID: "proc-shipments", Name: "Shipment Tracking"},
 		{Type: "Process", ID: "proc-listener", Name: "Web Service Listener"},
 		{Type: "Process", ID: "proc-archive", Name: "Nightly Archive"},
+		// Appended last: pickProc's weights index the entries above.
+		{Type: "Process", ID: ProcHangs, Name: "Hangs Forever", Description: "Runs until it is cancelled"},
 	}
 
 	atomEnv := map[string]string{AtomTest: EnvTest, AtomProd: EnvProd, AtomDev: EnvDev}

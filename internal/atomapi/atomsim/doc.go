@@ -10,7 +10,7 @@
 //
 // # Routes
 //
-// Everything is served under /api/rest/v1/{account}:
+// The platform's routes are served under /api/rest/v1/{account}:
 //
 //	GET  /{Object}/{id}                 AuditLog, Process, Atom, Environment, Deployment (with digest),
 //	                                    DeployedPackage, PackagedComponent
@@ -22,6 +22,20 @@
 //	POST /PackagedComponent             creates a package of a process
 //	POST /DeployedPackage               deploys a package (400 "duplicate" when already active)
 //	POST /deployProcess/{dep}/{env}/{digest}?listenerStatus=RUNNING|PAUSED
+//	POST /ProcessLog                    {"executionId","logLevel"} → LogDownload, statusCode the number 202
+//	POST /ExecutionArtifacts            {"executionId"} → LogDownload, statusCode the string "202"
+//	POST /cancelExecution/{executionId} 404 unless Server.SetCancelOnPlatform(true)
+//
+// and two more prefixes, with the same auth, account check, limits and faults:
+//
+//	POST /partner/api/rest/v1/{account}/cancelExecution/{executionId}
+//	                                    202 {"message":"Operation completed successfully."}; the
+//	                                    execution ends ABORTED now; 400 when it has ended or is unknown
+//	GET  /account/{account}/api/download/{name}
+//	                                    the LogDownload url: 202 (empty) until Options.DownloadDelay,
+//	                                    then 200 application/zip; 404 when unknown or expired
+//
+// ProcHangs' executions stay INPROCESS until they are cancelled.
 //
 // # Choices where the reference is UNCONFIRMED
 //
@@ -31,6 +45,25 @@
 //     Content-Type; its body is the raw token (surrounding whitespace ignored).
 //   - Order of checks: faults, Basic auth (401), account (403), limits (503),
 //     Accept (406), route (404), then the operation (400 on bad input).
+//     Download URLs skip the Accept check (clients send Accept: application/zip)
+//     but are otherwise treated, and counted, like every other request.
+//   - cancelExecution is a Partner API operation: the platform path answers 404
+//     (as an unknown path, counted) unless SetCancelOnPlatform(true);
+//     SetCancelUnavailable(true) makes both paths 404. Only executions started
+//     through the API can be cancelled, and only while they run; an execution
+//     that has not yet appeared can be.
+//   - ProcessLog and ExecutionArtifacts accept only executions started through
+//     the API (400 "Invalid execution id" otherwise), including running ones;
+//     an absent logLevel is ALL; log lines below the level are left out.
+//   - A download answers 202 with an empty body (not an empty 200) until it is
+//     ready; its ZIP is made as of that moment (Options.DownloadDelay after its
+//     creation) and is the same on every later GET. After Options.DownloadTTL
+//     it answers 404 (expired), as one client reads a 404; an unknown name is
+//     also 404. The ZIP entries are process_log_<executionId>.log for a
+//     ProcessLog; execution.json, documents/input-1.dat (and, when it ended
+//     COMPLETE or COMPLETE_WARN, documents/output-1.dat) for ExecutionArtifacts.
+//   - The 504 LogDownload of SetDownloadFault(DownloadRuntimeUnavailable) has
+//     statusCode the number 504 for both operations.
 //   - numberOfResults is the total for the whole query, on every page (the Go
 //     SDK's reading); Options.PageCountResults makes it the page's count instead.
 //   - Error bodies are {"@type":"Error","message":"…"}; injected 5xx and 503
@@ -42,8 +75,8 @@
 //     EQUALS, NOT_EQUALS, CONTAINS and NOT_CONTAINS (the OpenAPI enum).
 //   - Query tokens stay valid (and reusable, so a client may retry a page) for
 //     Options.QueryTokenTTL of simulated time after they are issued.
-//   - A refused request (401, 503) is not counted against the limits; every
-//     other answered request is, whatever its status.
+//   - A refused request (401, 403, 503) is not counted against the limits; every
+//     other answered request is, whatever its status (downloads included).
 //   - The legacy Deployment model and the DeployedPackage model are separate:
 //     deployProcess changes what Deployment reports as current, DeployedPackage
 //     CREATE changes what DeployedPackage reports as active.

@@ -26,12 +26,21 @@ type execution struct {
 	status, message                string
 }
 
+// never is the end of an execution that runs until it is cancelled.
+var never = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+
 // record returns the ExecutionRecord as of now; ok is false before it appears.
+// Called with s.mu held (cancelExecution changes the end).
 func (x *execution) record(now time.Time) (rec atomapi.ExecutionRecord, ok bool) {
 	if now.Before(x.visible) {
 		return rec, false
 	}
-	rec = atomapi.ExecutionRecord{
+	return x.recordAt(now), true
+}
+
+// recordAt returns the ExecutionRecord as of now, whether or not it has appeared.
+func (x *execution) recordAt(now time.Time) atomapi.ExecutionRecord {
+	rec := atomapi.ExecutionRecord{
 		Type: "ExecutionRecord", Account: x.account, AtomID: x.AtomID, AtomName: x.atomName,
 		ExecutionID: x.ExecutionID, ExecutionTime: atomapi.FormatTime(x.Started), ExecutionType: "exec_manual",
 		ProcessID: x.ProcessID, ProcessName: x.processName, Status: atomapi.StatusInProcess,
@@ -45,14 +54,17 @@ func (x *execution) record(now time.Time) (rec atomapi.ExecutionRecord, ok bool)
 		rec.Message = x.message
 		rec.ExecutionDuration = atomapi.Long(x.end.Sub(x.Started).Milliseconds())
 		rec.RecordedDate = atomapi.FormatTime(x.end)
-		if x.status == atomapi.StatusError {
+		switch x.status {
+		case atomapi.StatusError:
 			rec.InboundDocumentCount, rec.InboundErrorDocumentCount = 1, 1
-		} else {
+		case atomapi.StatusAborted:
+			rec.InboundDocumentCount, rec.InboundDocumentSize = 10, 2048
+		default:
 			rec.InboundDocumentCount, rec.OutboundDocumentCount = 10, 10
 			rec.InboundDocumentSize, rec.OutboundDocumentSize = 2048, 4096
 		}
 	}
-	return rec, true
+	return rec
 }
 
 // Executions returns the executions started so far, in order.
@@ -104,6 +116,9 @@ func (s *Server) start(reqID, via, atomID, procID, procName string, now time.Tim
 	if x.end.Before(x.visible) {
 		x.end = x.visible
 	}
+	if outcome.status == "" {
+		x.end = never
+	}
 	if via == "ExecutionRequest" {
 		x.PlatformID = "executionrecord-" + g.uuid()
 	}
@@ -153,12 +168,13 @@ func (s *Server) handleAsync(w http.ResponseWriter, requestID string, now time.T
 			x = e
 		}
 	}
-	s.mu.Unlock()
 	if x == nil {
+		s.mu.Unlock()
 		writeError(w, http.StatusBadRequest, "Invalid request id: "+requestID)
 		return
 	}
 	rec, ok := x.record(now)
+	s.mu.Unlock()
 	switch {
 	case !ok:
 		writeRaw(w, http.StatusAccepted, []byte(`{"@type":"AsyncOperationResult","responseStatusCode":202,"result":[]}`+"\n"))

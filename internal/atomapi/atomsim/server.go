@@ -27,10 +27,19 @@ const (
 	DefaultExecDuration  = 30 * time.Second
 	DefaultRecordDelay   = time.Second
 	DefaultQueryTokenTTL = time.Hour
+	DefaultDownloadDelay = 2 * time.Second
+	DefaultDownloadTTL   = time.Hour
 )
 
-// PathPrefix is the prefix of every route; the account id follows it.
+// PathPrefix is the prefix of the platform's routes; the account id follows it.
 const PathPrefix = "/api/rest/v1/"
+
+// PartnerPathPrefix is the prefix of the Partner API's routes (only
+// cancelExecution); the account id follows it.
+const PartnerPathPrefix = "/partner/api/rest/v1/"
+
+// downloadPrefix is the prefix of download URLs: /account/{account}/api/download/{name}.
+const downloadPrefix = "/account/"
 
 // Options configure a Server. The zero value of each field means its default.
 type Options struct {
@@ -57,6 +66,13 @@ type Options struct {
 	PageCountResults bool
 	// QueryTokenTTL is how long a queryToken stays valid (simulated time); default 1h.
 	QueryTokenTTL time.Duration
+
+	// DownloadDelay is how long (simulated time) a download URL answers 202
+	// before its ZIP is ready; default 2s; <0 = 0.
+	DownloadDelay time.Duration
+	// DownloadTTL is how long (simulated time) after its creation a download
+	// URL answers; later it is 404 (expired); default 1h.
+	DownloadTTL time.Duration
 
 	Now func() time.Time // the clock; default time.Now
 }
@@ -106,6 +122,10 @@ func (o *Options) setDefaults() {
 	if o.QueryTokenTTL <= 0 {
 		o.QueryTokenTTL = DefaultQueryTokenTTL
 	}
+	dur(&o.DownloadDelay, DefaultDownloadDelay)
+	if o.DownloadTTL <= 0 {
+		o.DownloadTTL = DefaultDownloadTTL
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -137,6 +157,7 @@ type Server struct {
 	deploys  []DeployEvent
 	tokens   map[string]*cursor
 	tokenSeq uint64
+	ev       evidence // downloads, cancels and their knobs (evidence.go)
 
 	limMu   sync.Mutex
 	recent  []time.Time // accepted requests' times within the last second
@@ -154,6 +175,7 @@ func New(opts Options) *Server {
 		opts:    opts,
 		rng:     rand.New(rand.NewPCG(uint64(opts.Seed), 0x7a11e6)),
 		tokens:  map[string]*cursor{},
+		ev:      evidence{downloads: map[string]*download{}, oversize: DefaultDownloadOversize},
 		buckets: map[time.Time]int{},
 	}
 	s.data = seed(opts, opts.Now())
@@ -290,12 +312,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "Incorrect user name and password combination.")
 		return
 	}
-	rest, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
-	if !ok {
+	var prefix string
+	for _, p := range []string{PathPrefix, PartnerPathPrefix, downloadPrefix} {
+		if strings.HasPrefix(r.URL.Path, p) {
+			prefix = p
+		}
+	}
+	if prefix == "" {
 		writeError(w, http.StatusNotFound, "not found")
 		return
 	}
-	account, rest, _ := strings.Cut(rest, "/")
+	account, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
 	if account != s.opts.Account {
 		writeError(w, http.StatusForbidden, "User does not have access to account "+account)
 		return
@@ -304,11 +331,20 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, msg)
 		return
 	}
-	if !acceptsJSON(r) {
+	// Downloads answer ZIPs: clients send Accept: application/zip.
+	if prefix != downloadPrefix && !acceptsJSON(r) {
 		writeError(w, http.StatusNotAcceptable, "the simulator answers JSON only: send Accept: application/json")
 		return
 	}
-	s.route(w, r, strings.Split(rest, "/"), now)
+	seg := strings.Split(rest, "/")
+	switch prefix {
+	case PathPrefix:
+		s.route(w, r, seg, now)
+	case PartnerPathPrefix:
+		s.routePartner(w, r, seg, now)
+	default:
+		s.routeDownload(w, r, seg, now)
+	}
 }
 
 // admit applies the per-second rate and the rolling 24 h allowance, and counts
@@ -378,6 +414,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, seg []string, now
 		s.handleCreateDeployedPackage(w, r, now)
 	case post && len(seg) == 4 && seg[0] == "deployProcess" && seg[1] != "" && seg[2] != "" && seg[3] != "":
 		s.handleDeployProcess(w, r, seg[1], seg[2], seg[3], now)
+	case post && len(seg) == 1 && seg[0] == "ProcessLog":
+		s.handleProcessLog(w, r, now)
+	case post && len(seg) == 1 && seg[0] == "ExecutionArtifacts":
+		s.handleExecutionArtifacts(w, r, now)
+	case post && len(seg) == 2 && seg[0] == "cancelExecution" && seg[1] != "" && s.cancelOn(false):
+		s.handleCancel(w, seg[1], now)
 	case get && len(seg) == 2 && getters[seg[0]] && seg[1] != "":
 		s.handleGet(w, seg[0], seg[1])
 	default:
