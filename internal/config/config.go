@@ -61,6 +61,7 @@ type Config struct {
 	Store    Store       `toml:"store"`
 	Log      Log         `toml:"log"`
 	HTTP     HTTP        `toml:"http"`
+	Evidence Evidence    `toml:"evidence"`
 	Notify   []Notify    `toml:"notify"`
 	Defaults JobDefaults `toml:"-"` // the [defaults] table as written; already applied to Jobs
 	Jobs     []Job       `toml:"job"`
@@ -120,6 +121,27 @@ type HTTP struct {
 	PublicURL string `toml:"public_url,omitempty"`
 }
 
+// Evidence configures where failure evidence (process logs, execution
+// artifacts) is kept and how much of it.
+type Evidence struct {
+	Dir         string   `toml:"dir"`           // default: "evidence" beside the ledger
+	MaxRunMB    int      `toml:"max_run_mb"`    // per run, all its files together
+	MaxTotalMB  int      `toml:"max_total_mb"`  // all runs; the oldest files go first
+	GiveUpAfter Duration `toml:"give_up_after"` // after the run ended: the platform has purged its logs
+}
+
+// Evidence defaults and the execute keys' values.
+const (
+	DefaultEvidenceDir      = "evidence"
+	DefaultEvidenceRunMB    = 32
+	DefaultEvidenceTotalMB  = 1024
+	DefaultEvidenceGiveUp   = 30 * 24 * time.Hour
+	DefaultLogLevelEvidence = "ALL"
+	LogLevelOff             = "off"
+	OnTimeoutCancel         = "cancel"
+	OnTimeoutLeave          = "leave"
+)
+
 // Notify is one [[notify]] target.
 type Notify struct {
 	Name        string   `toml:"name"`    // default kind+position, e.g. "webhook1"
@@ -172,6 +194,13 @@ type Job struct {
 	Wait        bool              `toml:"wait,omitempty"`
 	OnUnknown   string            `toml:"on_unknown,omitempty"`
 	Properties  map[string]string `toml:"properties,omitempty"`
+	// LogLevel is the process log's level fetched after a failed execution
+	// (LogLevelOff: none); Artifacts also fetches its execution artifacts.
+	LogLevel  string `toml:"log_level,omitempty"`
+	Artifacts bool   `toml:"artifacts,omitempty"`
+	// OnTimeout: at the job's timeout, cancel the execution on the platform
+	// (OnTimeoutCancel) or leave it running (OnTimeoutLeave).
+	OnTimeout string `toml:"on_timeout,omitempty"`
 
 	// deploy
 	FromEnvironment string `toml:"from_environment,omitempty"`

@@ -63,6 +63,9 @@ func (p *parser) underStateDir(c *Config) {
 	if !filepath.IsAbs(c.Store.Path) {
 		c.Store.Path = filepath.Join(d, c.Store.Path)
 	}
+	if !filepath.IsAbs(c.Evidence.Dir) {
+		c.Evidence.Dir = filepath.Join(d, c.Evidence.Dir)
+	}
 	for i := range c.Jobs {
 		if o := c.Jobs[i].Output; o != "" && !filepath.IsAbs(o) {
 			c.Jobs[i].Output = filepath.Join(d, o)
@@ -471,7 +474,7 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-var topKeys = []string{"account", "budget", "store", "log", "http", "notify", "defaults", "job"}
+var topKeys = []string{"account", "budget", "store", "log", "http", "evidence", "notify", "defaults", "job"}
 
 var secretHint = "a password must not be written in the configuration file (the value is not shown here); " +
 	"put it in a file readable only by runnerd and name it with password_file = \"/etc/runnerd/boomi.secret\" (chmod 0600), " +
@@ -536,6 +539,31 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 			}
 		}
 		h.unknown([]string{"listen", "public_url"}, nil)
+	}
+
+	// [evidence]
+	c.Evidence = Evidence{MaxRunMB: DefaultEvidenceRunMB, MaxTotalMB: DefaultEvidenceTotalMB,
+		GiveUpAfter: Duration{DefaultEvidenceGiveUp}}
+	if ev, _ := root.sub("evidence"); ev != nil {
+		if ev.str("dir", &c.Evidence.Dir) && strings.TrimSpace(c.Evidence.Dir) == "" {
+			ev.errf("dir", "must not be empty; omit it for the default (\"evidence\" beside the ledger)")
+		}
+		if ev.integer("max_run_mb", &c.Evidence.MaxRunMB) && c.Evidence.MaxRunMB < 1 {
+			ev.errf("max_run_mb", "must be at least 1, not %d", c.Evidence.MaxRunMB)
+		}
+		if ev.integer("max_total_mb", &c.Evidence.MaxTotalMB) && c.Evidence.MaxTotalMB < 1 {
+			ev.errf("max_total_mb", "must be at least 1, not %d", c.Evidence.MaxTotalMB)
+		}
+		if ev.duration("give_up_after", &c.Evidence.GiveUpAfter) && c.Evidence.GiveUpAfter.Duration <= 0 {
+			ev.errf("give_up_after", "must be greater than 0, not %s", c.Evidence.GiveUpAfter)
+		}
+		if c.Evidence.MaxTotalMB < c.Evidence.MaxRunMB {
+			ev.errf("max_total_mb", "%d is less than max_run_mb (%d): one run's evidence could never be kept", c.Evidence.MaxTotalMB, c.Evidence.MaxRunMB)
+		}
+		ev.unknown([]string{"dir", "max_run_mb", "max_total_mb", "give_up_after"}, nil)
+	}
+	if c.Evidence.Dir == "" {
+		c.Evidence.Dir = filepath.Join(filepath.Dir(c.Store.Path), DefaultEvidenceDir)
 	}
 
 	// [defaults] and [[job]]

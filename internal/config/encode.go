@@ -39,6 +39,8 @@ func (c *Config) Encode(w io.Writer) error {
 		}
 		root["http"] = h
 	}
+	root["evidence"] = map[string]any{"dir": c.Evidence.Dir, "max_run_mb": c.Evidence.MaxRunMB,
+		"max_total_mb": c.Evidence.MaxTotalMB, "give_up_after": c.Evidence.GiveUpAfter}
 
 	if len(c.Notify) > 0 {
 		list := make([]map[string]any, len(c.Notify))

@@ -68,6 +68,9 @@ var jobKeys = []jobKey{
 	{"method", kExecute | kDeploy, func(j *Job) any { return &j.Method }},
 	{"wait", kExecute, func(j *Job) any { return &j.Wait }},
 	{"on_unknown", kExecute | kDeploy, func(j *Job) any { return &j.OnUnknown }},
+	{"log_level", kExecute, func(j *Job) any { return &j.LogLevel }},
+	{"artifacts", kExecute, func(j *Job) any { return &j.Artifacts }},
+	{"on_timeout", kExecute, func(j *Job) any { return &j.OnTimeout }},
 	{"properties", kExecute, func(j *Job) any { return &j.Properties }},
 	{"from_environment", kDeploy, func(j *Job) any { return &j.FromEnvironment }},
 	{"to_environment", kDeploy, func(j *Job) any { return &j.ToEnvironment }},
@@ -97,6 +100,8 @@ var (
 	executeMethods  = []string{"request", "executeProcess"}
 	deployMethods   = []string{"package", "deployProcess"}
 	onUnknowns      = []string{runnerd.OnUnknownSkip, runnerd.OnUnknownRefire}
+	evidenceLevels  = append(append([]string(nil), atomapi.LogLevels...), LogLevelOff)
+	onTimeouts      = []string{OnTimeoutCancel, OnTimeoutLeave}
 	listenerStates  = []string{"RUNNING", "PAUSED"}
 	formats         = []string{"jsonl", "csv"}
 	placeholders    = []string{"{job}", "{window_start}", "{window_end}", "{date}"}
@@ -362,6 +367,10 @@ func checkJobValue(key string, j *Job, kind string) string {
 		}
 	case "on_unknown":
 		return enum(j.OnUnknown, onUnknowns)
+	case "log_level":
+		return enum(j.LogLevel, evidenceLevels)
+	case "on_timeout":
+		return enum(j.OnTimeout, onTimeouts)
 	case "listener_status":
 		return enum(j.ListenerStatus, listenerStates)
 	case "first_window":
@@ -531,6 +540,8 @@ func (c *jobCtx) applyBuiltins(kind string) {
 			j.Wait = true
 		}
 		str("on_unknown", &j.OnUnknown, DefaultOnUnknown)
+		str("log_level", &j.LogLevel, DefaultLogLevelEvidence)
+		str("on_timeout", &j.OnTimeout, OnTimeoutCancel)
 	case KindDeploy:
 		str("method", &j.Method, defaultMethodOf[kind])
 		str("on_unknown", &j.OnUnknown, DefaultOnUnknown)

@@ -42,7 +42,7 @@ wait = true
 		t.Fatalf("Parse() error = %v; want an ErrorList", err)
 	}
 	want := []string{
-		`jobs.toml:1: colour: unknown key; allowed keys: account, budget, store, log, http, notify, defaults, job`,
+		`jobs.toml:1: colour: unknown key; allowed keys: account, budget, store, log, http, evidence, notify, defaults, job`,
 		`jobs.toml:2: account.id: required (the AtomSphere account ID, e.g. "acme-AB12CD")`,
 		`jobs.toml:7: budget.reserve: 200 must be less than daily_limit (100)`,
 		`jobs.toml:9: job "a": process_id: required (or process_name): the process to execute`,

@@ -67,7 +67,7 @@ atom_id = "x"
 	{"duplicate names", base + execJob + "\n" + execJob,
 		`jobs.toml:17: job "a": name: duplicate job name; the job at line 10 has it too`},
 	{"unknown top-level key", `colour = "blue"
-` + base + execJob, `jobs.toml:1: colour: unknown key; allowed keys: account, budget, store, log, http, notify, defaults, job`},
+` + base + execJob, `jobs.toml:1: colour: unknown key; allowed keys: account, budget, store, log, http, evidence, notify, defaults, job`},
 	{"unknown key in account", `[account]
 id = "sim-account"
 usr = "runnerd@sim"
