@@ -40,7 +40,21 @@ type Execute struct {
 	Now    func() time.Time
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
+	// Timeout is the job's timeout, for the message; OnTimeout "leave" only
+	// stops following at the timeout, anything else (the default, "cancel")
+	// asks the platform to cancel the execution when Client is a Canceller.
+	Timeout   time.Duration
+	OnTimeout string
 }
+
+// Canceller is the optional part of an ExecuteClient that cancels executions.
+type Canceller interface {
+	CancelExecution(ctx context.Context, executionID string) (atomapi.CancelOutcome, error)
+}
+
+// cancelBound is how long the cancel at a timeout may take (the run's own
+// context has ended by then).
+const cancelBound = 30 * time.Second
 
 // ExecuteDetail is the run's Detail for an execute run.
 type ExecuteDetail struct {
@@ -52,6 +66,10 @@ type ExecuteDetail struct {
 	SentAt      time.Time `json:"sent_at,omitzero"`
 	// Correlated is "window" when the execution was found by time (executeProcess).
 	Correlated string `json:"correlated,omitempty"`
+	// Cancel is how the cancel at the timeout went (atomapi.CancelSent, …);
+	// CancelMessage the platform's word or why it was not sent.
+	Cancel        string `json:"cancel,omitempty"`
+	CancelMessage string `json:"cancel_message,omitempty"`
 }
 
 // Run implements scheduler.Kind.
@@ -134,11 +152,53 @@ func (k *Execute) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		when := "at the timeout"
 		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			when = "as runnerd stopped"
+		} else if out, ok := k.cancelAtTimeout(ctx, &d); ok {
+			return out
 		}
 		err := fmt.Errorf("execute: stopped following %s (last status %q: %w); the execution's outcome is looked up",
 			when, d.Status, ctx.Err())
 		return scheduler.Outcome{State: runnerd.StateUnknown, Err: err, Detail: toJSON(d)}
 	}
+}
+
+// cancelAtTimeout: the job's timeout passed while the execution still ran.
+// Unless the job says on_timeout = "leave", runnerd asks the platform to
+// cancel it (one call; the client finds and remembers where the operation
+// is offered) and the run fails, saying how the cancel went. ok is false
+// when there is nothing to cancel by id (no execution id is known, or the
+// client cannot cancel): the run is then unknown, as with "leave", and
+// reconciliation looks it up.
+func (k *Execute) cancelAtTimeout(ctx context.Context, d *ExecuteDetail) (scheduler.Outcome, bool) {
+	c, can := k.Client.(Canceller)
+	if !can || k.OnTimeout == "leave" || d.ExecutionID == "" || atomapi.TerminalStatus(d.Status) {
+		return scheduler.Outcome{}, false
+	}
+	after := "the timeout"
+	if k.Timeout > 0 {
+		after = k.Timeout.String()
+	}
+	status := d.Status
+	if status == "" {
+		status = "not yet reported"
+	}
+	info := atomapi.CallInfoFrom(ctx)
+	info.Recovery = true // a clean-up call: it may use the reserve
+	cctx, cancel := context.WithTimeout(atomapi.WithCallInfo(context.WithoutCancel(ctx), info), cancelBound)
+	out, err := c.CancelExecution(cctx, d.ExecutionID)
+	cancel()
+	if err != nil {
+		out = atomapi.CancelOutcome{Result: atomapi.CancelFailed, Message: err.Error()}
+	}
+	d.Cancel, d.CancelMessage = out.Result, out.Message
+	tail := "the platform accepted the cancel"
+	if d.Cancel != atomapi.CancelSent {
+		tail = d.CancelMessage + "; the execution may still be running on the platform"
+	}
+	return scheduler.Outcome{
+		State:  runnerd.StateFailed,
+		Err:    fmt.Errorf("timed out after %s (cancel: %s): execution %s was %s; %s", after, d.Cancel, d.ExecutionID, status, tail),
+		Detail: toJSON(*d),
+	}, true
 }
 
 func (d *ExecuteDetail) fill(rec atomapi.ExecutionRecord) {

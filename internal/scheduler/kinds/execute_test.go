@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -260,5 +261,87 @@ func TestExecuteProcessCorrelation(t *testing.T) {
 		e.NestedExpression[2].Operator != atomapi.OpGreaterThanOrEqual ||
 		string(e.NestedExpression[2].Argument[0]) != atomapi.FormatTime(t0.Add(-DefaultPollSkew)) {
 		t.Errorf("window filter = %+v; want processId, atomId, executionTime >= send-skew", e)
+	}
+}
+
+// cancelFake is a fakeExec that can cancel executions.
+type cancelFake struct {
+	*fakeExec
+	mu    sync.Mutex
+	ids   []string
+	infos []atomapi.CallInfo
+	out   atomapi.CancelOutcome
+}
+
+func (f *cancelFake) CancelExecution(ctx context.Context, id string) (atomapi.CancelOutcome, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ctx.Err() != nil {
+		return atomapi.CancelOutcome{}, ctx.Err()
+	}
+	f.ids = append(f.ids, id)
+	f.infos = append(f.infos, atomapi.CallInfoFrom(ctx))
+	return f.out, nil
+}
+
+// At the job's timeout, with an execution id known, the execution is
+// cancelled (one call, on a context the timeout did not end, as a recovery
+// call of the run) and the run fails saying how the cancel went; with
+// on_timeout = "leave" nothing is cancelled and the run is unknown.
+func TestExecuteTimeoutCancels(t *testing.T) {
+	for _, tc := range []struct {
+		name, onTimeout string
+		out             atomapi.CancelOutcome
+		state           runnerd.RunState
+		want            string
+		cancels         int
+	}{
+		{"sent", "", atomapi.CancelOutcome{Result: atomapi.CancelSent, Message: "Operation completed successfully."},
+			runnerd.StateFailed, "timed out after 10m0s (cancel: sent): execution execution-", 1},
+		{"unavailable", "cancel", atomapi.CancelOutcome{Result: atomapi.CancelUnavailable, Message: "not offered by the platform base (HTTP 404)"},
+			runnerd.StateFailed, "(cancel: unavailable): execution execution-", 1},
+		{"refused", "cancel", atomapi.CancelOutcome{Result: atomapi.CancelRefused, Message: "the runtime is not running"},
+			runnerd.StateFailed, "(cancel: refused)", 1},
+		{"leave", "leave", atomapi.CancelOutcome{Result: atomapi.CancelSent}, runnerd.StateUnknown, "stopped following at the timeout", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newClock(t0)
+				f := newFakeExec(c)
+				f.specs["proc-orders"] = procSpec{runFor: time.Hour, final: atomapi.StatusComplete}
+				k := newExecute(f, c, "proc-orders", MethodRequest, true)
+				cf := &cancelFake{fakeExec: f, out: tc.out}
+				k.Client, k.Timeout, k.OnTimeout = cf, 10*time.Minute, tc.onTimeout
+				ctx, cancel := context.WithTimeout(atomapi.WithCallInfo(context.Background(), atomapi.CallInfo{RunID: 7, Job: "j"}), 10*time.Minute)
+				defer cancel()
+				runDone := make(chan struct{})
+				k.Poller.Sleep = func(sctx context.Context, d time.Duration) error {
+					if f.count("async") >= 3 {
+						<-ctx.Done()
+						<-runDone
+						return context.Canceled
+					}
+					return c.Sleep(sctx, d)
+				}
+				out := k.Run(ctx, runCtx("j", t0, c))
+				close(runDone)
+				if out.State != tc.state || out.Retryable || !strings.Contains(fmt.Sprint(out.Err), tc.want) {
+					t.Fatalf("Run() = %s retryable=%v (%v); want %s saying %q", out.State, out.Retryable, out.Err, tc.state, tc.want)
+				}
+				if len(cf.ids) != tc.cancels {
+					t.Fatalf("%d cancels; want %d", len(cf.ids), tc.cancels)
+				}
+				if tc.cancels == 0 {
+					return
+				}
+				d := detailOf[ExecuteDetail](t, out)
+				if cf.ids[0] != d.ExecutionID || d.Cancel != tc.out.Result || d.CancelMessage != tc.out.Message {
+					t.Errorf("cancelled %q, detail %+v; want the run's execution and the cancel's outcome", cf.ids[0], d)
+				}
+				if info := cf.infos[0]; info.RunID != 7 || !info.Recovery {
+					t.Errorf("cancel call info %+v; want the run's, as a recovery call", info)
+				}
+			})
+		})
 	}
 }
