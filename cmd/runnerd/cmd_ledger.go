@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"runnerd"
@@ -91,7 +92,11 @@ func cmdHistory(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeRunsLookups(e, c.json, runs, lookups); err != nil {
+	ev, err := db.EvidenceOfRuns(ctx, ids)
+	if err != nil {
+		return err
+	}
+	if err := writeRunsEvidence(e, c.json, runs, lookups, ev); err != nil {
 		return err
 	}
 	// Notifications that could not be delivered are part of what happened.
@@ -114,10 +119,19 @@ func writeRuns(e *env, asJSON bool, runs []runnerd.Run) error {
 // writeRunsLookups prints runs; lookups (by run id) are the recovery lookups
 // among each run's calls, shown after the count.
 func writeRunsLookups(e *env, asJSON bool, runs []runnerd.Run, lookups map[int64]int) error {
+	return writeRunsEvidence(e, asJSON, runs, lookups, nil)
+}
+
+// writeRunsEvidence is writeRunsLookups with each run's failure evidence:
+// in -json its evidence list, in the table a note after the error.
+func writeRunsEvidence(e *env, asJSON bool, runs []runnerd.Run, lookups map[int64]int, ev map[int64][]store.Evidence) error {
 	if asJSON {
 		for _, r := range runs {
 			j := report.ToRun(r)
 			j.Lookups = lookups[r.ID]
+			for _, x := range ev[r.ID] {
+				j.Evidence = append(j.Evidence, report.ToEvidence(x))
+			}
 			if err := jsonLines(e.stdout, j); err != nil {
 				return err
 			}
@@ -133,6 +147,9 @@ func writeRunsLookups(e *env, asJSON bool, runs []runnerd.Run, lookups map[int64
 		why := r.Error
 		if why == "" {
 			why = r.Reason
+		}
+		if note := evidenceNote(r.ID, ev[r.ID]); note != "" {
+			why = strings.TrimSpace(why + " " + note)
 		}
 		calls := strconv.Itoa(r.Calls)
 		if n := lookups[r.ID]; n > 0 {
@@ -239,4 +256,23 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// evidenceNote says in a few words what is kept of a run's failure:
+// "[log kept: runnerd logs 12]", "[log pending]", "[log given up]".
+func evidenceNote(id int64, es []store.Evidence) string {
+	if len(es) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(es))
+	kept := false
+	for _, x := range es {
+		parts = append(parts, x.Kind+" "+strings.ReplaceAll(x.State, "_", " "))
+		kept = kept || x.State == store.EvidenceKept
+	}
+	note := "[" + strings.Join(parts, ", ")
+	if kept {
+		note += fmt.Sprintf(": runnerd logs %d", id)
+	}
+	return note + "]"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"runnerd"
@@ -25,6 +26,7 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 	from := fs.String("from", "", "export backfill: window start `T` (RFC 3339 or an age such as 7d)")
 	to := fs.String("to", "", "export backfill: window end `T` (RFC 3339 or an age; default now)")
 	yes := fs.Bool("yes", false, "export backfill: proceed although the estimate is above the threshold")
+	evWait := fs.Duration("evidence-wait", 2*time.Minute, "without a daemon: wait up to `D` for a failed execution's process log before exiting (0s: the daemon fetches it later)")
 	maxCalls := fs.Int("max-calls", 0, "export backfill: ask for -yes above `N` estimated calls (default: 10% of the budget remaining)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -78,6 +80,19 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 		}
 		defer d.close()
 		resp = d.handleControl(ctx, req)
+		if resp.Run != nil && resp.Run.State == string(runnerd.StateFailed) && *evWait > 0 {
+			// No daemon will fetch it soon: fetch the evidence now, within a
+			// bound, through the same budget. What is not done by then stays
+			// queued for the next daemon or run.
+			wctx, cancel := context.WithTimeout(ctx, *evWait)
+			d.FetchEvidence(wctx, resp.Run.ID)
+			cancel()
+			if es, err := d.RunEvidence(ctx, resp.Run.ID); err == nil {
+				for _, x := range es {
+					resp.Run.Evidence = append(resp.Run.Evidence, report.ToEvidence(x))
+				}
+			}
+		}
 	}
 	return reportRun(e, c.json, resp)
 }
@@ -104,6 +119,14 @@ func reportRun(e *env, asJSON bool, resp control.Response) error {
 			fmt.Fprintf(e.stdout, ": %s", r.Reason)
 		}
 		fmt.Fprintln(e.stdout)
+		for _, x := range r.Evidence {
+			switch x.State {
+			case store.EvidenceKept:
+				fmt.Fprintf(e.stdout, "evidence: %s kept in %s (%d bytes): runnerd logs %d\n", x.Kind, x.Path, x.Bytes, r.ID)
+			default:
+				fmt.Fprintf(e.stdout, "evidence: %s %s: %s\n", x.Kind, strings.ReplaceAll(x.State, "_", " "), x.Reason)
+			}
+		}
 	}
 	if r.State != string(runnerd.StateSucceeded) {
 		return errSilent

@@ -82,6 +82,7 @@ var commands = map[string]command{
 	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", "", cmdBudget},
 	"history":  {"runs: job, nominal time, state, calls, duration, error", "", cmdHistory},
 	"calls":    {"the call ledger", "", cmdCalls},
+	"logs":     {"print (or -o write) the process log or artifacts kept of a failed run", " RUN", cmdLogs},
 	"audit":    {"query the audit-log records export jobs stored (no API calls); -coverage for gaps", "", cmdAudit},
 	"pause":    {"pause a job (persisted)", " JOB", cmdPause},
 	"resume":   {"resume a paused job", " JOB", cmdResume},

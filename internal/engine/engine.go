@@ -37,6 +37,7 @@ import (
 	"runnerd/internal/budget"
 	"runnerd/internal/budget/apigate"
 	"runnerd/internal/config"
+	"runnerd/internal/evidence"
 	"runnerd/internal/notify"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/scheduler/kinds"
@@ -101,6 +102,7 @@ type Engine struct {
 	planner    *budget.Planner
 	client     *atomapi.Client
 	poller     *kinds.Poller
+	evidence   *evidence.Fetcher
 	sched      *scheduler.Scheduler
 	metrics    *web.Metrics
 	notify     *engineNotify
@@ -231,6 +233,8 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		return nil, err
 	}
 	e.poller = &kinds.Poller{Client: e.client, Now: o.Now}
+	e.evidence = e.newEvidence(cfg)
+	e.restoreCancelRoute(ctx)
 	e.sched = scheduler.New(scheduler.Options{
 		Store:     e.db,
 		Planner:   plannerAdapter{e},
@@ -378,6 +382,10 @@ func (e *Engine) Start(runCtx context.Context) error {
 	}
 	e.goBG(func(ctx context.Context) { e.reconciler().Loop(ctx, e.opts.ReconcileEvery) })
 	e.goBG(e.housekeeping)
+	e.goBG(func(ctx context.Context) {
+		e.sweepEvidence(ctx)
+		e.evidence.Loop(ctx)
+	})
 	return err
 }
 
@@ -500,6 +508,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (warnings []str
 		{"[store]", cfg.Store != old.Store},
 		{"[budget]", cfg.Budget != old.Budget},
 		{"[http]", cfg.HTTP != old.HTTP},
+		{"[evidence]", cfg.Evidence != old.Evidence},
 		{"[log] format", cfg.Log.Format != old.Log.Format},
 		{"[[notify]]", !reflect.DeepEqual(cfg.Notify, old.Notify)},
 	} {

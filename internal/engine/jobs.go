@@ -34,6 +34,7 @@ func (e *Engine) buildJobs(cfg *config.Config) ([]scheduler.Job, error) {
 			j.Runner = &kinds.Execute{
 				Client: e.client, ProcessID: cj.ProcessID, ProcessName: cj.ProcessName, AtomID: cj.AtomID,
 				Method: cj.Method, Wait: cj.Wait, Properties: cj.Properties, Priority: prio, Poller: e.poller, Now: e.now,
+				Timeout: cj.Timeout.Duration, OnTimeout: cj.OnTimeout,
 			}
 		case "deploy":
 			j.Runner = &kinds.Deploy{

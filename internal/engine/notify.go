@@ -98,9 +98,11 @@ func (e *Engine) notifyRun(r runnerd.Run) {
 	if j, err := e.Job(r.Job); err == nil {
 		priority = j.Priority
 	}
+	path, url := e.evidenceFor(r)
 	e.notify.n.RunOutcome(notify.Run{
 		ID: r.ID, Job: r.Job, Kind: r.Kind, Priority: priority, NominalTime: r.NominalTime,
 		State: string(r.State), Reason: r.Reason, Error: r.Error, Calls: r.Calls,
+		Evidence: path, EvidenceURL: url,
 	})
 }
 

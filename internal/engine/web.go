@@ -151,6 +151,18 @@ func (e *Engine) Run(ctx context.Context, id int64) (web.RunDetail, bool) {
 			Path: c.Path, Status: c.Status, Started: c.StartedAt, DurationMS: c.DurationMS, Error: c.Error,
 			Attempt: c.Attempt, Recovery: c.Recovery, PlatformID: c.PlatformID})
 	}
+	es, err := e.db.RunEvidence(ctx, id)
+	if err != nil {
+		e.log.Warn("status page: the run's evidence cannot be read", "run_id", id, "err", err)
+	}
+	for _, x := range es {
+		row := web.EvidenceRow{Kind: x.Kind, State: x.State, Reason: x.Reason, ExecutionID: x.ExecutionID,
+			Path: x.Path, Bytes: x.Bytes, SHA256: x.SHA256}
+		if x.State == store.EvidencePending {
+			row.NextAt = x.NextAt
+		}
+		d.Evidence = append(d.Evidence, row)
+	}
 	return d, true
 }
 
@@ -185,6 +197,11 @@ func (e *Engine) housekeeping(ctx context.Context) {
 			}
 			if _, err := e.db.PruneNotifyDeliveries(ctx, retention); err != nil {
 				e.log.Warn("retention: prune of notification deliveries failed", "err", err)
+			}
+			if n, err := e.evidence.Prune(ctx, retention); err != nil {
+				e.log.Warn("retention: prune of failure evidence failed", "err", err)
+			} else if n > 0 {
+				e.log.Info("retention: pruned failure evidence", "pieces", n, "older_than", retention)
 			}
 			if err := e.db.Checkpoint(ctx); err != nil {
 				e.log.Warn("retention: WAL checkpoint failed", "err", err)

@@ -59,7 +59,9 @@ func percent(used, capacity int) float64 {
 //     run_id, nominal_time, state, calls; error (failed, unknown) and reason
 //     (deferred, missed, unknown) as the run recorded them; failures (how
 //     many such outcomes in a row so far, or, for recovered, how many
-//     preceded it) and since (when the problem began).
+//     preceded it) and since (when the problem began); for a failed
+//     execution whose process log runnerd fetches, evidence (the file it is
+//     kept in) and evidence_url (its link, with [http] public_url).
 //   - a reminder of a still-open problem: the same, with reminder = true.
 //   - budget: threshold (percent), direction ("up" or "down"), budget.
 //   - classification: classification, previous_classification, reason.
@@ -78,6 +80,11 @@ type Event struct {
 	RunID    int64     `json:"run_id,omitempty"`
 	// URL is the run's page on the status page ([http] public_url).
 	URL string `json:"url,omitempty"`
+	// Evidence is where a failed execution's process log is kept once
+	// fetched (runnerd logs RUN prints it); EvidenceURL is its link under
+	// [http] public_url.
+	Evidence    string `json:"evidence,omitempty"`
+	EvidenceURL string `json:"evidence_url,omitempty"`
 	// NominalTime is the slot the run belongs to.
 	NominalTime time.Time `json:"nominal_time,omitzero"`
 	State       string    `json:"state,omitempty"`
@@ -208,6 +215,9 @@ func (e *Event) describe() {
 		}
 	default:
 		b.WriteString(e.Event)
+	}
+	if e.Evidence != "" && e.Event == EventFailed {
+		b.WriteString(" (process log: " + e.Evidence + ")")
 	}
 	if e.URL != "" {
 		b.WriteString(" — " + e.URL)

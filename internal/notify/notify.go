@@ -267,6 +267,9 @@ type Run struct {
 	Reason      string
 	Error       string
 	Calls       int
+	// Evidence is where the failed execution's process log is (or will be)
+	// kept; EvidenceURL its link under [http] public_url. "" for none.
+	Evidence, EvidenceURL string
 }
 
 // RunOutcome hears a recorded run outcome. A failure, deferral, missed slot or

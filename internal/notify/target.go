@@ -132,7 +132,7 @@ func (t *target) runOutcome(now time.Time, r Run, b *Budget) {
 			ID: newID(), Event: name, Time: now.UTC(), Host: t.n.o.Host,
 			Job: r.Job, Kind: r.Kind, Priority: r.Priority, RunID: r.ID, NominalTime: r.NominalTime.UTC(),
 			State: r.State, Calls: &calls, Error: capText(r.Error), Reason: capText(r.Reason), Budget: b,
-			URL: t.n.runURL(r.ID),
+			URL: t.n.runURL(r.ID), Evidence: r.Evidence, EvidenceURL: r.EvidenceURL,
 		}
 	}
 	t.mu.Lock()

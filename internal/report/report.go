@@ -69,6 +69,32 @@ type Run struct {
 	Estimate    int             `json:"estimate"`
 	NotBefore   string          `json:"not_before,omitempty"`
 	Detail      json.RawMessage `json:"detail,omitempty"`
+	// Evidence is what runnerd keeps of a failed execution (an addition).
+	Evidence []Evidence `json:"evidence,omitempty"`
+}
+
+// Evidence is the -json shape of one piece of failure evidence.
+type Evidence struct {
+	Kind        string `json:"kind"`  // log | artifacts
+	State       string `json:"state"` // pending | kept | given_up | pruned
+	Reason      string `json:"reason,omitempty"`
+	ExecutionID string `json:"execution_id"`
+	Level       string `json:"level,omitempty"`
+	Path        string `json:"path,omitempty"`
+	Bytes       int64  `json:"bytes,omitempty"`
+	SHA256      string `json:"sha256,omitempty"`
+	NextAt      string `json:"next_at,omitempty"` // pending: the next attempt
+	UpdatedAt   string `json:"updated_at"`
+}
+
+// ToEvidence is the -json shape of a piece of evidence.
+func ToEvidence(e store.Evidence) Evidence {
+	j := Evidence{Kind: e.Kind, State: e.State, Reason: e.Reason, ExecutionID: e.ExecutionID, Level: e.Level,
+		Path: e.Path, Bytes: e.Bytes, SHA256: e.SHA256, UpdatedAt: RFC3339(e.UpdatedAt)}
+	if e.State == store.EvidencePending {
+		j.NextAt = RFC3339(e.NextAt)
+	}
+	return j
 }
 
 // ToRun is the -json shape of a run; a detail that is not JSON is left out.

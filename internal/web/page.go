@@ -9,6 +9,8 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +39,19 @@ var (
 		"ms":     fmtMS,
 		"px":     fmtPx,
 		"plus":   func(a, b float64) float64 { return a + b },
+		"num64":  func(n int64) string { return fmtNum(int(n)) },
+		"base":   filepath.Base,
+		"evstate": func(s string) string {
+			switch s {
+			case "kept":
+				return "st-ok"
+			case "pending":
+				return "st-run"
+			case "given_up":
+				return "st-bad"
+			}
+			return "st-none"
+		},
 	}
 	pageTmpl = template.Must(template.New("page.gohtml").Funcs(funcs).ParseFS(assets, "page.gohtml"))
 	runTmpl  = template.Must(template.New("run.gohtml").Funcs(funcs).ParseFS(assets, "run.gohtml"))
@@ -152,6 +167,53 @@ func runHandler(src Source, now func() time.Time) http.Handler {
 			return
 		}
 		render(w, runTmpl, runData{Now: now().UTC(), CSS: template.CSS(pageCSS), Run: run})
+	})
+}
+
+// evidenceHandler serves a run's kept evidence file:
+// /runs/{id}/evidence/log or …/artifacts, as a ZIP download. Until it is
+// kept the answer is 404 with where it stands.
+func evidenceHandler(src Source) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+		if err != nil || id <= 0 {
+			http.Error(w, "no such run: want /runs/ID/evidence/log with a run number", http.StatusNotFound)
+			return
+		}
+		run, ok := src.Run(r.Context(), id)
+		if !ok {
+			http.Error(w, fmt.Sprintf("no run %d in the ledger", id), http.StatusNotFound)
+			return
+		}
+		kind := r.PathValue("kind")
+		for _, x := range run.Evidence {
+			if x.Kind != kind {
+				continue
+			}
+			if x.State != "kept" || x.Path == "" {
+				http.Error(w, fmt.Sprintf("run %d: the %s is %s: %s", id, kind, strings.ReplaceAll(x.State, "_", " "), x.Reason), http.StatusNotFound)
+				return
+			}
+			f, err := os.Open(x.Path)
+			if err != nil {
+				http.Error(w, fmt.Sprintf("run %d: the kept %s cannot be read", id, kind), http.StatusInternalServerError)
+				return
+			}
+			defer f.Close()
+			st, err := f.Stat()
+			if err != nil {
+				http.Error(w, fmt.Sprintf("run %d: the kept %s cannot be read", id, kind), http.StatusInternalServerError)
+				return
+			}
+			h := w.Header()
+			h.Set("Content-Type", "application/zip")
+			h.Set("Content-Disposition", fmt.Sprintf("attachment; filename=\"run-%d-%s\"", id, filepath.Base(x.Path)))
+			h.Set("X-Content-Type-Options", "nosniff")
+			h.Set("Cache-Control", "no-store")
+			http.ServeContent(w, r, "", st.ModTime(), f)
+			return
+		}
+		http.Error(w, fmt.Sprintf("run %d has no %s evidence", id, kind), http.StatusNotFound)
 	})
 }
 

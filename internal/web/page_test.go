@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -669,5 +671,51 @@ func TestPlanRows(t *testing.T) {
 	}
 	if got, more := planRows(runs[:5], 20); len(got) != 5 || more != 0 {
 		t.Errorf("planRows(5, 20) = %d, %d; want all 5", len(got), more)
+	}
+}
+
+// TestRunEvidence: the run page shows a failed execution's evidence and
+// links the kept ZIP, which /runs/{id}/evidence/log serves as an attachment;
+// a piece still pending answers 404 with where it stands.
+func TestRunEvidence(t *testing.T) {
+	src := newFakeSource()
+	path := filepath.Join(t.TempDir(), "process-log.zip")
+	zipData := []byte("PK\x03\x04 not really, but served as it is")
+	if err := os.WriteFile(path, zipData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := src.details[1000]
+	d.Evidence = []EvidenceRow{
+		{Kind: "log", State: "kept", ExecutionID: "execution-1", Path: path, Bytes: int64(len(zipData)), Reason: "1 files in the ZIP"},
+		{Kind: "artifacts", State: "pending", ExecutionID: "execution-1", Reason: "deferred: budget exhausted: " + xss, NextAt: testNow.Add(time.Hour)},
+	}
+	src.details[1000] = d
+	srv := serve(t, src, nil)
+
+	resp, body := get(t, srv, "/runs/1000")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /runs/1000 = %d", resp.StatusCode)
+	}
+	for _, s := range []string{`id="run-evidence"`, `<a href="1000/evidence/log">process-log.zip</a>`, "deferred: budget exhausted",
+		`next attempt <time datetime="2025-03-04T15:37:00Z">`} {
+		if !strings.Contains(body, s) {
+			t.Errorf("run page lacks %q", s)
+		}
+	}
+	if strings.Contains(body, xss) {
+		t.Errorf("run page carries unescaped markup from an evidence reason")
+	}
+	resp, body = get(t, srv, "/runs/1000/evidence/log")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/zip" ||
+		!strings.Contains(resp.Header.Get("Content-Disposition"), "attachment") || body != string(zipData) {
+		t.Errorf("GET evidence/log = %d %q %q, %d bytes; want the kept file as a ZIP attachment",
+			resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Content-Disposition"), len(body))
+	}
+	resp, body = get(t, srv, "/runs/1000/evidence/artifacts")
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(body, "pending") {
+		t.Errorf("GET evidence/artifacts = %d %q; want 404 saying it is pending", resp.StatusCode, body)
+	}
+	if resp, _ = get(t, srv, "/runs/1001/evidence/log"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("evidence of a run without any = %d; want 404", resp.StatusCode)
 	}
 }

@@ -171,6 +171,21 @@ type RunDetail struct {
 	// files and their sha256, windows); "" if none.
 	Detail string    `json:"detail,omitempty"`
 	Ledger []CallRow `json:"ledger"` // oldest first
+	// Evidence is what is kept (or being fetched) of a failed execution.
+	Evidence []EvidenceRow `json:"evidence,omitempty"`
+}
+
+// EvidenceRow is one piece of a run's failure evidence. Path is on the
+// daemon's host; the page links the file as /runs/{id}/evidence/{kind}.
+type EvidenceRow struct {
+	Kind        string    `json:"kind"`  // log | artifacts
+	State       string    `json:"state"` // pending | kept | given_up | pruned
+	Reason      string    `json:"reason,omitempty"`
+	ExecutionID string    `json:"execution_id"`
+	Path        string    `json:"path,omitempty"`
+	Bytes       int64     `json:"bytes,omitempty"`
+	SHA256      string    `json:"sha256,omitempty"`
+	NextAt      time.Time `json:"next_at,omitzero"`
 }
 
 // Page sizes of the status page's tables.
@@ -206,5 +221,6 @@ func Handler(src Source, m *Metrics, now func() time.Time) http.Handler {
 	})
 	mux.Handle("GET /{$}", pageHandler(src, now))
 	mux.Handle("GET /runs/{id}", runHandler(src, now))
+	mux.Handle("GET /runs/{id}/evidence/{kind}", evidenceHandler(src))
 	return mux
 }
