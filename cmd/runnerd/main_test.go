@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,6 +42,11 @@ func TestScript(t *testing.T) {
 		RequireUniqueNames:  true,
 		UpdateScripts:       *update,
 		Setup: func(e *testscript.Env) error {
+			if os.Getenv("RUNNERD_REQUIRE_UNZIP") != "" {
+				if _, err := exec.LookPath("unzip"); err != nil {
+					return fmt.Errorf("RUNNERD_REQUIRE_UNZIP is set but unzip is not installed: %w", err)
+				}
+			}
 			e.Setenv("RUNNERD_PASSWORD", "sim-password")
 			example, err := filepath.Abs(filepath.Join("..", "..", "jobs.example.toml"))
 			e.Setenv("EXAMPLE", example)
@@ -58,6 +64,11 @@ func TestScript(t *testing.T) {
 			"simrate":      cmdScriptSimRate,
 			"runsdisjoint": cmdScriptRunsDisjoint,
 			"waitsock":     cmdScriptWaitSock,
+			// evidence_script_test.go
+			"simset":       cmdScriptSimSet,
+			"foreigncount": cmdScriptForeignCount,
+			"simcancels":   cmdScriptSimCancels,
+			"waitevidence": cmdScriptWaitEvidence,
 		},
 	})
 }

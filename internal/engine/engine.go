@@ -523,6 +523,7 @@ func (e *Engine) Reload(ctx context.Context, cfg *config.Config) (warnings []str
 	if err != nil {
 		return warnings, err
 	}
+	defer e.reconsiderEvidence(ctx) // other jobs, other shares: deferred evidence may fit now
 	e.mu.Lock()
 	// [[notify]] stays as running (its targets' workers and secrets are
 	// built at start); the warning above says so.
@@ -615,7 +616,11 @@ func (e *Engine) Pause(ctx context.Context, job string) error {
 	if _, err := e.Job(job); err != nil {
 		return err
 	}
-	return e.sched.Pause(ctx, job)
+	if err := e.sched.Pause(ctx, job); err != nil {
+		return err
+	}
+	e.reconsiderEvidence(ctx) // a paused job holds no share: deferred evidence may fit now
+	return nil
 }
 
 // Resume: see Pause.

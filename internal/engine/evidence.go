@@ -129,3 +129,17 @@ func (e *Engine) saveCancelRoute(r runnerd.Run) {
 func (e *Engine) RunEvidence(ctx context.Context, id int64) ([]store.Evidence, error) {
 	return e.db.RunEvidence(ctx, id)
 }
+
+// reconsiderEvidence asks the gate again, now, for evidence deferred by the
+// budget: an operator's change (a paused job, a reload) may have freed the
+// shares it waited behind.
+func (e *Engine) reconsiderEvidence(ctx context.Context) {
+	if e.evidence == nil {
+		return
+	}
+	if n, err := e.evidence.Reconsider(ctx); err != nil {
+		e.log.Warn("evidence: deferred pieces cannot be reconsidered", "err", err)
+	} else if n > 0 {
+		e.log.Info("evidence: deferred pieces are asked for again", "pieces", n)
+	}
+}

@@ -172,6 +172,17 @@ func (f *Fetcher) Wake() {
 	}
 }
 
+// Reconsider makes every piece the budget deferred due now (the operator
+// changed what the budget holds: a job paused, a reload) and wakes the loop.
+// The gate decides again; a piece that still does not fit is deferred again.
+func (f *Fetcher) Reconsider(ctx context.Context) (int, error) {
+	n, err := f.o.DB.ReconsiderDeferredEvidence(ctx, f.o.Now())
+	if n > 0 {
+		f.Wake()
+	}
+	return n, err
+}
+
 // Loop fetches due evidence until ctx ends: one request per step, soonest
 // piece first, sleeping until the next piece is due (or Wake).
 func (f *Fetcher) Loop(ctx context.Context) { f.run(ctx, 0) }
@@ -340,7 +351,7 @@ func (f *Fetcher) download(ctx context.Context, e store.Evidence, now time.Time)
 	if err != nil {
 		if e.Links < 3 {
 			e.URL, e.URLAt = "", time.Time{}
-			e.NextAt, e.Reason = now.Add(f.o.Retry), fmt.Sprintf("the download was rejected (%v); asking for a new link", err)
+			e.NextAt, e.Reason = now.Add(f.o.Poll), fmt.Sprintf("the download was rejected (%v); asking for a new link", err)
 			return e
 		}
 		return giveUp(e, fmt.Sprintf("rejected: %v (on %d links); nothing was kept", err, e.Links))

@@ -95,6 +95,18 @@ func (db *DB) UpdateEvidence(ctx context.Context, e Evidence) error {
 	return nil
 }
 
+// ReconsiderDeferredEvidence makes the pending pieces the budget deferred
+// (their reason starts "deferred") due at now; it returns how many.
+func (db *DB) ReconsiderDeferredEvidence(ctx context.Context, now time.Time) (int, error) {
+	res, err := db.writer.ExecContext(ctx, `UPDATE evidence SET next_at = ?, updated_at = ?
+		WHERE state = 'pending' AND next_at > ? AND reason LIKE 'deferred%'`, now.UnixMilli(), db.now().UTC().UnixMilli(), now.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("store: reconsider deferred evidence: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // DueEvidence returns up to limit pending pieces, soonest first.
 func (db *DB) DueEvidence(ctx context.Context, limit int) ([]Evidence, error) {
 	return db.queryEvidence(ctx, `SELECT `+evidenceCols+` FROM evidence WHERE state = 'pending'
