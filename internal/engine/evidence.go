@@ -20,7 +20,7 @@ const metaCancelRoute = "cancel_execution_route"
 // newEvidence builds the fetcher of failure evidence from [evidence].
 func (e *Engine) newEvidence(cfg *config.Config) *evidence.Fetcher {
 	return evidence.New(evidence.Options{
-		DB: e.db, Client: e.client, Dir: cfg.Evidence.Dir,
+		DB: e.db, Client: e.client, Dir: evidenceDir(cfg),
 		MaxRun: int64(cfg.Evidence.MaxRunMB) << 20, MaxTotal: int64(cfg.Evidence.MaxTotalMB) << 20,
 		GiveUpAfter: cfg.Evidence.GiveUpAfter.Duration, Now: e.now, Logger: e.log,
 	})
@@ -73,7 +73,7 @@ func (e *Engine) evidenceFor(r runnerd.Run) (path, url string) {
 	if w.Level == "" || w.Level == config.LogLevelOff {
 		return "", ""
 	}
-	path = filepath.Join(evidence.RunDir(e.Config().Evidence.Dir, r.ID), evidence.FileName(store.EvidenceLog))
+	path = filepath.Join(evidence.RunDir(evidenceDir(e.Config()), r.ID), evidence.FileName(store.EvidenceLog))
 	if u := e.runURL(r.ID); u != "" {
 		url = u + "/evidence/" + store.EvidenceLog
 	}
@@ -142,4 +142,13 @@ func (e *Engine) reconsiderEvidence(ctx context.Context) {
 	} else if n > 0 {
 		e.log.Info("evidence: deferred pieces are asked for again", "pieces", n)
 	}
+}
+
+// evidenceDir is [evidence] dir made absolute, so that the paths the ledger,
+// runnerd logs and notifications give do not depend on a working directory.
+func evidenceDir(cfg *config.Config) string {
+	if abs, err := filepath.Abs(cfg.Evidence.Dir); err == nil {
+		return abs
+	}
+	return cfg.Evidence.Dir
 }

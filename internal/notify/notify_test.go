@@ -524,3 +524,37 @@ func TestRunEventLinksRunPage(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedEventCarriesEvidence: a failed execution's event names where its
+// process log is kept (evidence, and in the text) and its link
+// (evidence_url); other runs' events carry neither.
+func TestFailedEventCarriesEvidence(t *testing.T) {
+	rcv := newReceiver(t, nil)
+	n := newTestNotifier(t, Options{Targets: []Target{{Config: hookConfig("hook", rcv.URL)}}, Now: (&clock{t: t0}).Now})
+	r := failedRun("orders", 12)
+	r.Evidence = "/var/lib/runnerd/evidence/run-12/process-log.zip"
+	r.EvidenceURL = "https://runnerd.example.com/runs/12/evidence/log"
+	n.RunOutcome(r)
+	n.RunOutcome(failedRun("other", 13))
+	flush(t, n)
+	got := 0
+	for _, q := range rcv.requests() {
+		ev, _ := q.fields["evidence"].(string)
+		link, _ := q.fields["evidence_url"].(string)
+		text, _ := q.fields["text"].(string)
+		switch q.fields["job"] {
+		case "orders":
+			got++
+			if ev != r.Evidence || link != r.EvidenceURL || !strings.Contains(text, "(process log: "+r.Evidence+")") {
+				t.Errorf("failed event evidence %q, link %q, text %q; want the path in both and the link", ev, link, text)
+			}
+		default:
+			if ev != "" || link != "" {
+				t.Errorf("event of a run without evidence carries %q, %q", ev, link)
+			}
+		}
+	}
+	if got != 1 {
+		t.Errorf("%d events for the run with evidence; want 1", got)
+	}
+}

@@ -383,6 +383,9 @@ func (s *Scheduler) update(ctx context.Context, r *runnerd.Run) {
 		switch r.State {
 		case runnerd.StatePlanned, runnerd.StateAdmitted, runnerd.StateRunning:
 		default:
+			// The ledger counted the run's calls: the outcome is told with them
+			// (metrics, notifications).
+			s.refreshCalls(ctx, r)
 			s.onRun(*r)
 		}
 	}
