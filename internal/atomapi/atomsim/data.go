@@ -28,6 +28,7 @@ const (
 	ProcInvoices = "proc-invoices" // "Invoice Export": executions end COMPLETE_WARN
 	ProcFails    = "proc-fails"    // "Always Fails": executions end ERROR with a message
 	ProcHangs    = "proc-hangs"    // "Hangs Forever": executions stay INPROCESS until cancelled
+	ProcListener = "proc-listener" // "Web Service Listener": a listener (connector wss) on atom-prod and atom-test
 
 	PkgOrders     = "pkg-orders-3"    // proc-orders' package "3.0", active in env-test only
 	DepOrdersTest = "dep-orders-test" // the current legacy Deployment of proc-orders in env-test
@@ -190,7 +191,7 @@ func seed(opts Options, end time.Time) *Dataset {
 		{Type: "Process", ID: "proc-inventory", Name: "Inventory, Daily"},
 		{Type: "Process", ID: "proc-payroll", Name: "Payroll \"Q\" Feed"},
 		{Type: "Process", ID: "proc-shipments", Name: "Shipment Tracking"},
-		{Type: "Process", ID: "proc-listener", Name: "Web Service Listener"},
+		{Type: "Process", ID: ProcListener, Name: "Web Service Listener"},
 		{Type: "Process", ID: "proc-archive", Name: "Nightly Archive"},
 		// Appended last: pickProc's weights index the entries above.
 		{Type: "Process", ID: ProcHangs, Name: "Hangs Forever", Description: "Runs until it is cancelled"},

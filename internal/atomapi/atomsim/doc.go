@@ -25,6 +25,16 @@
 //	POST /ProcessLog                    {"executionId","logLevel"} → LogDownload, statusCode the number 202
 //	POST /ExecutionArtifacts            {"executionId"} → LogDownload, statusCode the string "202"
 //	POST /cancelExecution/{executionId} 404 unless Server.SetCancelOnPlatform(true)
+//	GET  /ProcessScheduleStatus/{id}    also query/queryMore (EQUALS on atomId, processId)
+//	POST /ProcessScheduleStatus/{id}    {"id","atomId","processId","enabled"} → the updated object
+//	POST /ProcessScheduleStatus/bulk    {"type":"GET","request":[{"id"},…]}, 1 to 100 ids → BulkResult
+//	POST /changeListenerStatus          {"listenerId","containerId","action"} → empty 200 (accepted);
+//	                                    takes effect Options.ListenerDelay later
+//	POST /async/ListenerStatus/query    containerId EQUALS [and listenerId EQUALS] → AsyncOperationTokenResult
+//	GET  /async/ListenerStatus/response/{token}
+//	                                    202 until Options.ListenerStatusDelay, then 200 AsyncOperationResult
+//	GET  /EnvironmentExtensions/{id}    also query/queryMore (EQUALS on environmentId, extensionGroupId)
+//	POST /EnvironmentExtensions/{id}    partial or full update → the object after it
 //
 // and two more prefixes, with the same auth, account check, limits and faults:
 //
@@ -36,6 +46,16 @@
 //	                                    then 200 application/zip; 404 when unknown or expired
 //
 // ProcHangs' executions stay INPROCESS until they are cancelled.
+//
+// Seeded for releases (release.go): a ProcessScheduleStatus, enabled, for
+// proc-orders and proc-listener on atom-prod and atom-test; the listener
+// proc-listener (connector wss, listening) on atom-prod and atom-test; and
+// EnvironmentExtensions for env-prod and env-test: connection conn-orders-db
+// (host, port, user, and an encrypted, set password), process-property
+// component pp-orders (batch-size, mode, and an encrypted, unset api-key) and
+// the property REGION. Server.ScheduleStatus, ListenerState, ListenerChanges,
+// Extensions (a snapshot with the stored secrets) and ExtensionUpdates show
+// them to tests; SetListenerStuck and SetListenerErrored make listeners misbehave.
 //
 // # Choices where the reference is UNCONFIRMED
 //
@@ -80,4 +100,45 @@
 //   - The legacy Deployment model and the DeployedPackage model are separate:
 //     deployProcess changes what Deployment reports as current, DeployedPackage
 //     CREATE changes what DeployedPackage reports as active.
+//   - ProcessScheduleStatus ids are base64url (no padding) of
+//     "ProcessScheduleStatus|<processId>|<atomId>": opaque, safe in a path.
+//     An UPDATE needs atomId, processId (both matching the object) and
+//     enabled; the body's id, when given, must be the path's; all else is 400.
+//     Booleans (enabled, partial, useDefault) may be true or "true".
+//   - Bulk GET: type must be GET; 1 to 100 ids; an unknown id is a 400 item
+//     ({"@type":"BulkResponse","index","id","statusCode":400,"errorMessage"})
+//     inside the HTTP 200; a known one has statusCode 200 and "Result".
+//   - changeListenerStatus also takes the body wrapped as
+//     {"ChangeListenerStatusRequest":{…}} (flat keys that differ from the
+//     wrapped ones are 400). Actions are lower case; pause, resume and restart
+//     need a listenerId, the *_all actions must omit it. A container is any
+//     atom (atom-dev has no listener: *_all does nothing there); an unknown
+//     container or a listener not on it is 400. Only accepted changes are
+//     recorded. pause makes a listener paused, resume makes a paused one
+//     listening (an errored one stays errored), restart makes any listening.
+//     SetListenerStuck applies to resume and restart accepted while it is on.
+//   - A ListenerStatus query needs containerId EQUALS; listenerId EQUALS is
+//     optional; only EQUALS and "and" are accepted; an unknown container or
+//     listener is 400. Its result holds the statuses as of the query (the
+//     POST), frozen; the token stays valid; an unknown token is 404. The 202
+//     body is {"@type":"AsyncOperationResult","responseStatusCode":202}.
+//   - EnvironmentExtensions answers have only connections, processProperties
+//     and properties (the other sections are absent); an encrypted value has
+//     no "value" key, an empty plain value none either. properties and
+//     property carry "@type":"" as in the OpenAPI example. id is the
+//     environment id; extensionGroupId is "" (and EQUALS "" matches it).
+//   - EnvironmentExtensions UPDATE: the body may be wrapped as
+//     {"EnvironmentExtensions":{…}}; a list of one may be the bare object.
+//     Unknown connection, field, component, key or property names are 400 and
+//     nothing changes. A given value with useDefault true is reset (value "",
+//     useDefault true, encryptedValueSet false) even when a value is given; a
+//     given value sets it (useDefault false; encrypted: encryptedValueSet is
+//     value != ""); given with neither, it is left as it was. A process-property
+//     component given is given whole: its keys not in the body are reset.
+//     partial true changes only what is given; otherwise (absent or false) it
+//     is a full update and every field, value and property not given is reset
+//     (a property to ""). Every UPDATE request is recorded (ExtensionUpdates),
+//     also refused ones, with its status; Body is re-encoded (keys sorted) with
+//     "***" for the value of any object whose usesEncryption or encrypted is
+//     true or whose id or key names an encrypted field or value.
 package atomsim

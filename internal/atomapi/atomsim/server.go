@@ -29,6 +29,9 @@ const (
 	DefaultQueryTokenTTL = time.Hour
 	DefaultDownloadDelay = 2 * time.Second
 	DefaultDownloadTTL   = time.Hour
+
+	DefaultListenerDelay       = 2 * time.Second
+	DefaultListenerStatusDelay = time.Second
 )
 
 // PathPrefix is the prefix of the platform's routes; the account id follows it.
@@ -73,6 +76,14 @@ type Options struct {
 	// DownloadTTL is how long (simulated time) after its creation a download
 	// URL answers; later it is 404 (expired); default 1h.
 	DownloadTTL time.Duration
+
+	// ListenerDelay is how long (simulated time) after a changeListenerStatus
+	// its change takes effect; until then the listener keeps its status;
+	// default 2s; <0 = 0.
+	ListenerDelay time.Duration
+	// ListenerStatusDelay is how long (simulated time) a ListenerStatus token
+	// answers 202 before its result; default 1s; <0 = 0.
+	ListenerStatusDelay time.Duration
 
 	Now func() time.Time // the clock; default time.Now
 }
@@ -126,6 +137,8 @@ func (o *Options) setDefaults() {
 	if o.DownloadTTL <= 0 {
 		o.DownloadTTL = DefaultDownloadTTL
 	}
+	dur(&o.ListenerDelay, DefaultListenerDelay)
+	dur(&o.ListenerStatusDelay, DefaultListenerStatusDelay)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -158,6 +171,7 @@ type Server struct {
 	tokens   map[string]*cursor
 	tokenSeq uint64
 	ev       evidence // downloads, cancels and their knobs (evidence.go)
+	rel      release  // schedules, listeners and extensions (release.go)
 
 	limMu   sync.Mutex
 	recent  []time.Time // accepted requests' times within the last second
@@ -180,6 +194,8 @@ func New(opts Options) *Server {
 	}
 	s.data = seed(opts, opts.Now())
 	s.objects = s.buildObjects()
+	s.rel = seedRelease()
+	s.addReleaseObjects()
 	return s
 }
 
@@ -420,6 +436,18 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, seg []string, now
 		s.handleExecutionArtifacts(w, r, now)
 	case post && len(seg) == 2 && seg[0] == "cancelExecution" && seg[1] != "" && s.cancelOn(false):
 		s.handleCancel(w, seg[1], now)
+	case post && len(seg) == 2 && seg[0] == "ProcessScheduleStatus" && seg[1] == "bulk":
+		s.handleScheduleBulk(w, r)
+	case (get || post) && len(seg) == 2 && seg[0] == "ProcessScheduleStatus" && seg[1] != "":
+		s.handleSchedule(w, r, seg[1])
+	case (get || post) && len(seg) == 2 && seg[0] == "EnvironmentExtensions" && seg[1] != "":
+		s.handleExtensions(w, r, seg[1], now)
+	case post && len(seg) == 1 && seg[0] == "changeListenerStatus":
+		s.handleChangeListener(w, r, now)
+	case post && len(seg) == 3 && seg[0] == "async" && seg[1] == "ListenerStatus" && seg[2] == "query":
+		s.handleListenerQuery(w, r, now)
+	case get && len(seg) == 4 && seg[0] == "async" && seg[1] == "ListenerStatus" && seg[2] == "response" && seg[3] != "":
+		s.handleListenerResponse(w, seg[3], now)
 	case get && len(seg) == 2 && getters[seg[0]] && seg[1] != "":
 		s.handleGet(w, seg[0], seg[1])
 	default:
