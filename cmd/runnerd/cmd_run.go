@@ -93,6 +93,16 @@ func cmdRun(ctx context.Context, e *env, args []string) error {
 				}
 			}
 		}
+		if resp.Run != nil && cfg.Job(pos[0]) != nil && len(cfg.Chain(pos[0])) > 1 {
+			// No daemon goes on with the chain: its steps run here, before
+			// this process exits, and are reported after the first.
+			d.Scheduler().WaitChains(ctx)
+			err := reportRun(e, c.json, resp)
+			if !reportChain(ctx, e, d, c.json, cfg, resp.Run) && err == nil {
+				err = errSilent
+			}
+			return err
+		}
 	}
 	return reportRun(e, c.json, resp)
 }
@@ -132,6 +142,32 @@ func reportRun(e *env, asJSON bool, resp control.Response) error {
 		return errSilent
 	}
 	return nil
+}
+
+// reportChain prints the runs of the chain steps that followed first (same
+// nominal time), in chain order; ok is false when one did not succeed.
+func reportChain(ctx context.Context, e *env, d *daemon, asJSON bool, cfg *config.Config, first *report.Run) (ok bool) {
+	ok = true
+	for _, j := range cfg.Chain(first.Job)[1:] {
+		runs, err := d.DB().ListRuns(ctx, store.RunFilter{Job: j.Name, Limit: 1})
+		if err != nil || len(runs) == 0 || report.RFC3339(runs[0].NominalTime) != first.NominalTime {
+			continue
+		}
+		r := report.ToRun(runs[0])
+		ok = ok && runs[0].State == runnerd.StateSucceeded
+		if asJSON {
+			jsonLines(e.stdout, r)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "run %d: job %s %s (after %s): %s, %d calls", r.ID, r.Job, r.NominalTime, j.After, r.State, r.Calls)
+		if r.Error != "" {
+			fmt.Fprintf(e.stdout, ": %s", r.Error)
+		} else if r.Reason != "" {
+			fmt.Fprintf(e.stdout, ": %s", r.Reason)
+		}
+		fmt.Fprintln(e.stdout)
+	}
+	return ok
 }
 
 func cmdPause(ctx context.Context, e *env, args []string) error {

@@ -65,6 +65,7 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 		Priority    string   `json:"priority"`
 		Timezone    string   `json:"timezone"`
 		Next        []string `json:"next"`
+		After       string   `json:"after,omitempty"`
 		PerRun      int      `json:"estimate_per_run"`
 		Basis       string   `json:"estimate_basis"`
 		RunsPerDay  int      `json:"runs_per_day"`
@@ -74,7 +75,7 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	for _, x := range jc {
 		loc, _ := x.Job.Location()
 		r := jobJSON{Job: x.Job.Name, Kind: x.Job.Kind, Enabled: x.Job.Enabled, Priority: x.Job.Priority,
-			Timezone: x.Job.Timezone, PerRun: x.Estimate.Calls, Basis: x.Estimate.Basis, RunsPerDay: x.PerDay,
+			Timezone: x.Job.Timezone, After: x.Job.After, PerRun: x.Estimate.Calls, Basis: x.Estimate.Basis, RunsPerDay: x.PerDay,
 			CallsPerDay: x.PerDay * x.Estimate.Calls}
 		for _, t := range x.Next {
 			r.Next = append(r.Next, t.In(loc).Format(time.RFC3339))
@@ -92,9 +93,13 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 			over = append(over, map[string]any{"priority": s.Priority.String(), "jobs": s.Jobs, "calls_per_day": s.Demand,
 				"available": s.Available})
 		}
+		chains := []map[string]any{}
+		for _, ch := range engine.Chains(cfg, jc) {
+			chains = append(chains, map[string]any{"jobs": ch.Jobs, "estimates": ch.PerStep, "calls_per_run": ch.PerRun})
+		}
 		if err := jsonLines(e.stdout, map[string]any{"config": cfg.File, "valid": true, "jobs": len(rows),
 			"calls_per_day": total, "daily_limit": cfg.Budget.DailyLimit, "reserve": cfg.Budget.Reserve, "capacity": capacity,
-			"oversubscribed": over}); err != nil {
+			"oversubscribed": over, "chains": chains}); err != nil {
 			return err
 		}
 		return strictErr(e, *strict, short)
@@ -103,8 +108,11 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	t := newTable(e.stdout, "JOB", "KIND", "PRIORITY", "NEXT (job's zone)", "CALLS/RUN", "RUNS/DAY", "CALLS/DAY", "ESTIMATE BASIS")
 	for _, r := range rows {
 		next := strings.Join(r.Next, ", ")
-		if !r.Enabled {
+		switch {
+		case !r.Enabled:
 			next = "disabled"
+		case r.After != "":
+			next = "after " + r.After
 		}
 		t.row(r.Job, r.Kind, r.Priority, next, fmt.Sprint(r.PerRun), fmt.Sprint(r.RunsPerDay), fmt.Sprint(r.CallsPerDay), r.Basis)
 	}
@@ -114,6 +122,13 @@ func cmdValidate(ctx context.Context, e *env, args []string) error {
 	pct := 0.0
 	if capacity > 0 {
 		pct = 100 * float64(total) / float64(capacity)
+	}
+	for _, ch := range engine.Chains(cfg, jc) {
+		parts := make([]string, len(ch.PerStep))
+		for i, n := range ch.PerStep {
+			parts[i] = fmt.Sprint(n)
+		}
+		fmt.Fprintf(e.stdout, "\nchain %s: about %d calls a run (%s), admitted as a whole", strings.Join(ch.Jobs, " → "), ch.PerRun, strings.Join(parts, " + "))
 	}
 	fmt.Fprintf(e.stdout, "\nschedule: about %d calls a day of %d available (daily_limit %d − reserve %d): %.0f%%\n",
 		total, capacity, cfg.Budget.DailyLimit, cfg.Budget.Reserve, pct)

@@ -46,6 +46,13 @@ const (
 	DefaultMinPriority   = "low"
 )
 
+// after_status values.
+const (
+	AfterSucceeded = "succeeded" // the default: the chain goes on only while each step succeeds
+	AfterFailed    = "failed"    // a step that handles its predecessor's failure
+	AfterEnded     = "ended"     // whatever the predecessor's outcome
+)
+
 // Job kinds.
 const (
 	KindExecute = "execute"
@@ -185,6 +192,10 @@ type Job struct {
 	Jitter        Duration `toml:"jitter"`
 	Retries       int      `toml:"retries"`
 	Enabled       bool     `toml:"enabled"`
+	// After makes the job a step of a chain: it runs when job After ends in
+	// AfterStatus (succeeded, failed or ended), instead of on a schedule.
+	After       string `toml:"after,omitempty"`
+	AfterStatus string `toml:"after_status,omitempty"`
 
 	// execute (ProcessID and Method also deploy; OnUnknown also deploy)
 	ProcessID   string            `toml:"process_id,omitempty"`

@@ -586,6 +586,8 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 		c.Jobs = append(c.Jobs, j)
 	}
 
+	p.checkChains(jobs, c)
+
 	// [[notify]] (after the jobs: notify.jobs names them)
 	nts, _ := root.subs("notify")
 	names := map[string]int{}
@@ -605,6 +607,45 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 		"jobs":     `unknown key; jobs are [[job]] tables (singular)`,
 		"password": secretHint,
 	})
+}
+
+// checkChains checks every after: it names another job, and following the
+// links from any job never comes back to it.
+func (p *parser) checkChains(tables []*table, c *Config) {
+	idx := map[string]int{}
+	for i := range c.Jobs {
+		if _, dup := idx[c.Jobs[i].Name]; !dup {
+			idx[c.Jobs[i].Name] = i
+		}
+	}
+	for i := range c.Jobs {
+		j := &c.Jobs[i]
+		if j.After == "" || i >= len(tables) {
+			continue
+		}
+		line := tables[i].line("after")
+		if j.After == j.Name {
+			p.add(line, j.Name, "after", "a job cannot follow itself")
+			continue
+		}
+		if _, ok := idx[j.After]; !ok {
+			p.add(line, j.Name, "after", "no job %q (%s)", j.After, c.JobHint(j.After))
+			continue
+		}
+		seen := map[string]bool{j.Name: true}
+		for cur := j.After; cur != ""; {
+			if seen[cur] {
+				p.add(line, j.Name, "after", "the chain comes back to %q: a chain must have a first job with a schedule", cur)
+				break
+			}
+			seen[cur] = true
+			k, ok := idx[cur]
+			if !ok {
+				break
+			}
+			cur = c.Jobs[k].After
+		}
+	}
 }
 
 func orDefault(s, def string) string {

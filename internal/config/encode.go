@@ -84,6 +84,14 @@ func (c *Config) Encode(w io.Writer) error {
 					if len(j.Properties) == 0 {
 						continue
 					}
+				case "after", "after_status":
+					if j.After == "" {
+						continue
+					}
+				case "schedule":
+					if j.After != "" {
+						continue // a chain's step has none
+					}
 				case "filter":
 					if len(j.Filters) == 0 {
 						continue

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -62,6 +63,8 @@ var jobKeys = []jobKey{
 	{"jitter", kAll, func(j *Job) any { return &j.Jitter }},
 	{"retries", kAll, func(j *Job) any { return &j.Retries }},
 	{"enabled", kAll, func(j *Job) any { return &j.Enabled }},
+	{"after", kAll, func(j *Job) any { return &j.After }},
+	{"after_status", kAll, func(j *Job) any { return &j.AfterStatus }},
 	{"process_id", kExecute | kDeploy, func(j *Job) any { return &j.ProcessID }},
 	{"process_name", kExecute, func(j *Job) any { return &j.ProcessName }},
 	{"atom_id", kExecute, func(j *Job) any { return &j.AtomID }},
@@ -102,6 +105,7 @@ var (
 	onUnknowns      = []string{runnerd.OnUnknownSkip, runnerd.OnUnknownRefire}
 	evidenceLevels  = append(append([]string(nil), atomapi.LogLevels...), LogLevelOff)
 	onTimeouts      = []string{OnTimeoutCancel, OnTimeoutLeave}
+	afterStatuses   = []string{AfterSucceeded, AfterFailed, AfterEnded}
 	listenerStates  = []string{"RUNNING", "PAUSED"}
 	formats         = []string{"jsonl", "csv"}
 	placeholders    = []string{"{job}", "{window_start}", "{window_end}", "{date}"}
@@ -371,6 +375,12 @@ func checkJobValue(key string, j *Job, kind string) string {
 		return enum(j.LogLevel, evidenceLevels)
 	case "on_timeout":
 		return enum(j.OnTimeout, onTimeouts)
+	case "after":
+		if !validName(j.After) {
+			return fmt.Sprintf("%q is not a job name ([a-z0-9._-]+)", j.After)
+		}
+	case "after_status":
+		return enum(j.AfterStatus, afterStatuses)
 	case "listener_status":
 		return enum(j.ListenerStatus, listenerStates)
 	case "first_window":
@@ -409,6 +419,11 @@ func (p *parser) decodeDefaults(t *table) *jobCtx {
 	c.decodeFields()
 	if _, ok := c.set["name"]; ok {
 		c.errf("name", nil, "a job name cannot be a default; give each [[job]] its own name")
+	}
+	for _, k := range []string{"after", "after_status"} {
+		if _, ok := c.set[k]; ok {
+			c.errf(k, nil, "a chain is made job by job; give %s in the [[job]] that follows another", k)
+		}
 	}
 	kind := ""
 	if _, ok := c.set["kind"]; ok && !c.bad["kind"] && contains(JobKinds, c.j.Kind) {
@@ -473,6 +488,12 @@ func (p *parser) decodeJob(t *table, i int, defs *jobCtx) Job {
 	return c.j
 }
 
+// inherited reports whether key k came from [defaults], not the job's own table.
+func (c *jobCtx) inherited(k string) bool {
+	p, ok := c.set[k]
+	return ok && !slices.Equal(p, c.t.path)
+}
+
 // copyDefault copies key k from defs into the job; properties merge key by key.
 func (c *jobCtx) copyDefault(k string, defs *jobCtx) {
 	jk := jobKeyByName[k]
@@ -533,6 +554,9 @@ func (c *jobCtx) applyBuiltins(kind string) {
 	if !given("enabled") {
 		j.Enabled = true
 	}
+	if given("after") {
+		str("after_status", &j.AfterStatus, AfterSucceeded)
+	}
 	switch kind {
 	case KindExecute:
 		str("method", &j.Method, defaultMethodOf[kind])
@@ -564,8 +588,16 @@ func (c *jobCtx) checkJob(kind string) {
 	if !given("kind") {
 		t.missing("kind", "required; use %s", oneOf(JobKinds))
 	}
-	if !given("schedule") {
-		t.missing("schedule", "required (5-field cron such as \"0 2 * * 1-5\", or @daily, @hourly, @every 10m)")
+	switch {
+	case given("after") && given("schedule") && !c.defaults && !c.inherited("schedule"):
+		c.errf("schedule", nil, "a job with after = %q runs when that job ends; it has no schedule of its own", j.After)
+	case given("after"):
+		delete(c.set, "schedule") // a [defaults] schedule does not apply to a chained job
+		j.Schedule = ""
+	case !given("schedule"):
+		t.missing("schedule", "required (5-field cron such as \"0 2 * * 1-5\", or @daily, @hourly, @every 10m), or after = \"JOB\" to run when another job ends")
+	case given("after_status"):
+		c.errf("after_status", nil, "only with after = \"JOB\"")
 	}
 	switch kind {
 	case KindExecute:
@@ -661,8 +693,11 @@ func (j *Job) Location() (*time.Location, error) { return loadLocation(j.Timezon
 
 // ParsedSchedule returns the job's parsed schedule in its zone, exactly as the
 // daemon fires it (schedule.Parse: wall-clock times across daylight-saving
-// changes).
+// changes). A job in a chain (after) has none of its own: schedule.Never.
 func (j *Job) ParsedSchedule() (cron.Schedule, error) {
+	if j.After != "" {
+		return schedule.Never{}, nil
+	}
 	if _, err := parseSchedule(j.Schedule); err != nil {
 		return nil, err
 	}
@@ -740,4 +775,42 @@ func (c *Config) Job(name string) *Job {
 		}
 	}
 	return nil
+}
+
+// ChainHead returns the first job of the chain job name is in (itself when
+// it follows none), or "" for an unknown job.
+func (c *Config) ChainHead(name string) string {
+	seen := map[string]bool{}
+	for j := c.Job(name); j != nil; j = c.Job(j.After) {
+		if j.After == "" || seen[j.Name] {
+			return j.Name
+		}
+		seen[j.Name] = true
+	}
+	return ""
+}
+
+// Chain returns the jobs that run when head runs, in order: head, then each
+// job that follows it, depth first in configuration order. A job followed by
+// none is a chain of one.
+func (c *Config) Chain(head string) []*Job {
+	var out []*Job
+	seen := map[string]bool{}
+	var walk func(name string)
+	walk = func(name string) {
+		if seen[name] {
+			return
+		}
+		seen[name] = true
+		if j := c.Job(name); j != nil {
+			out = append(out, j)
+		}
+		for i := range c.Jobs {
+			if c.Jobs[i].After == name {
+				walk(c.Jobs[i].Name)
+			}
+		}
+	}
+	walk(head)
+	return out
 }

@@ -28,6 +28,7 @@ func (e *Engine) buildJobs(cfg *config.Config) ([]scheduler.Job, error) {
 			Name: cj.Name, Kind: cj.Kind, Schedule: cj.Schedule, Location: loc, Priority: prio,
 			Timeout: cj.Timeout.Duration, Overlap: cj.Overlap, CatchUp: cj.CatchUp,
 			CatchUpWindow: cj.CatchUpWindow.Duration, Jitter: cj.Jitter.Duration, Retries: cj.Retries, Enabled: cj.Enabled,
+			After: cj.After, AfterStatus: cj.AfterStatus,
 		}
 		switch cj.Kind {
 		case "execute":

@@ -48,7 +48,55 @@ func JobCosts(ctx context.Context, cfg *config.Config, db *store.DB, log *slog.L
 		}
 		out = append(out, JobCost{Job: j, Next: next, Estimate: Estimate(ctx, db, log, j.Name, EstimateKind(j), now), PerDay: len(day)})
 	}
+	// A chain's later steps run as often as its first one does, when it is enabled.
+	byName := map[string]int{}
+	for i := range out {
+		byName[out[i].Job.Name] = i
+	}
+	for i := range out {
+		if out[i].Job.After == "" {
+			continue
+		}
+		if h, ok := byName[cfg.ChainHead(out[i].Job.Name)]; ok && out[h].Job.Enabled {
+			out[i].PerDay = out[h].PerDay
+		}
+	}
 	return out, nil
+}
+
+// ChainCost is one chain: its jobs in order and what a run of it costs.
+type ChainCost struct {
+	Jobs    []string
+	PerStep []int
+	PerRun  int
+}
+
+// Chains lists cfg's chains (a job with a job after it, and every step
+// after), with the estimates of costs.
+func Chains(cfg *config.Config, costs []JobCost) []ChainCost {
+	est := map[string]int{}
+	for _, c := range costs {
+		est[c.Job.Name] = c.Estimate.Calls
+	}
+	var out []ChainCost
+	for i := range cfg.Jobs {
+		j := &cfg.Jobs[i]
+		if j.After != "" {
+			continue
+		}
+		steps := cfg.Chain(j.Name)
+		if len(steps) < 2 {
+			continue
+		}
+		var c ChainCost
+		for _, s := range steps {
+			c.Jobs = append(c.Jobs, s.Name)
+			c.PerStep = append(c.PerStep, est[s.Name])
+			c.PerRun += est[s.Name]
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // Plan is the engine's own foresight for the next hours: every arrived run

@@ -119,3 +119,11 @@ func Between(s cron.Schedule, after, until time.Time, limit int) []time.Time {
 	}
 	return out
 }
+
+// Never is the schedule of a job that runs only when another job ends (a
+// chain's step): it never fires on its own. cron treats its zero Next as
+// never.
+type Never struct{}
+
+// Next implements cron.Schedule.
+func (Never) Next(time.Time) time.Time { return time.Time{} }

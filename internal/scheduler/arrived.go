@@ -83,6 +83,7 @@ func (s *Scheduler) LookAhead(now time.Time, horizon time.Duration) []budget.Can
 	for _, a := range arrived {
 		c := budget.Candidate{Job: a.Job, Nominal: now, Priority: a.Priority, Estimate: a.Estimate, Seq: a.RunID,
 			Duration: s.duration(a.Job), Label: a.Job + " (" + string(a.State) + ")"}
+		rest := s.chainRest(a.Job) // the steps after it are held with it
 		switch a.State {
 		case runnerd.StateAdmitted, runnerd.StateRunning:
 			if s.spent != nil {
@@ -93,6 +94,7 @@ func (s *Scheduler) LookAhead(now time.Time, horizon time.Duration) []budget.Can
 				c.Nominal = a.NotBefore
 			}
 		}
+		c.Estimate += rest
 		out = append(out, c)
 	}
 	return append(out, up...)

@@ -24,7 +24,10 @@ type runOpts struct {
 	// byHand: the run was asked for by RunNow, and keeps that in its
 	// background continuation; a disabled job does not stop it (RunNow runs
 	// disabled jobs), a removed one does.
-	byHand   bool
+	byHand bool
+	// chained: a chain's step after the first, whose share its first step's
+	// admission reserved: it is not asked again at its first admission.
+	chained  bool
 	ctx      context.Context // parent of the Kind's context; the scheduler's if nil
 	from, to time.Time       // RunContext.WindowFrom/WindowTo; kept in the run's Detail (see backfill.go)
 }
@@ -120,7 +123,7 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runner
 	if !o.resumeAt.IsZero() && !s.sleepUntil(o.resumeAt) {
 		return r
 	}
-	first := true
+	first, firstAdmit := true, true
 	for {
 		// Each wake-up (a resumed run, after a deferral) reads the job again:
 		// a reload may have removed, disabled or changed it.
@@ -157,13 +160,21 @@ func (s *Scheduler) lifecycle(j Job, rt *jobRT, r runnerd.Run, o runOpts) runner
 			j = cur
 		}
 
-		dec, est := s.admit(ctx, j, rt, r)
+		var dec budget.Decision
+		var est int
+		if o.chained && firstAdmit {
+			est, dec = s.estimate(ctx, j, rt), budget.Decision{Admit: true}
+		} else {
+			dec, est = s.admit(ctx, j, rt, r)
+		}
+		firstAdmit = false
 		if dec.Admit {
 			s.set(arr, runnerd.StateRunning, time.Time{}, est)
 			r = s.execute(ctx, j, r, est, o)
 			s.release(rt)
 			s.estimate(ctx, j, rt)
 			if r.State != runnerd.StateDeferred {
+				s.chainNext(j, r, o)
 				return r
 			}
 			// The budget ran out mid-way: the kind stopped at a safe point.
@@ -212,9 +223,11 @@ func (s *Scheduler) admit(ctx context.Context, j Job, rt *jobRT, r runnerd.Run) 
 		return budget.Decision{Admit: true}, est
 	}
 	now := s.now()
-	c := budget.Candidate{Job: j.Name, Nominal: r.NominalTime, Priority: j.Priority, Estimate: est, Seq: r.ID,
+	s.estimateRest(ctx, j.Name)
+	rest := s.chainRest(j.Name)
+	c := budget.Candidate{Job: j.Name, Nominal: r.NominalTime, Priority: j.Priority, Estimate: est + rest, Seq: r.ID,
 		Duration: s.duration(j.Name)}
-	return s.planner.Admit(now, c, s.LookAhead(now, LookAhead)), est
+	return s.chainDecision(j.Name, est, rest, s.planner.Admit(now, c, s.LookAhead(now, LookAhead))), est
 }
 
 // deferRun records a refused run as deferred and returns when to ask again,

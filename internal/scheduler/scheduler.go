@@ -107,7 +107,11 @@ type Job struct {
 	Retries int
 	// Enabled jobs are scheduled; disabled ones can still be run by RunNow.
 	Enabled bool
-	Runner  Kind
+	// After makes the job a step of a chain (see chain.go): it runs when job
+	// After's run ends in AfterStatus (AfterSucceeded by default), and has
+	// no schedule of its own.
+	After, AfterStatus string
+	Runner             Kind
 }
 
 // Options configure New. Store is required; the rest have defaults.
@@ -171,6 +175,7 @@ type Scheduler struct {
 	stopping bool
 	stopCh   chan struct{}
 	wg       sync.WaitGroup // every goroutine carrying a run
+	chains   sync.WaitGroup // the chain steps started (see WaitChains)
 	runCtx   context.Context
 	cancels  []context.CancelFunc // of runCtx, and of the one before Start
 
@@ -275,9 +280,14 @@ func normalize(j Job) (Job, cron.Schedule, error) {
 	if j.Location == nil {
 		j.Location = time.UTC
 	}
-	sched, err := schedule.Parse(j.Schedule, j.Location)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("schedule %q: %w", j.Schedule, err))
+	var sched cron.Schedule = schedule.Never{}
+	if j.After == "" {
+		var err error
+		if sched, err = schedule.Parse(j.Schedule, j.Location); err != nil {
+			errs = append(errs, fmt.Errorf("schedule %q: %w", j.Schedule, err))
+		}
+	} else if j.AfterStatus == "" {
+		j.AfterStatus = AfterSucceeded
 	}
 	if j.Timeout <= 0 {
 		j.Timeout = DefaultTimeout
@@ -312,7 +322,7 @@ func normalize(j Job) (Job, cron.Schedule, error) {
 
 // cronKey is what decides whether a reloaded job keeps its cron entry.
 func cronKey(j Job) string {
-	return fmt.Sprintf("%t\x00%s\x00%s", j.Enabled, j.Schedule, j.Location)
+	return fmt.Sprintf("%t\x00%s\x00%s\x00%s", j.Enabled, j.Schedule, j.Location, j.After)
 }
 
 // jobKey renders a job's settings (not its Runner, which may not be
@@ -693,6 +703,10 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 	est := make([]int, len(c.jobs))
 	dur := make([]time.Duration, len(c.jobs))
 	have := make([]bool, len(c.jobs))
+	rest := make([]int, len(c.jobs))
+	for i := range rest {
+		rest[i] = -1
+	}
 	for i, rt := range c.jobs {
 		paused[i], est[i] = rt.paused.Load(), int(rt.estimate.Load())
 	}
@@ -706,7 +720,10 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 		if !have[j] {
 			dur[j], have[j] = s.duration(cand.Job), true
 		}
-		cand.Estimate, cand.Duration = est[j], dur[j]
+		if rest[j] < 0 {
+			rest[j] = s.chainRest(cand.Job) // a chain's first step holds the whole chain
+		}
+		cand.Estimate, cand.Duration = est[j]+rest[j], dur[j]
 		out = append(out, cand)
 	}
 	return out
