@@ -302,6 +302,10 @@ type op struct {
 	abs     string
 	accept  string // the Accept header; "" = application/json
 	maxBody int64  // the largest 2xx body read; 0 = the client's MaxBody
+	// redact, when set, cleans an attempt's error of what the request body
+	// carried and must not be kept (encrypted extension values the platform
+	// may echo), before the ledger records it and the caller sees it.
+	redact func(error) error
 	// handle decodes a 2xx answer and returns the platform id for the ledger.
 	// An *APIError it returns is kept; any other error becomes a DecodeError.
 	// nil: the body is not needed (and a failure to read it is ignored).
@@ -437,6 +441,9 @@ func (c *Client) attempt(ctx context.Context, o *op, n int) attemptResult {
 	res, retryAfter := c.send(ctx, o, call)
 	if !o.safe {
 		Failpoint(FailAfterAnswer)
+	}
+	if o.redact != nil && res.Err != nil {
+		res.Err = o.redact(res.Err)
 	}
 	c.rec.End(context.WithoutCancel(ctx), call, res)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "atomapi call",

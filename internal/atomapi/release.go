@@ -604,6 +604,7 @@ func (c *Client) UpdateEnvironmentExtensions(ctx context.Context, x EnvironmentE
 	err = c.do(ctx, &op{name: OpEnvironmentExtensionsUpdate, object: "EnvironmentExtensions",
 		method: http.MethodPost, path: "/EnvironmentExtensions/" + url.PathEscape(id),
 		body: body, ctype: contentJSON, safe: true,
+		redact: func(err error) error { return redactSecrets(err, secrets) }, // the ledger's row too
 		handle: func(_ int, data []byte) (string, error) {
 			out = EnvironmentExtensions{}
 			return "", json.Unmarshal(data, &out)

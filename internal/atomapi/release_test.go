@@ -561,6 +561,12 @@ func TestUpdateEnvironmentExtensionsSecrets(t *testing.T) {
 			for u := errors.Unwrap(err); u != nil; u = errors.Unwrap(u) {
 				shown = append(shown, u.Error())
 			}
+			_, ended := h.rec.calls()
+			for _, res := range ended { // what the ledger's rows keep
+				if res.Err != nil {
+					shown = append(shown, res.Err.Error())
+				}
+			}
 			for _, s := range shown {
 				for _, sec := range secrets {
 					if strings.Contains(s, "canary") || strings.Contains(s, sec[:8]) {
