@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"time"
 
 	"runnerd"
@@ -132,6 +134,17 @@ func (d *daemon) handleControl(ctx context.Context, req control.Request) control
 		}
 		j := report.ToRun(r)
 		return control.Response{OK: r.State == runnerd.StateSucceeded, Run: &j}
+	}
+	if req.Op == "release-plan" {
+		plan, err := d.ReleasePlan(ctx, req.Job)
+		if err != nil {
+			return control.Response{Error: err.Error(), Usage: errors.Is(err, engine.ErrNoSuchJob) || strings.Contains(err.Error(), "not a release")}
+		}
+		b, err := json.Marshal(plan)
+		if err != nil {
+			return control.Response{Error: err.Error()}
+		}
+		return control.Response{OK: true, Plan: b}
 	}
 	return control.Response{Error: fmt.Sprintf("unknown operation %q", req.Op), Usage: true}
 }

@@ -78,6 +78,7 @@ var commands = map[string]command{
 	"serve":    {"run the daemon", "", cmdServe},
 	"validate": {"check the configuration; show next fire times and estimated cost", "", cmdValidate},
 	"run":      {"run one job now (through the daemon when one is running)", " JOB", cmdRun},
+	"release":  {"run a release job now; -dry-run: its steps, what each would change, the cost, and nothing changed", " JOB", cmdRelease},
 	"plan":     {"what will run, when, at what cost, and the budget left after each hour", "", cmdPlan},
 	"budget":   {"used and remaining calls in the rolling 24 hours, per hour", "", cmdBudget},
 	"history":  {"runs: job, nominal time, state, calls, duration, error", "", cmdHistory},

@@ -69,6 +69,10 @@ func TestScript(t *testing.T) {
 			"foreigncount": cmdScriptForeignCount,
 			"simcancels":   cmdScriptSimCancels,
 			"waitevidence": cmdScriptWaitEvidence,
+			// release_script_test.go
+			"simstate":  cmdScriptSimState,
+			"ledgerops": cmdScriptLedgerOps,
+			"siminject": cmdScriptSimInject,
 		},
 	})
 }
@@ -83,10 +87,15 @@ func cmdScriptSim(ts *testscript.TestScript, neg bool, args []string) {
 	daily := fs.Int("daily", 10000, "")
 	exec := fs.Duration("exec", 2*time.Second, "")
 	audit := fs.Int("audit", 25000, "")
+	instant := fs.Bool("instant-listeners", false, "listener changes and ListenerStatus answers take effect at once")
 	if err := fs.Parse(args); err != nil {
 		ts.Fatalf("sim: %v", err)
 	}
-	s := atomsim.New(atomsim.Options{Rate: *rate, DailyLimit: *daily, ExecDuration: *exec, AuditLogs: *audit, RecordDelay: 200 * time.Millisecond})
+	o := atomsim.Options{Rate: *rate, DailyLimit: *daily, ExecDuration: *exec, AuditLogs: *audit, RecordDelay: 200 * time.Millisecond}
+	if *instant {
+		o.ListenerDelay, o.ListenerStatusDelay = -1, -1
+	}
+	s := atomsim.New(o)
 	srv := httptest.NewServer(s)
 	ts.Defer(srv.Close)
 	sims.Store(ts, s)

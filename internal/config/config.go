@@ -58,6 +58,13 @@ const (
 	KindExecute = "execute"
 	KindDeploy  = "deploy"
 	KindExport  = "export"
+	KindRelease = "release"
+)
+
+// Release defaults.
+const (
+	DefaultListenerTimeout = 5 * time.Minute
+	DefaultSmokeTimeout    = 10 * time.Minute
 )
 
 // Config is a loaded, validated configuration.
@@ -218,6 +225,17 @@ type Job struct {
 	ToEnvironment   string `toml:"to_environment,omitempty"`
 	ListenerStatus  string `toml:"listener_status,omitempty"`
 
+	// release (also process_id, from_environment, to_environment, method,
+	// listener_status, on_unknown)
+	Atoms           []string    `toml:"atoms,omitempty"` // target runtimes; default: those attached to to_environment
+	PauseSchedules  bool        `toml:"pause_schedules,omitempty"`
+	Listeners       []string    `toml:"listeners,omitempty"` // listener process ids to pause on the target runtimes
+	ListenerTimeout Duration    `toml:"listener_timeout,omitempty"`
+	Extensions      *Extensions `toml:"extensions,omitempty"`
+	SmokeProcessID  string      `toml:"smoke_process_id,omitempty"`
+	SmokeAtomID     string      `toml:"smoke_atom_id,omitempty"`
+	SmokeTimeout    Duration    `toml:"smoke_timeout,omitempty"`
+
 	// export
 	Object         string   `toml:"object,omitempty"`
 	WindowProperty string   `toml:"window_property,omitempty"` // "": full export each run
@@ -225,6 +243,32 @@ type Job struct {
 	Output         string   `toml:"output,omitempty"`
 	Format         string   `toml:"format,omitempty"`
 	Filters        []Filter `toml:"filter,omitempty"`
+}
+
+// Extensions are the environment extensions a release sets on
+// to_environment, always as a partial update. Secrets come from files
+// (secret_files: name → path, read at each run with password_file's rules),
+// never from the configuration.
+type Extensions struct {
+	Connections       []ExtConnection      `toml:"connection,omitempty"`
+	ProcessProperties []ExtProcessProperty `toml:"process_property,omitempty"`
+	Properties        map[string]string    `toml:"properties,omitempty"` // dynamic process properties
+}
+
+// ExtConnection sets fields of one connection component.
+type ExtConnection struct {
+	ID          string            `toml:"id"`
+	Fields      map[string]string `toml:"fields,omitempty"`
+	SecretFiles map[string]string `toml:"secret_files,omitempty"`
+}
+
+// ExtProcessProperty sets values of one process-property component (the
+// platform needs the component whole: the values not given are sent as
+// they are).
+type ExtProcessProperty struct {
+	ID          string            `toml:"id"`
+	Values      map[string]string `toml:"values,omitempty"`
+	SecretFiles map[string]string `toml:"secret_files,omitempty"`
 }
 
 // Filter is one [[job.filter]] of an export: ANDed with the window.

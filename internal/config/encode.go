@@ -96,6 +96,14 @@ func (c *Config) Encode(w io.Writer) error {
 					if len(j.Filters) == 0 {
 						continue
 					}
+				case "extensions":
+					if j.Extensions == nil {
+						continue
+					}
+				case "atoms", "listeners", "smoke_process_id", "smoke_atom_id":
+					if jobMap(j, []string{k.name})[k.name] == nil || jobMap(j, []string{k.name})[k.name] == "" {
+						continue
+					}
 				}
 				keys = append(keys, k.name)
 			}
@@ -127,6 +135,14 @@ func jobMap(j *Job, keys []string) map[string]any {
 			m[k] = *v
 		case *map[string]string:
 			if len(*v) > 0 {
+				m[k] = *v
+			}
+		case *[]string:
+			if len(*v) > 0 {
+				m[k] = *v
+			}
+		case **Extensions:
+			if *v != nil {
 				m[k] = *v
 			}
 		case *[]Filter:

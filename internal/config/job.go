@@ -23,13 +23,14 @@ const (
 	kExecute kinds = 1 << iota
 	kDeploy
 	kExport
-	kAll = kExecute | kDeploy | kExport
+	kRelease
+	kAll = kExecute | kDeploy | kExport | kRelease
 )
 
-var kindBits = map[string]kinds{KindExecute: kExecute, KindDeploy: kDeploy, KindExport: kExport}
+var kindBits = map[string]kinds{KindExecute: kExecute, KindDeploy: kDeploy, KindExport: kExport, KindRelease: kRelease}
 
 // JobKinds lists the job kinds.
-var JobKinds = []string{KindExecute, KindDeploy, KindExport}
+var JobKinds = []string{KindExecute, KindDeploy, KindExport, KindRelease}
 
 func (k kinds) names() []string {
 	var out []string
@@ -65,19 +66,27 @@ var jobKeys = []jobKey{
 	{"enabled", kAll, func(j *Job) any { return &j.Enabled }},
 	{"after", kAll, func(j *Job) any { return &j.After }},
 	{"after_status", kAll, func(j *Job) any { return &j.AfterStatus }},
-	{"process_id", kExecute | kDeploy, func(j *Job) any { return &j.ProcessID }},
+	{"process_id", kExecute | kDeploy | kRelease, func(j *Job) any { return &j.ProcessID }},
 	{"process_name", kExecute, func(j *Job) any { return &j.ProcessName }},
 	{"atom_id", kExecute, func(j *Job) any { return &j.AtomID }},
-	{"method", kExecute | kDeploy, func(j *Job) any { return &j.Method }},
+	{"method", kExecute | kDeploy | kRelease, func(j *Job) any { return &j.Method }},
 	{"wait", kExecute, func(j *Job) any { return &j.Wait }},
-	{"on_unknown", kExecute | kDeploy, func(j *Job) any { return &j.OnUnknown }},
+	{"on_unknown", kExecute | kDeploy | kRelease, func(j *Job) any { return &j.OnUnknown }},
 	{"log_level", kExecute, func(j *Job) any { return &j.LogLevel }},
 	{"artifacts", kExecute, func(j *Job) any { return &j.Artifacts }},
 	{"on_timeout", kExecute, func(j *Job) any { return &j.OnTimeout }},
 	{"properties", kExecute, func(j *Job) any { return &j.Properties }},
-	{"from_environment", kDeploy, func(j *Job) any { return &j.FromEnvironment }},
-	{"to_environment", kDeploy, func(j *Job) any { return &j.ToEnvironment }},
-	{"listener_status", kDeploy, func(j *Job) any { return &j.ListenerStatus }},
+	{"from_environment", kDeploy | kRelease, func(j *Job) any { return &j.FromEnvironment }},
+	{"to_environment", kDeploy | kRelease, func(j *Job) any { return &j.ToEnvironment }},
+	{"listener_status", kDeploy | kRelease, func(j *Job) any { return &j.ListenerStatus }},
+	{"atoms", kRelease, func(j *Job) any { return &j.Atoms }},
+	{"pause_schedules", kRelease, func(j *Job) any { return &j.PauseSchedules }},
+	{"listeners", kRelease, func(j *Job) any { return &j.Listeners }},
+	{"listener_timeout", kRelease, func(j *Job) any { return &j.ListenerTimeout }},
+	{"extensions", kRelease, func(j *Job) any { return &j.Extensions }},
+	{"smoke_process_id", kRelease, func(j *Job) any { return &j.SmokeProcessID }},
+	{"smoke_atom_id", kRelease, func(j *Job) any { return &j.SmokeAtomID }},
+	{"smoke_timeout", kRelease, func(j *Job) any { return &j.SmokeTimeout }},
 	{"object", kExport, func(j *Job) any { return &j.Object }},
 	{"window_property", kExport, func(j *Job) any { return &j.WindowProperty }},
 	{"first_window", kExport, func(j *Job) any { return &j.FirstWindow }},
@@ -112,7 +121,7 @@ var (
 	exportObjects   = []string{"AuditLog", "ExecutionRecord", "Event", "Deployment", "DeployedPackage", "PackagedComponent", "Atom", "Environment", "Process", "EnvironmentAtomAttachment"}
 	windowByObject  = map[string]string{"AuditLog": "date", "ExecutionRecord": "executionTime", "Event": "eventDate"}
 	nameRE          = regexp.MustCompile(`^[a-z0-9._-]+$`)
-	defaultMethodOf = map[string]string{KindExecute: "request", KindDeploy: "package"}
+	defaultMethodOf = map[string]string{KindExecute: "request", KindDeploy: "package", KindRelease: "package"}
 )
 
 // ExportObjects lists the objects an export job can read.
@@ -179,6 +188,10 @@ func (c *jobCtx) decodeFields() {
 			c.decodeProperties(f)
 		case *[]Filter:
 			c.decodeFilters(f)
+		case *[]string:
+			t.strs(k.name, f)
+		case **Extensions:
+			c.decodeExtensions(f)
 		}
 		if len(t.p.errs) > nerr {
 			c.bad[k.name] = true
@@ -218,6 +231,71 @@ func (c *jobCtx) decodeProperties(dst *map[string]string) {
 }
 
 var filterKeys = []string{"property", "operator", "arguments"}
+
+var extensionKeys = []string{"connection", "process_property", "properties"}
+
+// fullUpdateHint answers a partial key: there is no full update to ask for.
+const fullUpdateHint = "environment extensions are always updated with partial = true: a full update resets every " +
+	"value it does not name, so runnerd never sends one and there is no key to ask for it"
+
+// decodeExtensions reads [job.extensions]: [[job.extensions.connection]]
+// (id, fields, secret_files), [[job.extensions.process_property]] (id,
+// values, secret_files) and [job.extensions.properties] (name = value).
+func (c *jobCtx) decodeExtensions(dst **Extensions) {
+	et, _ := c.t.sub("extensions")
+	if et == nil {
+		return
+	}
+	x := &Extensions{}
+	strMap := func(t *table, key string) map[string]string {
+		mt, _ := t.sub(key)
+		if mt == nil {
+			return nil
+		}
+		keys := make([]string, 0, len(mt.m))
+		for k := range mt.m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out := map[string]string{}
+		for _, k := range keys {
+			var v string
+			if mt.str(k, &v) {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	cts, _ := et.subs("connection")
+	for _, ct := range cts {
+		var e ExtConnection
+		if !ct.str("id", &e.ID) || e.ID == "" {
+			ct.missing("id", "required: the connection component's id")
+		}
+		e.Fields, e.SecretFiles = strMap(ct, "fields"), strMap(ct, "secret_files")
+		if len(e.Fields)+len(e.SecretFiles) == 0 {
+			ct.errf("fields", "connection %q sets nothing: give fields = { NAME = \"value\" } or secret_files", e.ID)
+		}
+		ct.unknown([]string{"id", "fields", "secret_files"}, map[string]string{"partial": fullUpdateHint})
+		x.Connections = append(x.Connections, e)
+	}
+	pts, _ := et.subs("process_property")
+	for _, pt := range pts {
+		var e ExtProcessProperty
+		if !pt.str("id", &e.ID) || e.ID == "" {
+			pt.missing("id", "required: the process-property component's id")
+		}
+		e.Values, e.SecretFiles = strMap(pt, "values"), strMap(pt, "secret_files")
+		if len(e.Values)+len(e.SecretFiles) == 0 {
+			pt.errf("values", "process property %q sets nothing: give values = { KEY = \"value\" } or secret_files", e.ID)
+		}
+		pt.unknown([]string{"id", "values", "secret_files"}, map[string]string{"partial": fullUpdateHint})
+		x.ProcessProperties = append(x.ProcessProperties, e)
+	}
+	x.Properties = strMap(et, "properties")
+	et.unknown(extensionKeys, map[string]string{"partial": fullUpdateHint, "full": fullUpdateHint})
+	*dst = x
+}
 
 func (c *jobCtx) decodeFilters(dst *[]Filter) {
 	fts, _ := c.t.subs("filter")
@@ -359,6 +437,14 @@ func checkJobValue(key string, j *Job, kind string) string {
 		}
 		if key == "output" {
 			return checkOutput(j.Output)
+		}
+	case "listener_timeout", "smoke_timeout":
+		return positive(*jobKeyByName[key].field(j).(*Duration))
+	case "atoms", "listeners":
+		for _, v := range *jobKeyByName[key].field(j).(*[]string) {
+			if strings.TrimSpace(v) == "" {
+				return "must not hold an empty id"
+			}
 		}
 	case "method":
 		switch kind {
@@ -570,6 +656,15 @@ func (c *jobCtx) applyBuiltins(kind string) {
 		str("method", &j.Method, defaultMethodOf[kind])
 		str("on_unknown", &j.OnUnknown, DefaultOnUnknown)
 		str("listener_status", &j.ListenerStatus, DefaultListener)
+	case KindRelease:
+		str("method", &j.Method, defaultMethodOf[kind])
+		str("on_unknown", &j.OnUnknown, DefaultOnUnknown)
+		str("listener_status", &j.ListenerStatus, DefaultListener)
+		if !given("pause_schedules") {
+			j.PauseSchedules = true
+		}
+		dur("listener_timeout", &j.ListenerTimeout, DefaultListenerTimeout)
+		dur("smoke_timeout", &j.SmokeTimeout, DefaultSmokeTimeout)
 	case KindExport:
 		str("window_property", &j.WindowProperty, windowByObject[j.Object])
 		dur("first_window", &j.FirstWindow, DefaultFirstWindow)
@@ -610,7 +705,10 @@ func (c *jobCtx) checkJob(kind string) {
 		if !given("atom_id") {
 			t.missing("atom_id", "required: the atom (or molecule, cloud) to execute on")
 		}
-	case KindDeploy:
+	case KindDeploy, KindRelease:
+		if kind == KindRelease && len(j.Atoms) == 0 {
+			t.missing("atoms", "required: the target runtimes (atom ids) the release pauses, checks and smoke-tests on")
+		}
 		if !given("process_id") {
 			t.missing("process_id", "required: the process component to deploy")
 		}

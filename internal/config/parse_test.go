@@ -55,7 +55,7 @@ atom_id = "x"
 	{"unknown zone", base + execJob + `timezone = "Mars/Olympus"
 `, `jobs.toml:15: job "a": timezone: "Mars/Olympus" is not a known IANA time zone; use a name such as "Europe/Berlin", "America/New_York" or "UTC"`},
 	{"unknown kind", base + strings.Replace(execJob, `"execute"`, `"exec"`, 1),
-		`jobs.toml:11: job "a": kind: "exec" is not allowed; use execute, deploy or export`},
+		`jobs.toml:11: job "a": kind: "exec" is not allowed; use execute, deploy, export or release`},
 	{"missing process_id", base + `[[job]]
 name = "a"
 kind = "execute"

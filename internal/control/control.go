@@ -21,7 +21,7 @@ import (
 
 // Request is one line sent to the daemon.
 type Request struct {
-	Op   string `json:"op"` // run | pause | resume | resume-auth | ping
+	Op   string `json:"op"` // run | pause | resume | resume-auth | release-plan | ping
 	Job  string `json:"job,omitempty"`
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
@@ -34,6 +34,8 @@ type Response struct {
 	Usage bool        `json:"usage,omitempty"` // the error is the caller's (unknown job, …): exit 2
 	Was   string      `json:"was,omitempty"`   // resume-auth: the breaker was "open" or "closed"
 	Run   *report.Run `json:"run,omitempty"`
+	// Plan is a release's dry run (release-plan).
+	Plan json.RawMessage `json:"plan,omitempty"`
 }
 
 // Handler answers one request.

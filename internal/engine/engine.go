@@ -376,7 +376,14 @@ func (e *Engine) Start(runCtx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return scheduler.ErrStarted
 	}
-	err := e.sched.Start(runCtx)
+	// What an interrupted release paused is resumed before anything runs.
+	var oerr error
+	if n, err := e.ResumeObligations(runCtx); err != nil {
+		oerr = err
+	} else if n > 0 {
+		e.log.Info("release: resume obligations carried out before the scheduler starts", "resumed", n)
+	}
+	err := errors.Join(e.sched.Start(runCtx), oerr)
 	if errors.Is(err, scheduler.ErrStarted) || errors.Is(err, scheduler.ErrStopped) {
 		return err
 	}
@@ -607,6 +614,11 @@ func (e *Engine) Job(name string) (*config.Job, error) {
 func (e *Engine) RunNow(ctx context.Context, job string, from, to time.Time) (runnerd.Run, error) {
 	if _, err := e.Job(job); err != nil {
 		return runnerd.Run{}, err
+	}
+	// Before anything else of the job: what an interrupted run of it paused
+	// is resumed (`runnerd run` after a crash, without a daemon).
+	if _, err := e.resumeObligations(ctx, job); err != nil {
+		return runnerd.Run{}, fmt.Errorf("job %q: %w; not run while it owes a resume", job, err)
 	}
 	return e.sched.RunNow(ctx, job, from, to)
 }

@@ -42,6 +42,12 @@ func (e *Engine) buildJobs(cfg *config.Config) ([]scheduler.Job, error) {
 				Client: e.client, ProcessID: cj.ProcessID, FromEnv: cj.FromEnvironment, ToEnv: cj.ToEnvironment,
 				Method: cj.Method, ListenerStatus: cj.ListenerStatus, Priority: prio,
 			}
+		case "release":
+			deploy := &kinds.Deploy{
+				Client: e.client, ProcessID: cj.ProcessID, FromEnv: cj.FromEnvironment, ToEnv: cj.ToEnvironment,
+				Method: cj.Method, ListenerStatus: cj.ListenerStatus, Priority: prio,
+			}
+			j.Runner = e.releaseKind(cj, deploy)
 		case "export":
 			var filters []atomapi.Expression
 			for _, f := range cj.Filters {

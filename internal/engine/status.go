@@ -24,8 +24,11 @@ type Status struct {
 	Next     []NextRun     // the next fires, earliest first (at most 5)
 	// Undelivered counts notifications failed or dropped in the last 24 hours.
 	Undelivered int
-	NoLedger    bool // no database yet at [store] path
-	path        string
+	// Owed are the resumes releases still owe (a pause a crash or a failed
+	// resume left): the next start carries them out first.
+	Owed     []store.Obligation
+	NoLedger bool // no database yet at [store] path
+	path     string
 }
 
 // Problems are what needs a person, one line each with the command that says
@@ -43,6 +46,10 @@ func (st *Status) Problems(daemonUp bool, sock string) []string {
 	}
 	if n := len(st.Failed); n > 0 {
 		ps = append(ps, fmt.Sprintf("%d run(s) failed or missed in the last 24 h (runnerd history)", n))
+	}
+	for _, o := range st.Owed {
+		ps = append(ps, "owes a resume: "+ObligationText(o)+fmt.Sprintf(" (run %d)", o.RunID)+
+			"; the next start of the daemon (or runnerd run "+o.Job+") carries it out first")
 	}
 	if st.Undelivered > 0 {
 		ps = append(ps, fmt.Sprintf("%d notification(s) not delivered in the last 24 h (runnerd notify-test -deliveries -failed)", st.Undelivered))
@@ -114,6 +121,9 @@ func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.
 	if st.Undelivered, err = Undelivered(ctx, db, now.Add(-24*time.Hour)); err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	if st.Owed, err = db.OpenObligations(ctx, ""); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	return st, nil
 }
 
@@ -128,4 +138,13 @@ func Undelivered(ctx context.Context, db *store.DB, since time.Time) (int, error
 		n += byStatus[notify.DeliveryFailed] + byStatus[notify.DeliveryDropped]
 	}
 	return n, nil
+}
+
+// ObligationText says what an obligation resumes: "schedules of P on A",
+// "listener L on A".
+func ObligationText(o store.Obligation) string {
+	if o.Kind == store.ObligationSchedule {
+		return "schedules of " + o.ProcessID + " on " + o.Container
+	}
+	return "listener " + o.ProcessID + " on " + o.Container
 }
