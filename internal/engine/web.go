@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"runnerd/internal/store"
@@ -61,6 +62,13 @@ func (e *Engine) Budget(now time.Time) web.BudgetStatus {
 	}
 	for _, x := range e.oversubscribed(now) {
 		b.Oversubscribed = append(b.Oversubscribed, x.String())
+	}
+	if owed, err := e.db.OpenObligations(context.Background(), ""); err != nil {
+		e.log.Warn("status page: the open resume obligations cannot be read", "err", err)
+	} else {
+		for _, o := range owed {
+			b.Owed = append(b.Owed, fmt.Sprintf("%s (job %s, run %d): resumed first at the next start", ObligationText(o), o.Job, o.RunID))
+		}
 	}
 	return b
 }

@@ -719,3 +719,19 @@ func TestRunEvidence(t *testing.T) {
 		t.Errorf("evidence of a run without any = %d; want 404", resp.StatusCode)
 	}
 }
+
+// TestOwedCard: a resume a release still owes is shown until it is done.
+func TestOwedCard(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+	if _, page := get(t, srv, "/"); strings.Contains(page, "Owes a resume") {
+		t.Errorf("nothing owed, yet the page shows an owed resume")
+	}
+	src.mu.Lock()
+	src.budget.Owed = []string{"schedules of proc-orders on atom-prod (job rel, run 3): resumed first at the next start"}
+	src.mu.Unlock()
+	_, page := get(t, srv, "/")
+	if card := doc(t, page, "card-owed-0"); !strings.Contains(card, "paused") || !strings.Contains(card, "schedules of proc-orders on atom-prod (job rel, run 3)") {
+		t.Errorf("owed card = %q; want the paused schedule and its run", card)
+	}
+}

@@ -84,6 +84,9 @@ type BudgetStatus struct {
 	// Oversubscribed names, per priority class, the jobs the allowance
 	// cannot hold a day, with the figures (an addition).
 	Oversubscribed []string `json:"oversubscribed,omitempty"`
+	// Owed lists the resumes releases still owe the platform (a schedule or
+	// listener a release paused and an interruption left paused), until done.
+	Owed []string `json:"owed,omitempty"`
 }
 
 // Forecast is the next 24 hours from Start (the current hour), as the plan
