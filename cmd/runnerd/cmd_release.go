@@ -8,7 +8,6 @@ import (
 
 	"runnerd/internal/config"
 	"runnerd/internal/control"
-	"runnerd/internal/logging"
 	"runnerd/internal/scheduler/kinds"
 )
 
@@ -50,12 +49,7 @@ func cmdRelease(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if !viaDaemon {
-		log, _, err := logging.New(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
-		if err != nil {
-			lock.Release()
-			return usageError{err}
-		}
-		d, err := newDaemon(ctx, e, cfg, log, daemonOptions{lock: lock})
+		d, err := localDaemon(ctx, e, cfg, lock)
 		if err != nil {
 			return err
 		}

@@ -14,6 +14,7 @@ import (
 	"runnerd/internal/config"
 	"runnerd/internal/control"
 	"runnerd/internal/engine"
+	"runnerd/internal/logging"
 )
 
 // socketPath is the control socket: $RUNTIME_DIRECTORY/runnerd.sock under
@@ -50,4 +51,16 @@ func handOverOrLock(ctx context.Context, e *env, cfg *config.Config, req control
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// localDaemon is the engine a command runs itself when no daemon answered
+// (handOverOrLock gave it the spender lock): logging as configured, no
+// cron. The engine releases the lock when closed.
+func localDaemon(ctx context.Context, e *env, cfg *config.Config, lock *engine.SpenderLock) (*daemon, error) {
+	log, _, err := logging.New(e.stderr, cfg.Log.Level, cfg.Log.Format, e.getenv)
+	if err != nil {
+		lock.Release()
+		return nil, usageError{err}
+	}
+	return newDaemon(ctx, e, cfg, log, daemonOptions{lock: lock})
 }
