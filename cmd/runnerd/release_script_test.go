@@ -91,9 +91,14 @@ func cmdScriptLedgerOps(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// siminject PATH-SUBSTRING STATUS [COUNT]: the next COUNT (default 1)
-// requests whose path holds PATH-SUBSTRING are answered STATUS.
+// siminject [-suffix] PATH STATUS [COUNT]: the next COUNT (default 1)
+// requests whose path holds PATH (with -suffix: ends with it) are answered
+// STATUS.
 func cmdScriptSimInject(ts *testscript.TestScript, neg bool, args []string) {
+	suffix := len(args) > 0 && args[0] == "-suffix"
+	if suffix {
+		args = args[1:]
+	}
 	if len(args) < 2 {
 		ts.Fatalf("usage: siminject PATH STATUS [COUNT]")
 	}
@@ -104,5 +109,9 @@ func cmdScriptSimInject(ts *testscript.TestScript, neg bool, args []string) {
 		n, err = strconv.Atoi(args[2])
 		ts.Check(err)
 	}
-	simOf(ts).Inject(atomsim.Fault{Kind: atomsim.FaultStatus, Status: status, PathContains: args[0], Count: n})
+	f := atomsim.Fault{Kind: atomsim.FaultStatus, Status: status, PathContains: args[0], Count: n}
+	if suffix {
+		f.PathContains, f.PathSuffix = "", args[0]
+	}
+	simOf(ts).Inject(f)
 }

@@ -49,6 +49,7 @@ type Fault struct {
 	Kind         FaultKind
 	Count        int           // requests affected; default 1
 	PathContains string        // only requests whose URL path contains this; "" = any
+	PathSuffix   string        // and, if set, ends with this (e.g. "/DeployedPackage", not its /query)
 	Latency      time.Duration // FaultLatency: delay before the headers (default 1s); FaultTrickle: pause between chunks (default 50ms)
 	Status       int           // FaultStatus: the status (default 500)
 	Location     string        // FaultRedirect: the Location header
@@ -74,7 +75,7 @@ func (s *Server) takeFault(path string) *Fault {
 	s.logMu.Lock()
 	defer s.logMu.Unlock()
 	for i, f := range s.faults {
-		if !strings.Contains(path, f.PathContains) {
+		if !strings.Contains(path, f.PathContains) || !strings.HasSuffix(path, f.PathSuffix) {
 			continue
 		}
 		f.Count--

@@ -36,6 +36,10 @@ type Deploy struct {
 	Priority       runnerd.Priority
 	// IsBudgetStop recognises a budget refusal; nil: errors.Is(err, budget.ErrExhausted).
 	IsBudgetStop func(error) bool
+
+	// known, when set, is the active packages lookup already made (a
+	// release's pre-check, on a copy of the kind for one run): not made again.
+	known *[]atomapi.DeployedPackage
 }
 
 // DeployDetail is the run's Detail for a deploy run.
@@ -74,14 +78,15 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 	// One lookup answers both questions: what is active for the process in the
 	// source, and whether the target already runs it. A second run of a
 	// promotion that is already done therefore costs exactly one call.
-	d.Calls++
-	pkgs, err := k.Client.QueryDeployedPackages(ctx, and(
-		eq("componentId", k.ProcessID),
-		eq("active", "true"),
-		*or(eq("environmentId", k.FromEnv), eq("environmentId", k.ToEnv)),
-	))
-	if err != nil {
-		return readFailure("deploy: active packages", err, isBudget, d)
+	var pkgs []atomapi.DeployedPackage
+	if k.known != nil {
+		pkgs = *k.known
+	} else {
+		d.Calls++
+		var err error
+		if pkgs, err = k.activePackages(ctx); err != nil {
+			return readFailure("deploy: active packages", err, isBudget, d)
+		}
 	}
 	var src, dst []atomapi.DeployedPackage
 	for _, p := range pkgs {
@@ -124,6 +129,38 @@ func (k *Deploy) runPackage(ctx context.Context, rc *scheduler.RunContext, isBud
 		return sendFailure("deploy: create deployed package", class, err, d)
 	}
 	return scheduler.Outcome{State: runnerd.StateSucceeded, Detail: toJSON(d)}
+}
+
+// activePackages is the one lookup of a package deploy: the process's active
+// packages in the source and the target environment.
+func (k *Deploy) activePackages(ctx context.Context) ([]atomapi.DeployedPackage, error) {
+	return k.Client.QueryDeployedPackages(ctx, and(
+		eq("componentId", k.ProcessID),
+		eq("active", "true"),
+		*or(eq("environmentId", k.FromEnv), eq("environmentId", k.ToEnv)),
+	))
+}
+
+// pending says, from the active packages, which package a deploy would bring
+// to the target: from, and whether the target already runs it.
+func (k *Deploy) pending(pkgs []atomapi.DeployedPackage) (from, to atomapi.DeployedPackage, found, done bool) {
+	var src, dst []atomapi.DeployedPackage
+	for _, p := range pkgs {
+		switch p.EnvironmentID {
+		case k.FromEnv:
+			src = append(src, p)
+		case k.ToEnv:
+			dst = append(dst, p)
+		}
+	}
+	from, found = latestPackage(src)
+	to, _ = latestPackage(dst)
+	for _, p := range dst {
+		if found && p.PackageID == from.PackageID && p.Active {
+			done = true
+		}
+	}
+	return from, to, found, done
 }
 
 // latestPackage picks the active package of highest deployment version (there

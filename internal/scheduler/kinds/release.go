@@ -115,10 +115,43 @@ func (k *Release) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 	}
 	step("pre-check: " + strings.Join(k.Atoms, ", ") + " online")
 
+	// Pre-check the package, with the lookup the deploy itself needs (made
+	// once: the deploy step of this run uses its answer).
+	dep := *k.Deploy
+	deploy := true
+	if dep.Method == "" || dep.Method == MethodPackage {
+		pkgs, err := dep.activePackages(ctx)
+		if err != nil {
+			return readFailure("release pre-check: active packages", err, defaultIsBudgetStop, d)
+		}
+		from, to, found, done := dep.pending(pkgs)
+		switch {
+		case !found:
+			return scheduler.Outcome{State: runnerd.StateFailed, Detail: toJSON(d),
+				Err: fmt.Errorf("release pre-check: process %s has no active package in %s; nothing was changed", k.ProcessID, dep.FromEnv)}
+		case done:
+			deploy = false
+			step(fmt.Sprintf("pre-check: %s already runs package %s (version %s): nothing to deploy, nothing paused", dep.ToEnv, from.PackageID, from.PackageVersion))
+		default:
+			cur := "nothing"
+			if to.PackageID != "" {
+				cur = "package " + to.PackageID + " (version " + to.PackageVersion + ")"
+			}
+			step(fmt.Sprintf("pre-check: %s: %s → package %s (version %s)", dep.ToEnv, cur, from.PackageID, from.PackageVersion))
+		}
+		dep.known = &pkgs
+	}
+
 	var paused []pause
-	out := k.pauseAll(ctx, rc, d, &paused)
+	var out *scheduler.Outcome
+	if deploy {
+		out = k.pauseAll(ctx, rc, d, &paused)
+	}
+	changed := deploy
 	if out == nil {
-		out = k.rest(ctx, rc, d)
+		var extChanged bool
+		out, extChanged = k.rest(ctx, rc, d, &dep, deploy)
+		changed = changed || extChanged
 	}
 	// Resume exactly what was paused, whatever happened: on a context the
 	// run's end did not cancel.
@@ -132,7 +165,10 @@ func (k *Release) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 			out = &scheduler.Outcome{State: runnerd.StateFailed, Err: err}
 		}
 	}
-	if out.State == runnerd.StateSucceeded && k.Smoke != nil {
+	if out.State == runnerd.StateSucceeded && k.Smoke != nil && !changed {
+		step("smoke test: skipped, nothing changed")
+	}
+	if out.State == runnerd.StateSucceeded && k.Smoke != nil && changed {
 		sctx, cancel := ctx, context.CancelFunc(func() {})
 		if k.SmokeTimeout > 0 {
 			sctx, cancel = context.WithTimeout(ctx, k.SmokeTimeout)
@@ -216,39 +252,44 @@ func (k *Release) pauseOne(ctx context.Context, rc *scheduler.RunContext, d *Rel
 	return nil
 }
 
-// rest applies the extensions and deploys.
-func (k *Release) rest(ctx context.Context, rc *scheduler.RunContext, d *ReleaseDetail) *scheduler.Outcome {
+// rest applies the extensions and, with deploy, deploys (dep: this run's
+// copy of the deploy step). changed reports whether the extensions changed.
+func (k *Release) rest(ctx context.Context, rc *scheduler.RunContext, d *ReleaseDetail, dep *Deploy, deploy bool) (_ *scheduler.Outcome, changed bool) {
 	if k.Extensions != nil {
 		cur, err := k.Client.GetEnvironmentExtensions(ctx, k.ToEnv)
 		if err != nil {
 			o := readFailure("release: extensions of "+k.ToEnv, err, defaultIsBudgetStop, d)
-			return &o
+			return &o, false
 		}
 		upd, changes, err := k.Extensions(cur)
 		if err != nil {
-			return &scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("release: extensions: %w", err)}
+			return &scheduler.Outcome{State: runnerd.StateFailed, Err: fmt.Errorf("release: extensions: %w", err)}, false
 		}
 		if len(changes) == 0 {
 			d.Steps = append(d.Steps, "extensions: unchanged")
 		} else {
 			if _, err := k.Client.UpdateEnvironmentExtensions(ctx, upd); err != nil {
 				o := readFailure("release: updating the extensions of "+k.ToEnv, err, defaultIsBudgetStop, d)
-				return &o
+				return &o, false
 			}
 			d.Extensions = changes
+			changed = true
 			d.Steps = append(d.Steps, fmt.Sprintf("extensions: %d values set (partial update)", len(changes)))
 		}
 	}
-	do := k.Deploy.Run(ctx, rc)
+	if !deploy {
+		return &scheduler.Outcome{State: runnerd.StateSucceeded}, changed
+	}
+	do := dep.Run(ctx, rc)
 	d.Deploy = rawJSON(do.Detail)
 	d.Steps = append(d.Steps, "deploy: "+string(do.State))
 	if do.State != runnerd.StateSucceeded {
 		if do.Err != nil {
 			do.Err = fmt.Errorf("release: %w", do.Err) // the deploy kind's errors start "deploy: "
 		}
-		return &do
+		return &do, changed
 	}
-	return &scheduler.Outcome{State: runnerd.StateSucceeded}
+	return &scheduler.Outcome{State: runnerd.StateSucceeded}, changed
 }
 
 // resumeAll resumes every pause, newest first, and closes its obligation.

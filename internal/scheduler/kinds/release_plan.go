@@ -36,6 +36,7 @@ func (k *Release) Plan(ctx context.Context) (ReleasePlan, error) {
 		p.Steps = append(p.Steps, PlanStep{step, change, calls})
 		p.Cost += calls
 	}
+	addDeploy := add
 	var offline []string
 	for _, a := range k.Atoms {
 		var atom atomapi.Atom
@@ -53,8 +54,31 @@ func (k *Release) Plan(ctx context.Context) (ReleasePlan, error) {
 	}
 	add("pre-check atoms "+strings.Join(k.Atoms, ", "), change, len(k.Atoms))
 
+	look("POST DeployedPackage/query (" + k.Deploy.FromEnv + ", " + k.Deploy.ToEnv + ")")
+	pkgs, err := k.Client.QueryDeployedPackages(ctx, and(eq("componentId", k.ProcessID), eq("active", "true"),
+		*or(eq("environmentId", k.Deploy.FromEnv), eq("environmentId", k.Deploy.ToEnv))))
+	if err != nil {
+		return p, fmt.Errorf("active packages: %w", err)
+	}
+	from, to, ok, nothing := k.Deploy.pending(pkgs)
+	switch {
+	case !ok:
+		addDeploy("pre-check package", "WOULD STOP HERE: no active package of "+k.ProcessID+" in "+k.Deploy.FromEnv+"; nothing would be changed", 1)
+	case nothing:
+		addDeploy("pre-check package", fmt.Sprintf("nothing to deploy: %s runs package %s (version %s); nothing is paused", k.Deploy.ToEnv, from.PackageID, from.PackageVersion), 1)
+	default:
+		cur := "nothing"
+		if to.PackageID != "" {
+			cur = fmt.Sprintf("package %s (version %s)", to.PackageID, to.PackageVersion)
+		}
+		addDeploy("pre-check package and deploy", fmt.Sprintf("%s: %s → package %s (version %s)", k.Deploy.ToEnv, cur, from.PackageID, from.PackageVersion), 2)
+	}
 	pauses, listeners := 0, 0
 	for _, a := range k.Atoms {
+		if nothing {
+			add("pause schedules and listeners on "+a, "skipped: nothing to deploy", 0)
+			continue
+		}
 		if k.PauseSchedules {
 			look("POST ProcessScheduleStatus/query (" + a + ")")
 			sts, err := k.Client.QueryProcessScheduleStatus(ctx, a, k.ProcessID)
@@ -92,42 +116,13 @@ func (k *Release) Plan(ctx context.Context) (ReleasePlan, error) {
 			add("environment extensions of "+k.ToEnv+" (partial update)", strings.Join(changes, "; "), 2)
 		}
 	}
-	look("POST DeployedPackage/query (" + k.Deploy.FromEnv + ", " + k.Deploy.ToEnv + ")")
-	pkgs, err := k.Client.QueryDeployedPackages(ctx, and(eq("componentId", k.ProcessID), eq("active", "true"),
-		*or(eq("environmentId", k.Deploy.FromEnv), eq("environmentId", k.Deploy.ToEnv))))
-	if err != nil {
-		return p, fmt.Errorf("active packages: %w", err)
-	}
-	var src, dst []atomapi.DeployedPackage
-	for _, pk := range pkgs {
-		switch pk.EnvironmentID {
-		case k.Deploy.FromEnv:
-			src = append(src, pk)
-		case k.Deploy.ToEnv:
-			dst = append(dst, pk)
-		}
-	}
-	from, ok := latestPackage(src)
-	to, _ := latestPackage(dst)
-	switch {
-	case !ok:
-		add("deploy", "WOULD FAIL: no active package of "+k.ProcessID+" in "+k.Deploy.FromEnv, 1)
-	case to.PackageID == from.PackageID:
-		add("deploy", fmt.Sprintf("already deployed: %s runs package %s (version %s)", k.Deploy.ToEnv, from.PackageID, from.PackageVersion), 1)
-	default:
-		cur := "nothing"
-		if to.PackageID != "" {
-			cur = fmt.Sprintf("package %s (version %s)", to.PackageID, to.PackageVersion)
-		}
-		add("deploy", fmt.Sprintf("%s: %s → package %s (version %s)", k.Deploy.ToEnv, cur, from.PackageID, from.PackageVersion), 2)
-	}
 	if pauses+listeners > 0 {
 		add("resume what was paused", fmt.Sprintf("%d schedule statuses enabled, %d listeners resumed", pauses, listeners), pauses+listeners)
 	}
 	if listeners > 0 {
 		add("wait until the paused listeners listen", fmt.Sprintf("up to %s", k.ListenerTimeout), 2*len(k.Atoms))
 	}
-	if k.Smoke != nil {
+	if k.Smoke != nil && !nothing {
 		add("smoke test "+k.Smoke.ProcessID+" on "+k.Smoke.AtomID, "one execution, followed to its end", 1+smokePolls)
 	}
 	return p, nil
