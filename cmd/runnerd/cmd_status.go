@@ -50,6 +50,9 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 		j.Daemon = "running"
 	}
 	j.Problems = st.Problems(up, sock)
+	for _, o := range st.Owed {
+		j.Owed = append(j.Owed, fmt.Sprintf("%s (job %s, run %d)", engine.ObligationText(o), o.Job, o.RunID))
+	}
 	for _, n := range st.Next {
 		j.Next = append(j.Next, report.NextRun{Job: n.Job, Time: report.RFC3339(n.At), Estimate: n.Cost})
 	}

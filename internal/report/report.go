@@ -219,22 +219,25 @@ type Plan struct {
 
 // Status is `runnerd status -json`.
 type Status struct {
-	Daemon      string    `json:"daemon"` // "running" or "not running"
-	Socket      string    `json:"socket"`
-	Config      string    `json:"config"`
-	DB          string    `json:"db"`
-	DailyLimit  int       `json:"daily_limit"`
-	Reserve     int       `json:"reserve"`
-	Used        int       `json:"used"`
-	Remaining   int       `json:"remaining"`
-	InFlight    int       `json:"in_flight"`
-	Deferred    int       `json:"deferred"`
-	Unknown     int       `json:"unknown"`
-	Failed24h   int       `json:"failed_24h"`
-	Undelivered int       `json:"undelivered_24h"`
-	Next        []NextRun `json:"next"`
-	Problems    []string  `json:"problems"`
-	At          string    `json:"at"`
+	Daemon      string `json:"daemon"` // "running" or "not running"
+	Socket      string `json:"socket"`
+	Config      string `json:"config"`
+	DB          string `json:"db"`
+	DailyLimit  int    `json:"daily_limit"`
+	Reserve     int    `json:"reserve"`
+	Used        int    `json:"used"`
+	Remaining   int    `json:"remaining"`
+	InFlight    int    `json:"in_flight"`
+	Deferred    int    `json:"deferred"`
+	Unknown     int    `json:"unknown"`
+	Failed24h   int    `json:"failed_24h"`
+	Undelivered int    `json:"undelivered_24h"`
+	// Owed are the resumes releases still owe (an addition): "schedules of
+	// P on A (job J, run N)", "listener L on A (job J, run N)".
+	Owed     []string  `json:"owed,omitempty"`
+	Next     []NextRun `json:"next"`
+	Problems []string  `json:"problems"`
+	At       string    `json:"at"`
 }
 
 // NextRun is one of Status's next fires.
