@@ -127,3 +127,46 @@ func FuzzFlexString(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeExtensions: any answer decodes without a panic, and what
+// decoded encodes and decodes again to the same thing (the update runnerd
+// sends is built from a decoded answer).
+func FuzzDecodeExtensions(f *testing.F) {
+	f.Add([]byte(`{"@type":"EnvironmentExtensions","id":"env-1","connections":{"connection":{"id":"c","field":{"id":"host","value":"h","useDefault":"false"}}}}`))
+	f.Add([]byte(`{"processProperties":{"ProcessProperty":[{"id":"pp","ProcessPropertyValue":[{"key":"k","value":"v","usesEncryption":true}]}]},"partial":"true","crossReferences":{}}`))
+	f.Add([]byte(`{"properties":{"property":[{"name":"A","value":"1"}]}}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var x EnvironmentExtensions
+		if json.Unmarshal(data, &x) != nil {
+			return
+		}
+		b, err := json.Marshal(x)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", x, err)
+		}
+		var y EnvironmentExtensions
+		if err := json.Unmarshal(b, &y); err != nil {
+			t.Fatalf("re-decode %s: %v", b, err)
+		}
+		c, _ := json.Marshal(y)
+		if string(b) != string(c) {
+			t.Fatalf("not stable:\n%s\n%s", b, c)
+		}
+	})
+}
+
+// FuzzLogDownload: statusCode as a number or a string; never a panic.
+func FuzzLogDownload(f *testing.F) {
+	f.Add([]byte(`{"@type":"LogDownload","url":"http://h/x","message":"Beginning download.","statusCode":202}`))
+	f.Add([]byte(`{"statusCode":"504","message":"Runtime is unavailable."}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var d LogDownload
+		if json.Unmarshal(data, &d) != nil {
+			return
+		}
+		if d.Ready() && d.URL == "" {
+			t.Fatalf("ready without a URL: %+v", d)
+		}
+	})
+}
