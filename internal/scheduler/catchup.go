@@ -43,7 +43,10 @@ func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
 			at = r.NotBefore
 		}
 		s.log.Info("run picked up", "job", r.Job, "run_id", r.ID, "nominal", r.NominalTime, "state", r.State, "at", at)
-		s.track(func() { s.lifecycle(j, rt, r, runOpts{resumeAt: at}) })
+		// A chain's later step left planned had its share reserved by the
+		// chain's first step: it is not asked again.
+		o := runOpts{resumeAt: at, chained: j.After != "" && r.State == runnerd.StatePlanned}
+		s.track(func() { s.lifecycle(j, rt, r, o) })
 	}
 	return nil
 }

@@ -2,12 +2,15 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"runnerd"
 	"runnerd/internal/budget"
+	"runnerd/internal/store"
 )
 
 // Chains. A job with After runs when that job's run ends in AfterStatus
@@ -190,4 +193,57 @@ func orText(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// chainPickup bounds how long after its predecessor ended a chain step a
+// stop kept from starting is still started at the next Start.
+const chainPickup = time.Hour
+
+// resumeChains starts the chain steps a stop or a crash kept from starting:
+// for each enabled job with After, when After's latest run ended in the state
+// it waits for, within the step's catch-up window and chainPickup of its end,
+// the step has run before, and it has no run
+// for that slot, it is created and run (its share was reserved with the
+// chain's first step). Start calls it after resume, before cron.
+func (s *Scheduler) resumeChains(ctx context.Context, now time.Time) error {
+	var errs []error
+	for _, e := range s.snapshot() {
+		j := e.job
+		if j.After == "" || !j.Enabled {
+			continue
+		}
+		prev, err := s.store.ListRuns(ctx, store.RunFilter{Job: j.After, Limit: 1})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("chain %s after %s: %w", j.Name, j.After, err))
+			continue
+		}
+		if len(prev) == 0 || !chainWants(j.AfterStatus, prev[0].State) || !now.Before(prev[0].NominalTime.Add(j.CatchUpWindow)) ||
+			now.Sub(prev[0].FinishedAt) > chainPickup {
+			continue
+		}
+		p := prev[0]
+		// Only a step that has run before: a step just added to the
+		// configuration does not run for a start of the chain it was not in.
+		if mine, err := s.store.ListRuns(ctx, store.RunFilter{Job: j.Name, Limit: 1}); err != nil || len(mine) == 0 {
+			continue
+		}
+		run, created, err := s.store.CreateRun(ctx, runnerd.Run{Job: j.Name, Kind: j.Kind, NominalTime: p.NominalTime, State: runnerd.StatePlanned})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("chain %s after %s: %w", j.Name, j.After, err))
+			continue
+		}
+		if !created {
+			continue
+		}
+		s.log.Info("chain: next step picked up after a restart", "job", j.Name, "after", j.After, "after_run", p.ID, "run_id", run.ID)
+		rt := e.rt
+		s.chains.Add(1)
+		if !s.track(func() {
+			defer s.chains.Done()
+			s.lifecycle(j, rt, run, runOpts{chained: true})
+		}) {
+			s.chains.Done()
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -473,7 +473,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	now := s.now()
 	// Runs the last process left mid-flight first: unknown, or planned again
 	// (and then resumed with the others).
-	err := errors.Join(s.recoverInterrupted(ctx), s.resume(ctx, now), s.catchUp(ctx, now))
+	err := errors.Join(s.recoverInterrupted(ctx), s.resume(ctx, now), s.resumeChains(ctx, now), s.catchUp(ctx, now))
 	s.cron.Start()
 	// cron computes its first fires from the time its goroutine starts;
 	// Entries waits until it has. The slots that fell in between — after the
