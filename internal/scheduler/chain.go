@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -36,23 +35,34 @@ const (
 	AfterEnded     = "ended" // succeeded or failed
 )
 
-// successors returns the jobs that follow job name, by name.
+// successors returns the jobs that follow job name, by name: from the map
+// SetJobs builds, so that the look-ahead's cost does not grow with the
+// number of jobs for each job it weighs.
 func (s *Scheduler) successors(name string) []entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []entry
-	for _, e := range s.entries {
-		if e.job.After == name {
+	names := s.next[name]
+	if len(names) == 0 {
+		return nil
+	}
+	out := make([]entry, 0, len(names))
+	for _, n := range names {
+		if e := s.entries[n]; e != nil && e.job.After == name {
 			out = append(out, entry{job: e.job, rt: e.rt})
 		}
 	}
-	slices.SortFunc(out, func(a, b entry) int { return strings.Compare(a.job.Name, b.job.Name) })
 	return out
 }
 
 // chainRest is the estimate of every step after job name (its cached
 // estimates), 0 for a job followed by none.
 func (s *Scheduler) chainRest(name string) int {
+	s.mu.Lock()
+	none := len(s.next[name]) == 0
+	s.mu.Unlock()
+	if none {
+		return 0
+	}
 	n := 0
 	seen := map[string]bool{name: true}
 	var walk func(string)

@@ -169,8 +169,9 @@ type Scheduler struct {
 
 	mu       sync.Mutex
 	entries  map[string]*entry
-	rts      map[string]*jobRT // per-job runtime state; kept across SetJobs
-	gen      uint64            // bumped by SetJobs, invalidates the Upcoming cache
+	next     map[string][]string // chain steps by the job they follow, sorted; rebuilt by SetJobs
+	rts      map[string]*jobRT   // per-job runtime state; kept across SetJobs
+	gen      uint64              // bumped by SetJobs, invalidates the Upcoming cache
 	started  bool
 	stopping bool
 	stopCh   chan struct{}
@@ -429,6 +430,15 @@ func (s *Scheduler) SetJobs(ctx context.Context, jobs []Job) error {
 			e.rec = &slotRecorder{sched: p.sched}
 			toAdd = append(toAdd, e)
 		}
+	}
+	s.next = map[string][]string{}
+	for name, e := range s.entries {
+		if e.job.After != "" {
+			s.next[e.job.After] = append(s.next[e.job.After], name)
+		}
+	}
+	for _, names := range s.next {
+		slices.Sort(names)
 	}
 	s.gen++
 	s.mu.Unlock()
@@ -703,9 +713,17 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 	est := make([]int, len(c.jobs))
 	dur := make([]time.Duration, len(c.jobs))
 	have := make([]bool, len(c.jobs))
+	// A chain's first step holds the whole chain; without chains (the
+	// common case) there is nothing to add.
+	s.mu.Lock()
+	chains := len(s.next) > 0
+	s.mu.Unlock()
 	rest := make([]int, len(c.jobs))
 	for i := range rest {
 		rest[i] = -1
+		if !chains {
+			rest[i] = 0
+		}
 	}
 	for i, rt := range c.jobs {
 		paused[i], est[i] = rt.paused.Load(), int(rt.estimate.Load())
@@ -721,7 +739,7 @@ func (s *Scheduler) Upcoming(now time.Time, horizon time.Duration) []budget.Cand
 			dur[j], have[j] = s.duration(cand.Job), true
 		}
 		if rest[j] < 0 {
-			rest[j] = s.chainRest(cand.Job) // a chain's first step holds the whole chain
+			rest[j] = s.chainRest(cand.Job)
 		}
 		cand.Estimate, cand.Duration = est[j]+rest[j], dur[j]
 		out = append(out, cand)
