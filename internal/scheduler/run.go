@@ -260,7 +260,6 @@ func (s *Scheduler) deferRun(ctx context.Context, j Job, r runnerd.Run, dec budg
 	again := r.State == runnerd.StateDeferred
 	r.State, r.Reason, r.NotBefore = runnerd.StateDeferred, reason, dec.EarliestAt
 	s.update(ctx, &r)
-	s.refreshCalls(ctx, &r)
 	// The first deferral of a run is a warning (journalctl -p warning shows
 	// it); asking again each hour is not news.
 	lvl := slog.LevelWarn
@@ -332,7 +331,6 @@ func (s *Scheduler) execute(ctx context.Context, j Job, r runnerd.Run, est int, 
 		r.Reason = r.Error
 	}
 	s.update(ctx, &r)
-	s.refreshCalls(ctx, &r)
 	level := slog.LevelInfo
 	if out.State != runnerd.StateSucceeded {
 		level = slog.LevelWarn
@@ -380,25 +378,25 @@ func (s *Scheduler) callKind(j Job, r runnerd.Run, o runOpts) (out Outcome) {
 func (s *Scheduler) end(ctx context.Context, r runnerd.Run, state runnerd.RunState, reason string) runnerd.Run {
 	r.State, r.Reason = state, reason
 	s.update(ctx, &r)
-	s.refreshCalls(ctx, &r)
 	s.log.Info("run "+string(state), "job", r.Job, "run_id", r.ID, "nominal", r.NominalTime, "state", state,
 		"reason", reason, "calls", r.Calls)
 	return r
 }
 
 // update writes r's state. Calls is not written: the store keeps it in step
-// with the ledger, and the scheduler never counts calls.
+// with the ledger, and the scheduler never counts calls; for an outcome or a
+// waiting state it is read back into r.
 func (s *Scheduler) update(ctx context.Context, r *runnerd.Run) {
 	if err := s.store.UpdateRun(ctx, *r); err != nil {
 		s.log.Error("could not record the run", "job", r.Job, "run_id", r.ID, "state", r.State, "err", err)
 	}
-	if s.onRun != nil {
-		switch r.State {
-		case runnerd.StatePlanned, runnerd.StateAdmitted, runnerd.StateRunning:
-		default:
-			// The ledger counted the run's calls: the outcome is told with them
-			// (metrics, notifications).
-			s.refreshCalls(ctx, r)
+	switch r.State {
+	case runnerd.StatePlanned, runnerd.StateAdmitted, runnerd.StateRunning:
+	default:
+		// The ledger counted the run's calls: an outcome is logged and told
+		// (metrics, notifications) with them.
+		s.refreshCalls(ctx, r)
+		if s.onRun != nil {
 			s.onRun(*r)
 		}
 	}

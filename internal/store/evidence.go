@@ -174,32 +174,23 @@ func (db *DB) DeleteEvidence(ctx context.Context, ids []int64) error {
 // from being queued. It reads the runs_state index, so its cost is the
 // number of failed runs in that span.
 func (db *DB) FailedWithoutEvidence(ctx context.Context, kind string, since time.Time) ([]runnerd.Run, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT id FROM runs r WHERE state = 'failed' AND nominal_time >= ?
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+runColumns+` FROM runs r WHERE state = 'failed' AND nominal_time >= ?
 		AND kind = ? AND NOT EXISTS (SELECT 1 FROM evidence e WHERE e.run_id = r.id) ORDER BY nominal_time`,
 		since.UnixMilli(), kind)
 	if err != nil {
 		return nil, fmt.Errorf("store: failed runs without evidence: %w", err)
 	}
-	var ids []int64
+	defer rows.Close()
+	var out []runnerd.Run
 	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
+		r, err := scanRun(rows)
+		if err != nil {
 			return nil, fmt.Errorf("store: failed runs without evidence: %w", err)
 		}
-		ids = append(ids, id)
+		out = append(out, r)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("store: failed runs without evidence: %w", err)
-	}
-	out := make([]runnerd.Run, 0, len(ids))
-	for _, id := range ids {
-		r, err := db.GetRun(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
 	}
 	return out, nil
 }
