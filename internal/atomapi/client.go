@@ -93,6 +93,11 @@ type Config struct {
 	// DefaultAuthProbeEvery; negative: no probe (only ResetAuth or
 	// SetCredentials close the breaker).
 	AuthProbeEvery time.Duration
+
+	// OnCancelRoute, if set, hears where cancelExecution was found to answer
+	// (RoutePlatform, RoutePartner, RouteUnavailable) each time a cancel
+	// learns it, so that the daemon keeps it across restarts.
+	OnCancelRoute func(route string, at time.Time)
 }
 
 // Client is the AtomSphere REST client. It is safe for concurrent use.
@@ -119,7 +124,8 @@ type Client struct {
 	authAt    time.Time // when the breaker opened, or the last probe was refused
 	probing   bool      // a probe call is under way
 
-	cancel cancelMemo // where cancelExecution answers
+	cancel        cancelMemo // where cancelExecution answers
+	onCancelRoute func(route string, at time.Time)
 }
 
 // New checks cfg, fills in its defaults and returns a client.
@@ -173,6 +179,8 @@ func New(cfg Config) (*Client, error) {
 		newID:      cfg.NewRequestID,
 		now:        cfg.Now,
 		log:        cfg.Logger,
+
+		onCancelRoute: cfg.OnCancelRoute,
 	}
 	if c.gate == nil {
 		c.gate = nopGate{}

@@ -215,6 +215,15 @@ func (c *Client) SetCancelRoute(route string, at time.Time) {
 	c.cancel.mu.Unlock()
 }
 
+// learnCancelRoute records what a cancel learnt and tells OnCancelRoute.
+func (c *Client) learnCancelRoute(route string) {
+	at := c.now()
+	c.SetCancelRoute(route, at)
+	if c.onCancelRoute != nil {
+		c.onCancelRoute(route, at)
+	}
+}
+
 // partnerPrefix is the partner API's account prefix on the same host: the
 // base's "/api/rest/v1" path with "/partner" before it. "" when the base has
 // no such path.
@@ -281,7 +290,7 @@ func (c *Client) CancelExecution(ctx context.Context, executionID string) (Cance
 		var ae *APIError
 		switch {
 		case err == nil:
-			c.SetCancelRoute(r, c.now())
+			c.learnCancelRoute(r)
 			if msg == "" {
 				msg = "accepted"
 			}
@@ -289,13 +298,13 @@ func (c *Client) CancelExecution(ctx context.Context, executionID string) (Cance
 		case errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusGone || ae.Status == http.StatusForbidden):
 			missing = append(missing, fmt.Sprintf("the %s base (HTTP %d)", r, ae.Status))
 		case errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500:
-			c.SetCancelRoute(r, c.now()) // it exists there: it refused this one
+			c.learnCancelRoute(r) // it exists there: it refused this one
 			return CancelOutcome{Result: CancelRefused, Route: r, Message: oneLine(firstNonEmpty(ae.Message, ae.Excerpt, err.Error()), 300), Calls: out.Calls}, nil
 		default:
 			return CancelOutcome{Result: CancelFailed, Route: r, Message: oneLine(err.Error(), 300), Calls: out.Calls}, nil
 		}
 	}
-	c.SetCancelRoute(RouteUnavailable, c.now())
+	c.learnCancelRoute(RouteUnavailable)
 	return CancelOutcome{Result: CancelUnavailable, Message: "not offered by " + strings.Join(missing, " or "), Calls: out.Calls}, nil
 }
 

@@ -302,6 +302,8 @@ func (e *Engine) newClient(cfg *config.Config) (*atomapi.Client, error) {
 		RootCAs:     roots,
 		Logger:      e.log,
 		Now:         e.now,
+		// Where cancelExecution answers is found once and kept.
+		OnCancelRoute: e.saveCancelRoute,
 	}
 	if e.opts.Client != nil {
 		e.opts.Client(&cc)

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 	"path/filepath"
 	"strings"
 	"time"
@@ -104,23 +103,10 @@ func (e *Engine) restoreCancelRoute(ctx context.Context) {
 	e.client.SetCancelRoute(route, t)
 }
 
-// saveCancelRoute records where cancelExecution answered, after a run that
-// tried it.
-func (e *Engine) saveCancelRoute(r runnerd.Run) {
-	if r.Kind != "execute" || !strings.Contains(r.Detail, `"cancel"`) {
-		return
-	}
-	var d struct {
-		Cancel string `json:"cancel"`
-	}
-	if json.Unmarshal([]byte(r.Detail), &d) != nil || d.Cancel == "" {
-		return
-	}
-	route, at := e.client.CancelRoute()
-	if route == "" {
-		return
-	}
-	if err := e.db.SetMeta(context.WithoutCancel(e.bg), metaCancelRoute, route+"@"+at.UTC().Format(time.RFC3339)); err != nil {
+// saveCancelRoute keeps where cancelExecution answered (the client's
+// OnCancelRoute), for the next process.
+func (e *Engine) saveCancelRoute(route string, at time.Time) {
+	if err := e.db.SetMeta(context.Background(), metaCancelRoute, route+"@"+at.UTC().Format(time.RFC3339)); err != nil {
 		e.log.Warn("could not remember where cancelExecution is offered", "err", err)
 	}
 }

@@ -215,7 +215,6 @@ func (e *Engine) onRun(r runnerd.Run) {
 	// starts its count afresh.
 	e.forget(r.ID)
 	e.metrics.ObserveRun(r.Job, r.Kind, string(r.State), r.StartedAt, r.FinishedAt)
-	e.saveCancelRoute(r)
 	e.queueEvidence(r)
 	e.notifyRun(r)
 }
