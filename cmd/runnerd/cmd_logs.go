@@ -6,11 +6,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -100,7 +98,7 @@ func cmdLogs(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("run %d: %s: the file was changed or damaged since it was kept (sha256 differs from the ledger's)", id, x.Path)
 	}
 	if *out != "" {
-		if err := writeFileAtomic(*out, data); err != nil {
+		if err := evidence.WriteAtomic(*out, data); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "wrote %s: the %s of run %d (execution %s), %d bytes, sha256 %s\n",
@@ -138,34 +136,6 @@ func printZIP(w io.Writer, data []byte, list bool) error {
 		if len(body) > 0 && body[len(body)-1] != '\n' {
 			fmt.Fprintln(w)
 		}
-	}
-	return nil
-}
-
-// writeFileAtomic writes data to path through a temporary file beside it,
-// so that path is never left half-written.
-func writeFileAtomic(path string, data []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(data); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return errors.Join(err, os.Remove(tmp.Name()))
 	}
 	return nil
 }

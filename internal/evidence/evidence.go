@@ -452,14 +452,17 @@ func (f *Fetcher) keep(ctx context.Context, e store.Evidence, data []byte) (path
 		return "", "", err
 	}
 	path = filepath.Join(dir, FileName(e.Kind))
-	if err := writeAtomic(path, data); err != nil {
+	if err := WriteAtomic(path, data); err != nil {
 		return "", "", err
 	}
 	h := sha256.Sum256(data)
 	return path, hex.EncodeToString(h[:]), nil
 }
 
-func writeAtomic(path string, data []byte) (err error) {
+// WriteAtomic writes data to path through a temporary file beside it
+// (mode 0600, fsynced, renamed, the directory synced): path holds the old
+// content or all of the new, never part of it.
+func WriteAtomic(path string, data []byte) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err
