@@ -2,6 +2,7 @@ package kinds
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -74,9 +75,9 @@ type ReleaseDetail struct {
 	Paused     []string          `json:"paused,omitempty"`
 	Resumed    []string          `json:"resumed,omitempty"`
 	Extensions []string          `json:"extensions,omitempty"` // what the update changed
-	Deploy     rawJSON           `json:"deploy,omitempty"`
-	Smoke      rawJSON           `json:"smoke,omitempty"`
-	Unresumed  []string          `json:"unresumed,omitempty"` // resumes that did not go (the obligation stays open)
+	Deploy     json.RawMessage   `json:"deploy,omitempty"`     // the deploy step's detail
+	Smoke      json.RawMessage   `json:"smoke,omitempty"`      // the smoke test's detail
+	Unresumed  []string          `json:"unresumed,omitempty"`  // resumes that did not go (the obligation stays open)
 	Listeners  map[string]string `json:"listeners,omitempty"`
 }
 
@@ -175,7 +176,7 @@ func (k *Release) Run(ctx context.Context, rc *scheduler.RunContext) scheduler.O
 		}
 		so := k.Smoke.Run(sctx, rc)
 		cancel()
-		d.Smoke = rawJSON(so.Detail)
+		d.Smoke = detailJSON(so.Detail)
 		step("smoke test: " + string(so.State))
 		if so.State != runnerd.StateSucceeded {
 			err := so.Err
@@ -281,7 +282,7 @@ func (k *Release) rest(ctx context.Context, rc *scheduler.RunContext, d *Release
 		return &scheduler.Outcome{State: runnerd.StateSucceeded}, changed
 	}
 	do := dep.Run(ctx, rc)
-	d.Deploy = rawJSON(do.Detail)
+	d.Deploy = detailJSON(do.Detail)
 	d.Steps = append(d.Steps, "deploy: "+string(do.State))
 	if do.State != runnerd.StateSucceeded {
 		if do.Err != nil {
@@ -422,13 +423,10 @@ func (k *Release) listenerStatus(ctx context.Context, a string, sleep func(conte
 	}
 }
 
-// rawJSON is a kind's Detail kept as JSON inside the release's.
-type rawJSON string
-
-// MarshalJSON writes the raw JSON, or null.
-func (r rawJSON) MarshalJSON() ([]byte, error) {
-	if r == "" {
-		return []byte("null"), nil
+// detailJSON is a kind's Detail kept inside the release's (nil: none).
+func detailJSON(detail string) json.RawMessage {
+	if detail == "" || !json.Valid([]byte(detail)) {
+		return nil
 	}
-	return []byte(r), nil
+	return json.RawMessage(detail)
 }
