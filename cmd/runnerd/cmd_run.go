@@ -138,22 +138,27 @@ func reportRun(e *env, asJSON bool, resp control.Response) error {
 	return nil
 }
 
-// reportChain prints the runs of the chain steps that followed first (same
-// nominal time), in chain order; ok is false when one did not succeed.
+// reportChain prints the runs the chain steps after first made, in chain
+// order; ok is false when one did not succeed.
 func reportChain(ctx context.Context, e *env, d *daemon, asJSON bool, cfg *config.Config, first *report.Run) (ok bool) {
+	runs, err := d.ChainRuns(ctx, first.ID)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "runnerd run: the chain's runs cannot be read: %v\n", err)
+		return false
+	}
 	ok = true
-	for _, j := range cfg.Chain(first.Job)[1:] {
-		runs, err := d.DB().ListRuns(ctx, store.RunFilter{Job: j.Name, Limit: 1})
-		if err != nil || len(runs) == 0 || report.RFC3339(runs[0].NominalTime) != first.NominalTime {
-			continue
-		}
-		r := report.ToRun(runs[0])
-		ok = ok && runs[0].State == runnerd.StateSucceeded
+	for _, x := range runs {
+		r := report.ToRun(x)
+		ok = ok && x.State == runnerd.StateSucceeded
 		if asJSON {
 			jsonLines(e.stdout, r)
 			continue
 		}
-		fmt.Fprintf(e.stdout, "run %d: job %s %s (after %s): %s, %d calls", r.ID, r.Job, r.NominalTime, j.After, r.State, r.Calls)
+		after := ""
+		if j := cfg.Job(x.Job); j != nil {
+			after = " (after " + j.After + ")"
+		}
+		fmt.Fprintf(e.stdout, "run %d: job %s %s%s: %s, %d calls", r.ID, r.Job, r.NominalTime, after, r.State, r.Calls)
 		if r.Error != "" {
 			fmt.Fprintf(e.stdout, ": %s", r.Error)
 		} else if r.Reason != "" {

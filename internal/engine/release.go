@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -276,4 +277,30 @@ func (e *Engine) ReleasePlan(ctx context.Context, name string) (kinds.ReleasePla
 		Method: cj.Method, ListenerStatus: cj.ListenerStatus, Priority: prio}
 	ctx = atomapi.WithCallInfo(ctx, atomapi.CallInfo{Job: name, Priority: prio})
 	return e.releaseKind(cj, deploy).Plan(ctx)
+}
+
+// ChainRuns returns, in chain order, the runs the steps after run id's job
+// made for its slot (a chain's steps share their first step's slot); a
+// step that made none is left out.
+func (e *Engine) ChainRuns(ctx context.Context, id int64) ([]runnerd.Run, error) {
+	first, err := e.db.GetRun(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	steps := e.Config().Chain(first.Job)
+	if len(steps) < 2 {
+		return nil, nil
+	}
+	var out []runnerd.Run
+	for _, j := range steps[1:] {
+		r, err := e.db.RunByNominal(ctx, j.Name, first.NominalTime)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
