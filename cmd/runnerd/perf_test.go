@@ -34,6 +34,7 @@ var (
 	perf      = flag.Bool("perf", false, "run the daemon-level measurements (builds runnerd, runs child processes; ~3 minutes)")
 	perfIdle  = flag.Duration("perf-idle", 30*time.Second, "idle window for the daemon's CPU measurement")
 	perfLarge = flag.Int("perf-export", 100_000, "records in the large export measurement")
+	perfBin   = flag.String("perf-bin", "", "measure this runnerd binary instead of building one (to compare two commits in one session)")
 )
 
 // perfClockTick is USER_HZ, the unit of utime and stime in /proc/PID/stat; 100 on
@@ -76,6 +77,9 @@ func TestPerf(t *testing.T) {
 // perfBuildRunnerd builds the command into a temporary directory.
 func perfBuildRunnerd(t *testing.T) string {
 	t.Helper()
+	if *perfBin != "" {
+		return *perfBin
+	}
 	bin := filepath.Join(t.TempDir(), "runnerd")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -78,30 +78,51 @@ const (
 		END AS why, j.value->>'documentId'
 		FROM jsonb_each(?1) j WHERE why IS NOT NULL LIMIT 1`
 
-	// qInsertAudit stores the page's records, record i of the page (from 0)
-	// with the id ?2 + i + 1, ?2 being the highest id before the page: a
-	// record already stored leaves its id unused, so that its properties can
-	// be matched to it by id, not by its key.
-	qInsertAudit = `INSERT INTO audit_records
+	// qInsertNewAudit stores a page none of whose records is stored yet,
+	// record i of the page (from 0) with the id ?2 + i + 1, ?2 being the
+	// highest id before the page, so that its properties are matched to it
+	// by id (qInsertNewAuditProperties) instead of by its key. If some record
+	// was stored already, the page is undone and stored by qInsertAudit: ids
+	// stay dense (probeProperty counts records by the highest).
+	qInsertNewAudit = `INSERT INTO audit_records
 		(id, document_id, account_id, container_id, user_id, date, type, action, modifier, level, source, message)
-		SELECT ?2 + j.key + 1, j.value->>'documentId', coalesce(j.value->>'accountId', ''),
-			coalesce(j.value->>'containerId', ''), coalesce(j.value->>'userId', ''), ` + auditDateMS + `,
-			coalesce(j.value->>'type', ''), coalesce(j.value->>'action', ''), coalesce(j.value->>'modifier', ''),
-			coalesce(j.value->>'level', ''), coalesce(j.value->>'source', ''), coalesce(j.value->>'message', '')
+		SELECT ?2 + j.key + 1, ` + auditColumns + `
 		FROM jsonb_each(?1) j WHERE true
 		ON CONFLICT (date, document_id) DO NOTHING`
 
-	// qInsertAuditProperties stores the properties of the records the page
-	// added: record i's id is ?2 + i + 1 if it was added (?3: every record
-	// was, the usual case, not looked up).
-	qInsertAuditProperties = `INSERT INTO audit_properties (record_id, seq, name, value, previous_value)
-		SELECT ?2 + j.key + 1, p.key, coalesce(p.value->>'name', ''), coalesce(p.value->>'value', ''),
-			coalesce(p.value->>'previousValue', p.value->>'previousvalue', '')
+	qInsertNewAuditProperties = `INSERT INTO audit_properties (record_id, seq, name, value, previous_value)
+		SELECT ?2 + j.key + 1, ` + auditPropertyColumns + `
 		FROM jsonb_each(?1) j
 		JOIN jsonb_each(j.value, '$.AuditLogProperty') p
-		WHERE json_type(j.value, '$.AuditLogProperty') = 'array'
-			AND (?3 OR EXISTS (SELECT 1 FROM audit_records r WHERE r.id = ?2 + j.key + 1))
+		WHERE json_type(j.value, '$.AuditLogProperty') = 'array'`
+
+	// qInsertAudit stores the page's records not stored yet.
+	qInsertAudit = `INSERT INTO audit_records
+		(document_id, account_id, container_id, user_id, date, type, action, modifier, level, source, message)
+		SELECT ` + auditColumns + `
+		FROM jsonb_each(?1) j WHERE true
+		ON CONFLICT (date, document_id) DO NOTHING`
+
+	// qInsertAuditProperties stores the properties of the records
+	// qInsertAudit added (those with an id above ?2, the highest before it).
+	qInsertAuditProperties = `INSERT INTO audit_properties (record_id, seq, name, value, previous_value)
+		SELECT r.id, ` + auditPropertyColumns + `
+		FROM jsonb_each(?1) j
+		JOIN audit_records r ON r.date = ` + auditDateMS + ` AND r.document_id = j.value->>'documentId'
+		JOIN jsonb_each(j.value, '$.AuditLogProperty') p
+		WHERE r.id > ?2 AND json_type(j.value, '$.AuditLogProperty') = 'array'
 		ON CONFLICT DO NOTHING`
+
+	// auditColumns are a record's columns read from its JSON (j.value).
+	auditColumns = `j.value->>'documentId', coalesce(j.value->>'accountId', ''),
+			coalesce(j.value->>'containerId', ''), coalesce(j.value->>'userId', ''), ` + auditDateMS + `,
+			coalesce(j.value->>'type', ''), coalesce(j.value->>'action', ''), coalesce(j.value->>'modifier', ''),
+			coalesce(j.value->>'level', ''), coalesce(j.value->>'source', ''), coalesce(j.value->>'message', '')`
+
+	// auditPropertyColumns are a property's columns read from its JSON
+	// (p.key its position, p.value the object).
+	auditPropertyColumns = `p.key, coalesce(p.value->>'name', ''), coalesce(p.value->>'value', ''),
+			coalesce(p.value->>'previousValue', p.value->>'previousvalue', '')`
 
 	qMaxAuditID = `SELECT coalesce(max(id), 0) FROM audit_records`
 )
@@ -162,23 +183,55 @@ func (db *DB) UpsertAuditJSON(ctx context.Context, records []json.RawMessage) (i
 	if err := tx.queryRow(ctx, qMaxAuditID).Scan(&before); err != nil {
 		return 0, fmt.Errorf("store: upsert audit: %w", err)
 	}
-	res, err := tx.exec(ctx, qInsertAudit, page, before)
+	added, err := db.insertAudit(ctx, tx, page, before, len(records))
 	if err != nil {
 		return 0, fmt.Errorf("store: upsert audit: %w", err)
-	}
-	added, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: upsert audit: %w", err)
-	}
-	if added > 0 {
-		if _, err := tx.exec(ctx, qInsertAuditProperties, page, before, added == int64(len(records))); err != nil {
-			return 0, fmt.Errorf("store: upsert audit: properties: %w", err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("store: upsert audit: %w", err)
 	}
 	return int(added), nil
+}
+
+// insertAudit stores the n records of page (a JSON list) and their
+// properties, and returns how many were new. before is the highest record id.
+func (db *DB) insertAudit(ctx context.Context, tx *tx, page string, before int64, n int) (int64, error) {
+	if _, err := tx.exec(ctx, "SAVEPOINT audit_page"); err != nil {
+		return 0, err
+	}
+	res, err := tx.exec(ctx, qInsertNewAudit, page, before)
+	if err != nil {
+		return 0, err
+	}
+	added, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	if added == int64(n) {
+		if _, err := tx.exec(ctx, qInsertNewAuditProperties, page, before); err != nil {
+			return 0, fmt.Errorf("properties: %w", err)
+		}
+		_, err := tx.exec(ctx, "RELEASE audit_page")
+		return added, err
+	}
+	// Some record is stored already (a window exported again): undo, and
+	// store the new ones by key.
+	if _, err := tx.exec(ctx, "ROLLBACK TO audit_page"); err != nil {
+		return 0, err
+	}
+	if _, err := tx.exec(ctx, "RELEASE audit_page"); err != nil {
+		return 0, err
+	}
+	if res, err = tx.exec(ctx, qInsertAudit, page); err != nil {
+		return 0, err
+	}
+	if added, err = res.RowsAffected(); err != nil || added == 0 {
+		return added, err
+	}
+	if _, err := tx.exec(ctx, qInsertAuditProperties, page, before); err != nil {
+		return 0, fmt.Errorf("properties: %w", err)
+	}
+	return added, nil
 }
 
 // UpsertAudit stores recs as UpsertAuditJSON does (it encodes them as the

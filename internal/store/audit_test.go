@@ -191,7 +191,8 @@ func TestUpsertAuditOverlap(t *testing.T) {
 	recs := auditFixture(t, db, 50)
 	more := append([]AuditRecord(nil), recs[30:]...)
 	more[0].Message = "changed"
-	more = append(more, AuditRecord{DocumentID: "new-1", Date: t0, Type: "account"})
+	more = append(more, AuditRecord{DocumentID: "new-1", Date: t0, Type: "account",
+		Properties: []AuditProperty{{Name: "PROCESS_ID", Value: "p-1"}}})
 	n, err := db.UpsertAudit(ctx, more)
 	if err != nil || n != 1 {
 		t.Fatalf("UpsertAudit(overlap) = %d, %v; want 1 new", n, err)
@@ -199,7 +200,16 @@ func TestUpsertAuditOverlap(t *testing.T) {
 	if got := count(t, db, "SELECT count(*) FROM audit_records"); got != 51 {
 		t.Errorf("audit_records = %d; want 51", got)
 	}
-	props := 0
+	// Ids stay dense through a page with stored records in it (probeProperty
+	// counts records by the highest id).
+	if got := count(t, db, "SELECT max(id) FROM audit_records"); got != 51 {
+		t.Errorf("highest record id = %d; want 51", got)
+	}
+	if got, _ := db.ListAudit(ctx, AuditFilter{Property: "PROCESS_ID", PropertyValue: "p-1"}); len(got) != 1 ||
+		got[0].DocumentID != "new-1" || !reflect.DeepEqual(got[0].Properties, more[len(more)-1].Properties) {
+		t.Errorf("the new record's property: %+v", got)
+	}
+	props := 1
 	for _, r := range recs {
 		props += len(r.Properties)
 	}

@@ -17,7 +17,8 @@ type stmtCache struct {
 
 // hotStatements are prepared at open: the per-call and per-page writes.
 var hotStatements = []string{qBumpRunCalls, qInsertCall, qBumpHour, qDropHour, qCallStarted, qEndCall,
-	qCheckAudit, qMaxAuditID, qInsertAudit, qInsertAuditProperties, qSetLastNominal}
+	qCheckAudit, qMaxAuditID, qInsertNewAudit, qInsertNewAuditProperties, qInsertAudit, qInsertAuditProperties,
+	qSetLastNominal}
 
 // prepare fills the cache. It must run while no transaction holds the
 // writer's connection (Prepare needs it).
