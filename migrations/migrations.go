@@ -9,3 +9,9 @@ import "embed"
 //
 //go:embed *.sql
 var FS embed.FS
+
+// PostgresFS holds the PostgreSQL twins of the migrations, postgres/NNNN_name.sql:
+// version for version the same tables, with PostgreSQL's types.
+//
+//go:embed postgres/*.sql
+var PostgresFS embed.FS

@@ -150,6 +150,9 @@ func (db *DB) UpsertAuditJSON(ctx context.Context, records []json.RawMessage) (i
 		b = append(b, r...)
 	}
 	page := string(append(b, ']'))
+	if db.pg {
+		return db.upsertAuditPG(ctx, records, page)
+	}
 
 	tx, err := db.begin(ctx)
 	if err != nil {
@@ -381,11 +384,19 @@ func (db *DB) probeProperty(ctx context.Context, f AuditFilter) (bool, error) {
 	if err := db.reader.QueryRowContext(ctx, q, args...).Scan(&matches); err != nil {
 		return false, err
 	}
-	if err := db.reader.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM audit_records`).Scan(&records); err != nil {
+	if err := db.reader.QueryRowContext(ctx, qAuditRecordCount).Scan(&records); err != nil {
 		return false, err
 	}
 	return matches*matches > int64(f.Limit)*records, nil
 }
+
+// qAuditRecordCount is about how many records are stored, read from an
+// index: the highest id in SQLite (ids are dense there), the planner's
+// statistics in PostgreSQL (a sequence skips the ids of conflicting inserts),
+// the highest id until the table was first analysed.
+var qAuditRecordCount = pgQuery(`SELECT COALESCE(max(id), 0) FROM audit_records`,
+	`SELECT CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint ELSE (SELECT COALESCE(max(id), 0) FROM audit_records) END
+	FROM pg_class c WHERE c.oid = 'audit_records'::regclass`)
 
 // ListAudit returns the stored audit records matching f with their
 // properties, oldest first (a log reads forwards), or newest first with

@@ -19,6 +19,7 @@ const benchAuditSpan = 90 * 24 * time.Hour
 // 10,000; 5% ERROR level; 2 containers.
 func fillAudit(tb testing.TB, db *DB, n int) {
 	tb.Helper()
+	sqliteOnly(tb) // SQLite's printf; the generator is the benchmarks'
 	ctx := context.Background()
 	start := t0.Add(-benchAuditSpan).UnixMilli()
 	step := benchAuditSpan.Milliseconds() / int64(n)

@@ -1,13 +1,16 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // auditPlainCases are records with whether auditPlain takes them. Every one
@@ -120,5 +123,108 @@ func FuzzAuditPlainAgrees(f *testing.F) {
 			return
 		}
 		checkAuditPlainAgrees(t, db, raw)
+	})
+}
+
+// checkAuditWhyAgrees fails if auditWhy, the PostgreSQL store's check of a
+// record, and qCheckAudit, the SQLite store's, disagree on raw: whether it
+// is refused, and with what words.
+func checkAuditWhyAgrees(t *testing.T, db *DB, raw []byte) {
+	t.Helper()
+	var (
+		bad      int
+		why      string
+		document sql.NullString
+	)
+	err := db.reader.QueryRowContext(context.Background(), qCheckAudit, "["+string(raw)+"]").Scan(&bad, &why, &document)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		t.Skipf("SQLite cannot read %s: %v", raw, err)
+	}
+	got, doc := auditWhy(raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		why = ""
+		// The PostgreSQL store takes the dates plainRFC3339 takes: not the
+		// year 0000 (PostgreSQL has none) nor 9999, an offset beyond ±14:59,
+		// or more than nine digits of a second, which SQLite reads.
+		if strings.HasPrefix(got, "has no RFC 3339 date") {
+			return
+		}
+	}
+	if got != why || got != "" && doc != document.String && why != "has no documentId" {
+		t.Fatalf("%s:\nauditWhy    %q (%q)\nqCheckAudit %q (%q)", raw, got, doc, why, document.String)
+	}
+}
+
+func TestAuditWhyAgrees(t *testing.T) {
+	db := openAuditPlainDB(t)
+	for _, c := range auditPlainCases {
+		if strings.Contains(c.raw, `"documentId":"d8","documentId"`) || strings.Contains(c.raw, `"type":"a","type"`) ||
+			!json.Valid([]byte(c.raw)) {
+			continue // a repeated key: SQLite reads the first, PostgreSQL's jsonb the last
+		}
+		checkAuditWhyAgrees(t, db, []byte(c.raw))
+	}
+}
+
+// repeatedKey reports whether some object in raw names a key twice (or two
+// keys that differ only in their escapes, which SQLite and Go both unescape).
+func repeatedKey(raw []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		key    bool // the next string is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.object {
+					top.key = true
+				}
+				stack = append(stack, &frame{keys: map[string]bool{}, object: v == '{', key: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.object && top.key {
+				if top.keys[v] {
+					return true
+				}
+				top.keys[v] = true
+				top.key = false
+				continue
+			}
+		}
+		if top != nil && top.object {
+			top.key = true
+		}
+	}
+}
+
+// FuzzAuditWhyAgrees holds the PostgreSQL store's check of a record
+// (auditWhy) to the SQLite store's (qCheckAudit). Seeds in
+// testdata/fuzz/FuzzAuditWhyAgrees.
+func FuzzAuditWhyAgrees(f *testing.F) {
+	for _, c := range auditPlainCases {
+		f.Add([]byte(c.raw))
+	}
+	db := openAuditPlainDB(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if !json.Valid(raw) || !utf8.Valid(raw) || repeatedKey(raw) || bytes.Contains(bytes.ToLower(raw), []byte(`\ud`)) {
+			t.Skip()
+		}
+		checkAuditWhyAgrees(t, db, raw)
 	})
 }

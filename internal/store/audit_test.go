@@ -201,8 +201,9 @@ func TestUpsertAuditOverlap(t *testing.T) {
 		t.Errorf("audit_records = %d; want 51", got)
 	}
 	// Ids stay dense through a page with stored records in it (probeProperty
-	// counts records by the highest id).
-	if got := count(t, db, "SELECT max(id) FROM audit_records"); got != 51 {
+	// counts records by the highest id in SQLite; PostgreSQL's sequences are
+	// never dense, and it counts there by the table's statistics).
+	if got := count(t, db, "SELECT max(id) FROM audit_records"); got != 51 && !db.pg {
 		t.Errorf("highest record id = %d; want 51", got)
 	}
 	if got, _ := db.ListAudit(ctx, AuditFilter{Property: "PROCESS_ID", PropertyValue: "p-1"}); len(got) != 1 ||

@@ -41,9 +41,9 @@ const (
 	qInsertCall   = `INSERT INTO calls
 		(run_id, job, request_id, operation, method, path, safe, recovery, attempt,
 		 started_at, finished_at, status, duration_ms, bytes, error, platform_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
 	qBumpHour = `INSERT INTO hourly_usage (hour, calls) VALUES (?, 1)
-		ON CONFLICT (hour) DO UPDATE SET calls = calls + 1`
+		ON CONFLICT (hour) DO UPDATE SET calls = hourly_usage.calls + 1`
 	qDropHour    = `UPDATE hourly_usage SET calls = calls - 1 WHERE hour = ? AND calls > 0`
 	qCallStarted = `SELECT started_at FROM calls WHERE id = ?`
 	qEndCall     = `UPDATE calls SET finished_at = ?, status = ?, duration_ms = ?, bytes = ?,
@@ -65,15 +65,11 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 			return 0, fmt.Errorf("run %d: %w", c.RunID, ErrNotFound)
 		}
 	}
-	res, err := tx.exec(ctx, qInsertCall,
+	var id int64
+	if err := tx.queryRow(ctx, qInsertCall,
 		nullID(c.RunID), c.Job, nullString(c.RequestID), c.Operation, c.Method, c.Path,
 		boolInt(c.Safe), boolInt(c.Recovery), c.Attempt,
-		ms(c.StartedAt), ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID)
-	if err != nil {
-		return 0, err
-	}
-	id, err := res.LastInsertId()
-	if err != nil {
+		ms(c.StartedAt), ms(c.FinishedAt), c.Status, c.DurationMS, c.Bytes, excerpt(c.Error), c.PlatformID).Scan(&id); err != nil {
 		return 0, err
 	}
 	if _, err := tx.exec(ctx, qBumpHour, hourMS(c.StartedAt)); err != nil {

@@ -136,6 +136,7 @@ func TestBusyBeyondTimeout(t *testing.T) {
 // BeginCall reports the error, nothing committed is lost, and once space
 // returns the ledger works again.
 func TestDiskFull(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
 	seedCalls(t, db, 20)

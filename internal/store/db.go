@@ -95,8 +95,9 @@ type DB struct {
 	path     string
 	now      func() time.Time
 	busy     time.Duration
-	writer   *sql.DB // MaxOpenConns 1; the reader itself when readOnly
-	reader   *sql.DB
+	writer   *pool // MaxOpenConns 1; the reader itself when readOnly
+	reader   *pool
+	pg       bool // PostgreSQL (a postgres:// URL): see dialect.go
 	readOnly bool
 	daemon   bool   // holds the daemon marker; Close clears it
 	unclean  string // the marker found at open ("" if none): the last daemon's
@@ -114,7 +115,13 @@ type DB struct {
 // pending migrations unless opts.NoMigrate. A corrupt file is refused with
 // ErrCorrupt, a newer schema with ErrSchemaTooNew; in both cases the file is
 // left exactly as it was.
+//
+// A path that is a postgres:// or postgresql:// URL opens a PostgreSQL
+// ledger instead (see OpenPostgres).
 func Open(ctx context.Context, path string, opts Options) (*DB, error) {
+	if IsPostgresURL(path) {
+		return OpenPostgres(ctx, path, opts)
+	}
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("store: open %q: need a file path (not :memory: or a URI)", path)
 	}
@@ -174,7 +181,7 @@ func Open(ctx context.Context, path string, opts Options) (*DB, error) {
 	reader.SetMaxOpenConns(4)
 	reader.SetMaxIdleConns(4)
 
-	db := &DB{path: path, now: opts.Now, busy: opts.BusyTimeout, writer: writer, reader: reader}
+	db := &DB{path: path, now: opts.Now, busy: opts.BusyTimeout, writer: &pool{DB: writer}, reader: &pool{DB: reader}}
 	if err := db.check(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -249,7 +256,8 @@ func openReadOnly(ctx context.Context, path string, opts Options, busy string) (
 	}
 	reader.SetMaxOpenConns(4)
 	reader.SetMaxIdleConns(4)
-	db := &DB{path: path, now: opts.Now, busy: opts.BusyTimeout, writer: reader, reader: reader, readOnly: true}
+	rp := &pool{DB: reader}
+	db := &DB{path: path, now: opts.Now, busy: opts.BusyTimeout, writer: rp, reader: rp, readOnly: true}
 	if err := db.check(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -264,6 +272,10 @@ func openReadOnly(ctx context.Context, path string, opts Options, busy string) (
 	return db, nil
 }
 
+// qCountSchema reads the schema: the cheap sign that the database answers.
+var qCountSchema = pgQuery(`SELECT count(*) FROM sqlite_schema`,
+	`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`)
+
 // check connects (which sets the journal mode), parses the schema, reads
 // schema_migrations and refuses a schema the binary does not know: the cheap
 // integrity check run at every open, whose cost does not grow with the file
@@ -276,16 +288,16 @@ func (db *DB) check(ctx context.Context) error {
 		return db.openError(err)
 	}
 	var n int
-	if err := db.writer.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+	if err := db.writer.QueryRowContext(ctx, qCountSchema).Scan(&n); err != nil {
 		return db.openError(err)
 	}
 	known, err := db.appliedVersions(ctx)
 	if err != nil {
 		return db.openError(err)
 	}
-	latest := latestVersion()
+	latest := db.latestVersion()
 	for _, v := range known {
-		if _, ok := migrationByVersion(v); !ok {
+		if _, ok := db.migrationByVersion(v); !ok {
 			return fmt.Errorf("%w: %s has schema version %d, this binary knows up to %d: "+
 				"run a newer runnerd, or restore a backup made by this version; the file was not changed",
 				ErrSchemaTooNew, db.path, maxInt(known), latest)
@@ -296,8 +308,10 @@ func (db *DB) check(ctx context.Context) error {
 
 // fullCheck runs PRAGMA quick_check through pool and turns problems into
 // ErrCorrupt naming the file.
-func (db *DB) fullCheck(ctx context.Context, pool *sql.DB) error {
-	rows, err := pool.QueryContext(ctx, "PRAGMA quick_check")
+func (db *DB) fullCheck(ctx context.Context, conns interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}) error {
+	rows, err := conns.QueryContext(ctx, "PRAGMA quick_check")
 	if err != nil {
 		return db.openError(err)
 	}
@@ -333,8 +347,7 @@ func (db *DB) DaemonMarker(ctx context.Context) (string, error) {
 
 func (db *DB) marker(ctx context.Context) (string, error) {
 	var exists int
-	if err := db.writer.QueryRowContext(ctx,
-		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'meta'`).Scan(&exists); err != nil || exists == 0 {
+	if err := db.writer.QueryRowContext(ctx, qTableExists, "meta").Scan(&exists); err != nil || exists == 0 {
 		return "", err
 	}
 	var v string
@@ -402,6 +415,9 @@ func (db *DB) setMarker(ctx context.Context) error {
 // ledger). It returns nil if the file is sound, ErrCorrupt naming the file if
 // not, or ctx's error if cancelled.
 func (db *DB) QuickCheck(ctx context.Context) error {
+	if db.pg {
+		return nil // the server keeps its own integrity
+	}
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.FormatInt(db.busy.Milliseconds(), 10))
 	q.Set("_query_only", "1")
@@ -435,6 +451,9 @@ func (db *DB) QuickCheck(ctx context.Context) error {
 
 // openError turns a failure while opening into ErrCorrupt when SQLite says so.
 func (db *DB) openError(err error) error {
+	if db.pg {
+		return fmt.Errorf("store: open %s: %w", db.path, err)
+	}
 	if isCorrupt(err) {
 		return fmt.Errorf("%w: %s: %v; the file was left in place: "+
 			"restore it from a backup (runnerd backup FILE) or move it aside to start an empty ledger",
@@ -492,7 +511,7 @@ func (db *DB) Path() string { return db.path }
 // writer is wedged or the file is unreadable (the systemd watchdog uses it).
 func (db *DB) Ping(ctx context.Context) error {
 	var n int
-	if err := db.writer.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+	if err := db.writer.QueryRowContext(ctx, qCountSchema).Scan(&n); err != nil {
 		return fmt.Errorf("store: ping %s: %w", db.path, err)
 	}
 	return nil
@@ -501,6 +520,9 @@ func (db *DB) Ping(ctx context.Context) error {
 // IntegrityCheck runs PRAGMA integrity_check and returns "ok" or the problems,
 // one per line.
 func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
+	if db.pg {
+		return "", fmt.Errorf("store: integrity check: %w", errPostgres)
+	}
 	rows, err := db.reader.QueryContext(ctx, "PRAGMA integrity_check")
 	if err != nil {
 		return "", fmt.Errorf("store: integrity check: %w", err)
@@ -515,6 +537,9 @@ func (db *DB) IntegrityCheck(ctx context.Context) (string, error) {
 // Backup writes a consistent copy of the database to path with VACUUM INTO.
 // It refuses to overwrite an existing file.
 func (db *DB) Backup(ctx context.Context, path string) error {
+	if db.pg {
+		return fmt.Errorf("store: backup: %w", errPostgres)
+	}
 	if path == "" {
 		return errors.New("store: backup: empty file name")
 	}
@@ -546,6 +571,9 @@ func (db *DB) Backup(ctx context.Context, path string) error {
 // Checkpoint copies the WAL into the database file and truncates it
 // (PRAGMA wal_checkpoint(TRUNCATE)).
 func (db *DB) Checkpoint(ctx context.Context) error {
+	if db.pg {
+		return nil // PostgreSQL checkpoints itself
+	}
 	var busy, logPages, done int
 	err := db.writer.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logPages, &done)
 	if err != nil {
@@ -560,7 +588,7 @@ func (db *DB) Checkpoint(ctx context.Context) error {
 // tx is a write transaction (BEGIN IMMEDIATE through the single writer
 // connection) carrying the time it began, in UTC.
 type tx struct {
-	*sql.Tx
+	*dtx
 	now time.Time
 	db  *DB
 }
@@ -574,7 +602,7 @@ func (db *DB) begin(ctx context.Context) (*tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tx{Tx: t, now: db.now().UTC(), db: db}, nil
+	return &tx{dtx: t, now: db.now().UTC(), db: db}, nil
 }
 
 // WriteTransactions returns how many write transactions this DB has begun

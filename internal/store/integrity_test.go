@@ -113,6 +113,7 @@ func TestDaemonUncleanStopCorrupt(t *testing.T) {
 }
 
 func TestQuickCheckSound(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
 	seedCalls(t, db, 20)
@@ -303,6 +304,7 @@ func TestSetLastNominalsOneTransaction(t *testing.T) {
 // before the pages that extend the file) is never told the file is corrupt.
 // TestOpsNotify met this once in ten runs of the package.
 func TestReaderBesideCheckpoints(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
 	path := db.Path()

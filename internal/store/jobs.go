@@ -70,8 +70,10 @@ func (db *DB) SetLastNominal(ctx context.Context, job string, t time.Time) error
 	return db.setJob(ctx, "set last nominal", job, qSetLastNominal, t.UnixMilli())
 }
 
-const qSetLastNominal = `INSERT INTO jobs (name, last_nominal, updated_at) VALUES (?1, ?2, ?3)
-	ON CONFLICT (name) DO UPDATE SET last_nominal = max(COALESCE(last_nominal, ?2), ?2), updated_at = ?3`
+var qSetLastNominal = pgQuery(`INSERT INTO jobs (name, last_nominal, updated_at) VALUES (?1, ?2, ?3)
+	ON CONFLICT (name) DO UPDATE SET last_nominal = max(COALESCE(last_nominal, ?2), ?2), updated_at = ?3`,
+	`INSERT INTO jobs (name, last_nominal, updated_at) VALUES ($1, $2, $3)
+	ON CONFLICT (name) DO UPDATE SET last_nominal = GREATEST(COALESCE(jobs.last_nominal, $2), $2), updated_at = $3`)
 
 // SetLastNominals is SetLastNominal for many jobs in one transaction (one
 // fsync): the daemon's start-up records every job's last slot with it. Each

@@ -25,6 +25,10 @@ var (
 	loaded   []migration
 	loadErr  error
 	embedded = migrations.FS
+
+	pgLoadOnce sync.Once
+	pgLoaded   []migration
+	pgLoadErr  error
 )
 
 // allMigrations returns the embedded migrations in version order. The set is
@@ -32,6 +36,46 @@ var (
 func allMigrations() ([]migration, error) {
 	loadOnce.Do(func() { loaded, loadErr = readMigrations(embedded) })
 	return loaded, loadErr
+}
+
+// pgMigrations are the PostgreSQL twins (migrations/postgres), version for
+// version.
+func pgMigrations() ([]migration, error) {
+	pgLoadOnce.Do(func() {
+		sub, err := fs.Sub(migrations.PostgresFS, "postgres")
+		if err != nil {
+			pgLoadErr = err
+			return
+		}
+		pgLoaded, pgLoadErr = readMigrations(sub)
+	})
+	return pgLoaded, pgLoadErr
+}
+
+// migrations returns db's dialect's migrations.
+func (db *DB) migrations() ([]migration, error) {
+	if db.pg {
+		return pgMigrations()
+	}
+	return allMigrations()
+}
+
+func (db *DB) latestVersion() int {
+	ms, _ := db.migrations()
+	if len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+func (db *DB) migrationByVersion(v int) (migration, bool) {
+	ms, _ := db.migrations()
+	for _, m := range ms {
+		if m.version == v {
+			return m, true
+		}
+	}
+	return migration{}, false
 }
 
 func readMigrations(fsys fs.FS) ([]migration, error) {
@@ -61,6 +105,10 @@ func readMigrations(fsys fs.FS) ([]migration, error) {
 	return ms, nil
 }
 
+// qTableExists counts the tables named ?1 (0 or 1).
+var qTableExists = pgQuery(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1`,
+	`SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1`)
+
 func latestVersion() int {
 	ms, _ := allMigrations()
 	if len(ms) == 0 {
@@ -79,18 +127,27 @@ func migrationByVersion(v int) (migration, bool) {
 	return migration{}, false
 }
 
-const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+var createSchemaMigrations = pgQuery(`CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
 	name       TEXT    NOT NULL,
 	applied_at INTEGER NOT NULL -- unix ms UTC
-) STRICT`
+) STRICT`, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    BIGINT PRIMARY KEY,
+	name       TEXT   NOT NULL,
+	applied_at BIGINT NOT NULL -- unix ms UTC
+)`)
+
+// pgMigrateLock is the advisory lock (pg_advisory_xact_lock) that makes
+// PostgreSQL migrations one at a time across hosts, as SQLite's write lock
+// does on one: each file re-checks schema_migrations under it.
+const pgMigrateLock = 0x72756e6e6d6967 // "runnmig"
 
 // Migrate applies the pending migrations, each file in its own transaction
 // recorded in schema_migrations, and returns the names of those it applied.
 // It is idempotent and safe against a second process migrating at the same
 // time (each file re-checks under the write lock).
 func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
-	ms, err := allMigrations()
+	ms, err := db.migrations()
 	if err != nil {
 		return nil, err
 	}
@@ -100,9 +157,9 @@ func (db *DB) Migrate(ctx context.Context) (applied []string, err error) {
 	}
 	have := map[int]bool{}
 	for _, v := range done {
-		if _, ok := migrationByVersion(v); !ok {
+		if _, ok := db.migrationByVersion(v); !ok {
 			return nil, fmt.Errorf("%w: %s has schema version %d, this binary knows up to %d: "+
-				"run a newer runnerd; the file was not changed", ErrSchemaTooNew, db.path, maxInt(done), latestVersion())
+				"run a newer runnerd; the file was not changed", ErrSchemaTooNew, db.path, maxInt(done), db.latestVersion())
 		}
 		have[v] = true
 	}
@@ -129,6 +186,11 @@ func (db *DB) migrateFile(ctx context.Context, m migration) (bool, error) {
 		return false, err
 	}
 	defer tx.Rollback()
+	if db.pg {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(pgMigrateLock)); err != nil {
+			return false, err
+		}
+	}
 	if _, err := tx.ExecContext(ctx, createSchemaMigrations); err != nil {
 		return false, err
 	}
@@ -154,8 +216,7 @@ func (db *DB) migrateFile(ctx context.Context, m migration) (bool, error) {
 // before the first migration and sees the writer's own commits.
 func (db *DB) appliedVersions(ctx context.Context) ([]int, error) {
 	var exists int
-	err := db.writer.QueryRowContext(ctx,
-		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&exists)
+	err := db.writer.QueryRowContext(ctx, qTableExists, "schema_migrations").Scan(&exists)
 	if err != nil {
 		return nil, err
 	}
@@ -185,8 +246,8 @@ func (db *DB) SchemaVersion(ctx context.Context) (current, latest int, err error
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: schema version: %w", err)
 	}
-	if _, err := allMigrations(); err != nil {
+	if _, err := db.migrations(); err != nil {
 		return 0, 0, err
 	}
-	return maxInt(vs), latestVersion(), nil
+	return maxInt(vs), db.latestVersion(), nil
 }

@@ -43,15 +43,16 @@ func (db *DB) RecordNotifyDelivery(ctx context.Context, d NotifyDelivery) (int64
 	if d.EventTime.IsZero() {
 		d.EventTime = d.FinishedAt
 	}
-	res, err := db.writer.ExecContext(ctx, `INSERT INTO notify_deliveries
+	var id int64
+	err := db.writer.QueryRowContext(ctx, `INSERT INTO notify_deliveries
 		(target, event_id, event, job, run_id, event_time, finished_at, attempts, status, http_status, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		d.Target, d.EventID, d.Event, d.Job, nullID(d.RunID), d.EventTime.UnixMilli(), d.FinishedAt.UnixMilli(),
-		d.Attempts, d.Status, d.HTTPStatus, excerpt(d.Error))
+		d.Attempts, d.Status, d.HTTPStatus, excerpt(d.Error)).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: record notify delivery: %w", err)
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // ListNotifyDeliveries returns the deliveries matching f, newest first.

@@ -34,12 +34,14 @@ type Obligation struct {
 // OpenObligation records o as open and returns its id. It is committed when
 // it returns: the pause it stands for may then be sent.
 func (db *DB) OpenObligation(ctx context.Context, o Obligation) (int64, error) {
-	res, err := db.writer.ExecContext(ctx, `INSERT INTO obligations (run_id, job, kind, container, process_id, object_id, state, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, 'open', ?)`, o.RunID, o.Job, o.Kind, o.Container, o.ProcessID, o.ObjectID, db.now().UTC().UnixMilli())
+	var id int64
+	err := db.writer.QueryRowContext(ctx, `INSERT INTO obligations (run_id, job, kind, container, process_id, object_id, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, 'open', ?) RETURNING id`, o.RunID, o.Job, o.Kind, o.Container, o.ProcessID, o.ObjectID,
+		db.now().UTC().UnixMilli()).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: open obligation: %w", err)
 	}
-	return res.LastInsertId()
+	return id, nil
 }
 
 // CloseObligation marks obligation id done.

@@ -214,13 +214,25 @@ const HistoryRuns = 20
 // used by the index) and +state (no index on state considered). Written
 // plainly it was re-parsed at every call: ~60 µs instead of ~10, 1,000 times
 // as the daemon starts with 1,000 jobs.
-var qJobHistory = `SELECT min(nominal_time), NULL, NULL FROM runs WHERE job = CAST(?1 AS TEXT) AND +state = 'deferred'
+//
+// PostgreSQL's text orders the rows explicitly (a UNION ALL's order is not
+// promised there) and needs none of the tricks.
+var qJobHistory = pgQuery(`SELECT min(nominal_time), NULL, NULL FROM runs WHERE job = CAST(?1 AS TEXT) AND +state = 'deferred'
 	UNION ALL
 	SELECT * FROM (SELECT NULL,
 			r.calls - (SELECT count(*) FROM calls c WHERE c.run_id = r.id AND c.status IN (429, 503)),
 			r.finished_at - r.started_at
 		FROM runs r WHERE r.job = CAST(?1 AS TEXT) AND +r.state IN ('succeeded', 'failed')
-		ORDER BY r.nominal_time DESC, r.id DESC LIMIT ` + strconv.Itoa(HistoryRuns) + `)`
+		ORDER BY r.nominal_time DESC, r.id DESC LIMIT `+strconv.Itoa(HistoryRuns)+`)`,
+	`SELECT oldest, cost, took FROM (
+		SELECT 0 AS part, 0::bigint AS n, min(nominal_time) AS oldest, NULL::bigint AS cost, NULL::bigint AS took
+		FROM runs WHERE job = $1 AND state = 'deferred'
+		UNION ALL
+		(SELECT 1, row_number() OVER (ORDER BY r.nominal_time DESC, r.id DESC), NULL,
+			r.calls - (SELECT count(*) FROM calls c WHERE c.run_id = r.id AND c.status IN (429, 503)),
+			r.finished_at - r.started_at
+		FROM runs r WHERE r.job = $1 AND r.state IN ('succeeded', 'failed')
+		ORDER BY r.nominal_time DESC, r.id DESC LIMIT `+strconv.Itoa(HistoryRuns)+`)) h ORDER BY part, n`)
 
 // JobHistory returns job's oldest deferred run and the costs and durations
 // of its last n finished runs (n at most HistoryRuns), in one query through a

@@ -22,7 +22,7 @@ var hotStatements = []string{qBumpRunCalls, qInsertCall, qBumpHour, qDropHour, q
 
 // prepare fills the cache. It must run while no transaction holds the
 // writer's connection (Prepare needs it).
-func (c *stmtCache) prepare(ctx context.Context, db *sql.DB) {
+func (c *stmtCache) prepare(ctx context.Context, db *pool) {
 	c.m = make(map[string]*sql.Stmt, len(hotStatements))
 	for _, q := range hotStatements {
 		if s, err := db.PrepareContext(ctx, q); err == nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"runnerd"
+	"runnerd/internal/pgtest"
 )
 
 // clock is a settable test clock.
@@ -41,6 +42,9 @@ var t0 = time.Date(2026, 3, 2, 10, 15, 30, 0, time.UTC)
 // clock that starts at t0, and closes it when the test ends.
 func MustOpenDB(tb testing.TB) (*DB, *clock) {
 	tb.Helper()
+	if testOnPostgres() {
+		return MustOpenDBAt(tb, pgtest.NewDatabase(tb), Options{})
+	}
 	return MustOpenDBAt(tb, filepath.Join(tb.TempDir(), "runnerd.db"), Options{})
 }
 
@@ -304,6 +308,7 @@ func seedCalls(tb testing.TB, db *DB, n int) {
 }
 
 func TestPingIntegrityCheckpoint(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
 	if err := db.Ping(ctx); err != nil {
@@ -597,6 +602,7 @@ func TestHourlyUsage(t *testing.T) {
 // TestHourlyUsagePlan checks, without timing anything, that HourlyUsage is a
 // range search of the rollup's primary key and never touches the call rows.
 func TestHourlyUsagePlan(t *testing.T) {
+	sqliteOnly(t)
 	db, _ := MustOpenDB(t)
 	rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+hourlyUsageQuery, 0)
 	if err != nil {
@@ -621,6 +627,7 @@ func TestHourlyUsagePlan(t *testing.T) {
 // TestListCallsPlans checks that each CLI filter is served by an index, so
 // `runnerd calls` stays fast on a large ledger.
 func TestListCallsPlans(t *testing.T) {
+	sqliteOnly(t)
 	db, _ := MustOpenDB(t)
 	for _, tc := range []struct {
 		name  string
@@ -707,15 +714,16 @@ func insertCalls(tb testing.TB, db *DB, n int, start time.Time, step time.Durati
 		tb.Fatal(err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.Exec(`WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ? - 1)
+	if _, err := tx.Exec(`WITH RECURSIVE seq(i) AS (SELECT CAST(0 AS BIGINT) UNION ALL SELECT i + 1 FROM seq WHERE i < ? - 1)
 		INSERT INTO calls (job, operation, method, path, safe, attempt, started_at, finished_at, status, duration_ms, bytes)
-		SELECT 'job-' || (i % 7), 'AuditLog.query', 'POST', '/AuditLog/query', 1, 1, ?2 + i * ?3, ?2 + i * ?3 + 250, 200, 250, 1024
+		SELECT 'job-' || (i % 7), 'AuditLog.query', 'POST', '/AuditLog/query', 1, 1, CAST(?2 AS BIGINT) + i * CAST(?3 AS BIGINT),
+			CAST(?2 AS BIGINT) + i * CAST(?3 AS BIGINT) + 250, 200, 250, 1024
 		FROM seq`, n, start.UnixMilli(), step.Milliseconds()); err != nil {
 		tb.Fatal(err)
 	}
 	if _, err := tx.Exec(`INSERT INTO hourly_usage (hour, calls)
-		SELECT started_at - started_at % 3600000, count(*) FROM calls WHERE started_at >= ?1 AND started_at < ?1 + ?2 * ?3
-		GROUP BY 1 ON CONFLICT (hour) DO UPDATE SET calls = calls + excluded.calls`,
+		SELECT started_at - started_at % 3600000, count(*) FROM calls WHERE started_at >= ?1 AND started_at < CAST(?1 AS BIGINT) + CAST(?2 AS BIGINT) * CAST(?3 AS BIGINT)
+		GROUP BY 1 ON CONFLICT (hour) DO UPDATE SET calls = hourly_usage.calls + excluded.calls`,
 		start.UnixMilli(), n, step.Milliseconds()); err != nil {
 		tb.Fatal(err)
 	}
@@ -725,6 +733,7 @@ func insertCalls(tb testing.TB, db *DB, n int, start time.Time, step time.Durati
 }
 
 func TestBackup(t *testing.T) {
+	sqliteOnly(t)
 	ctx := context.Background()
 	db, _ := MustOpenDB(t)
 	seedCalls(t, db, 25)
