@@ -16,7 +16,7 @@ import (
 // readLedger opens cfg's database read-only for estimates, or returns nil
 // when there is none yet (a new host: estimates are the kinds' defaults).
 func readLedger(ctx context.Context, cfg *config.Config) (*store.DB, error) {
-	if _, err := os.Stat(cfg.Store.Path); err != nil {
+	if _, err := os.Stat(cfg.Store.Path); err != nil && cfg.Store.URL == "" {
 		return nil, nil
 	}
 	return openStore(ctx, cfg, store.Options{ReadOnly: true})

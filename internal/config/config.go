@@ -115,9 +115,20 @@ type Budget struct {
 	RateMarginAuto bool `toml:"-"`
 }
 
-// Store is where the ledger lives.
+// Store is where the ledger lives: the SQLite file at Path (the default), or
+// the PostgreSQL database at URL shared by several runnerd (issue 21), whose
+// password follows the account's rules (a file, an environment variable or a
+// systemd credential; never in the URL). With URL, Path still anchors this
+// host's own files: the control socket, the lock, the evidence directory.
 type Store struct {
-	Path string `toml:"path"`
+	Path         string `toml:"path"`
+	URL          string `toml:"url,omitempty"`
+	PasswordFile string `toml:"password_file,omitempty"`
+	PasswordEnv  string `toml:"password_env,omitempty"`
+	Credential   string `toml:"credential,omitempty"`
+	// Instance names this runnerd among those sharing URL (default: the host
+	// name): what status shows and what a job's lease is held by.
+	Instance string `toml:"instance,omitempty"`
 }
 
 // Log configures logging.

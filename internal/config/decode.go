@@ -480,6 +480,66 @@ var secretHint = "a password must not be written in the configuration file (the 
 	"put it in a file readable only by runnerd and name it with password_file = \"/etc/runnerd/boomi.secret\" (chmod 0600), " +
 	"or use password_env or credential"
 
+// decodeStoreURL reads [store]'s PostgreSQL keys: url (postgres://, with no
+// password in it), at most one password source, and instance.
+func (p *parser) decodeStoreURL(t *table, s *Store) {
+	if t.str("url", &s.URL) {
+		if msg := checkStoreURL(s.URL); msg != "" {
+			t.errf("url", "%s", msg)
+		}
+	}
+	var sources []string
+	for _, k := range []string{"password_file", "password_env", "credential"} {
+		dst := map[string]*string{"password_file": &s.PasswordFile, "password_env": &s.PasswordEnv, "credential": &s.Credential}[k]
+		if t.str(k, dst) {
+			sources = append(sources, k)
+			if *dst == "" {
+				t.errf(k, "must not be empty")
+			} else if s.URL == "" {
+				t.errf(k, "is for a PostgreSQL ledger; set url too, or remove %s", k)
+			}
+		}
+	}
+	if len(sources) > 1 {
+		t.errf(sources[1], "give at most one of password_file, password_env, credential; %s is also set", strings.Join(without(sources, sources[1]), " and "))
+	}
+	if s.PasswordEnv != "" && !validEnvName(s.PasswordEnv) {
+		t.errf("password_env", "%q is not an environment variable name (letters, digits and _, not starting with a digit)", s.PasswordEnv)
+	}
+	if s.Credential != "" && (strings.ContainsAny(s.Credential, "/\x00") || s.Credential == "." || s.Credential == "..") {
+		t.errf("credential", "%q is not a credential name; give the name used in LoadCredential=, without a directory", s.Credential)
+	}
+	if t.str("instance", &s.Instance) {
+		switch {
+		case s.URL == "":
+			t.errf("instance", "names this runnerd among those sharing a PostgreSQL ledger; set url too, or remove instance")
+		case s.Instance == "" || len(s.Instance) > 64 || strings.ContainsFunc(s.Instance, func(r rune) bool {
+			return r <= ' ' || r == 0x7f
+		}):
+			t.errf("instance", "%q: want 1 to 64 printable characters without spaces", s.Instance)
+		}
+	}
+}
+
+// checkStoreURL returns what is wrong with a [store] url ("" if nothing). The
+// URL is never quoted back: it might hold a password.
+func checkStoreURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "is not a URL (the value is not shown here)"
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return "must be a postgres:// URL (the SQLite ledger is path)"
+	}
+	if _, ok := u.User.Password(); ok || u.Query().Has("password") {
+		return secretHint + " (a URL must not carry the database password either: use password_file, password_env or credential in [store])"
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return "names no host"
+	}
+	return ""
+}
+
 func (p *parser) decodeConfig(root *table, c *Config) {
 	// [account]
 	acct, ok := root.sub("account")
@@ -503,7 +563,9 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 		if st.str("path", &c.Store.Path) && c.Store.Path == "" {
 			st.errf("path", "must not be empty; omit it for the default ($STATE_DIRECTORY/runnerd.db, else ./runnerd.db)")
 		}
-		st.unknown([]string{"path"}, nil)
+		p.decodeStoreURL(st, &c.Store)
+		st.unknown([]string{"path", "url", "password_file", "password_env", "credential", "instance"},
+			map[string]string{"password": secretHint})
 	}
 	if c.Store.Path == "" {
 		c.Store.Path = p.defaultStorePath()

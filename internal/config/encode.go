@@ -27,7 +27,13 @@ func (c *Config) Encode(w io.Writer) error {
 		budget["rate_margin"] = c.Budget.RateMargin
 	}
 	root["budget"] = budget
-	root["store"] = map[string]any{"path": c.Store.Path}
+	st := map[string]any{"path": c.Store.Path}
+	putNonEmpty(st, "url", c.Store.URL)
+	putNonEmpty(st, "password_file", c.Store.PasswordFile)
+	putNonEmpty(st, "password_env", c.Store.PasswordEnv)
+	putNonEmpty(st, "credential", c.Store.Credential)
+	putNonEmpty(st, "instance", c.Store.Instance)
+	root["store"] = st
 	root["log"] = map[string]any{"level": c.Log.Level, "format": c.Log.Format}
 	if c.HTTP.Listen != "" || c.HTTP.PublicURL != "" {
 		h := map[string]any{}

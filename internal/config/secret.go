@@ -101,6 +101,22 @@ func (a Account) PasswordWith(opts LoadOptions) (Secret, error) {
 	}
 }
 
+// Password resolves the PostgreSQL ledger's password from [store]'s
+// password_file, password_env or credential, with the account's rules; a
+// store without one has the zero Secret (the server trusts the host, or
+// PGPASSFILE answers).
+func (s Store) Password(opts LoadOptions) (Secret, error) {
+	a := Account{PasswordFile: s.PasswordFile, PasswordEnv: s.PasswordEnv, Credential: s.Credential}
+	if a.PasswordFile == "" && a.PasswordEnv == "" && a.Credential == "" {
+		return Secret{}, nil
+	}
+	sec, err := a.PasswordWith(opts)
+	if err != nil {
+		return Secret{}, fmt.Errorf("store.%s", strings.TrimPrefix(err.Error(), "account."))
+	}
+	return sec, nil
+}
+
 // Secret reads the notify target's secret_file; a target without one has the
 // zero Secret.
 func (n Notify) Secret(opts LoadOptions) (Secret, error) {

@@ -263,12 +263,29 @@ func Limits(cfg *config.Config) budget.Limits {
 
 // OpenStore opens cfg's database. Refusals (a corrupt file, a schema newer
 // than this binary, no file for a read-only open) are ConfigErrors.
+//
+// With [store] url the ledger is that PostgreSQL database, its password read
+// by [store]'s password_file, password_env or credential and handed to the
+// driver apart from the URL.
 func OpenStore(ctx context.Context, cfg *config.Config, opts store.Options) (*store.DB, error) {
-	db, err := store.Open(ctx, cfg.Store.Path, opts)
+	loc := cfg.Store.Path
+	if cfg.Store.URL != "" {
+		loc = cfg.Store.URL
+		pw, err := cfg.Store.Password(config.LoadOptions{})
+		if err != nil {
+			return nil, ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
+		}
+		opts.Password = pw.Reveal()
+	}
+	db, err := store.Open(ctx, loc, opts)
 	if err != nil {
 		if errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrSchemaTooNew) || errors.Is(err, store.ErrNoDatabase) ||
 			errors.Is(err, store.ErrNotWritable) {
-			return nil, ConfigError{fmt.Errorf("%w (the database is [store] path in %s)", err, cfg.File)}
+			key := "path"
+			if cfg.Store.URL != "" {
+				key = "url"
+			}
+			return nil, ConfigError{fmt.Errorf("%w (the database is [store] %s in %s)", err, key, cfg.File)}
 		}
 		return nil, err
 	}

@@ -81,6 +81,9 @@ type Options struct {
 	// says (runnerd check -full). It reads the whole file: seconds on a
 	// 90-day ledger.
 	FullCheck bool
+	// Password is a PostgreSQL ledger's password, given to the driver apart
+	// from the URL so that no URL string holds it.
+	Password string
 }
 
 // DaemonMarkerKey is the meta row a store opened with Options.Daemon holds

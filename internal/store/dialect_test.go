@@ -1,7 +1,10 @@
 package store
 
 import (
+	"context"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"runnerd/internal/pgtest"
@@ -36,5 +39,32 @@ func TestPgTranslate(t *testing.T) {
 		if got := pgTranslate(c.in); got != c.want {
 			t.Errorf("pgTranslate(%s)\n= %s\nwant %s", c.in, got, c.want)
 		}
+	}
+}
+
+// TestPostgresOpenNamesNoPassword: a PostgreSQL ledger that cannot be
+// reached is refused with the URL named, and neither the password given
+// apart (Options.Password) nor one in the URL appears in the error.
+func TestPostgresOpenNamesNoPassword(t *testing.T) {
+	port := pgtest.Get(t).Port()
+	// A port nothing listens on: the server's, plus one, is refused on a
+	// loopback where nothing else runs there.
+	for _, loc := range []string{
+		fmt.Sprintf("postgres://runnerd@127.0.0.1:%d/x?connect_timeout=2", port+1),
+		fmt.Sprintf("postgres://runnerd:canary-url@127.0.0.1:%d/x?connect_timeout=2", port+1),
+	} {
+		_, err := Open(context.Background(), loc, Options{Password: "canary-pw"})
+		if err == nil {
+			t.Fatalf("Open(%s) = nil error", RedactURL(loc))
+		}
+		if strings.Contains(err.Error(), "canary") {
+			t.Errorf("the error shows a password: %v", err)
+		}
+		if !strings.Contains(err.Error(), "store: open postgres://runnerd") {
+			t.Errorf("the error does not name the ledger: %v", err)
+		}
+	}
+	if got, want := RedactURL("postgres://u:pw@h/db?password=pw2"), "postgres://u:xxxxx@h/db?password=xxxxx"; got != want {
+		t.Errorf("RedactURL = %s; want %s", got, want)
 	}
 }

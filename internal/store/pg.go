@@ -2,14 +2,14 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
+		"errors"
 	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // IsPostgresURL reports whether a store location is a PostgreSQL URL rather
@@ -56,10 +56,14 @@ func OpenPostgres(ctx context.Context, loc string, opts Options) (*DB, error) {
 		opts.BusyTimeout = DefaultBusyTimeout
 	}
 	name := RedactURL(loc)
-	conns, err := sql.Open("pgx", loc)
+	cc, err := pgx.ParseConfig(loc)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %s", name, redactErr(err, loc))
 	}
+	if opts.Password != "" {
+		cc.Password = opts.Password
+	}
+	conns := stdlib.OpenDB(*cc)
 	conns.SetMaxOpenConns(8)
 	conns.SetMaxIdleConns(8)
 	p := &pool{DB: conns, pg: true}
