@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-		"errors"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
