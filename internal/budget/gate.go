@@ -52,6 +52,8 @@ type Gate struct {
 	clock  Clock
 	cl     *Classifier
 	shares func(now time.Time, p runnerd.Priority) *RefusedError
+	sync   func(now time.Time)
+	shared SharedRate
 
 	// admitted are the calls Admit counted that have not been paced yet, oldest
 	// first: Pace moves one of them into the hour it is sent in.
@@ -73,6 +75,21 @@ type admission struct {
 // recovery calls are not asked. Set it before the gate is used.
 func (g *Gate) SetShares(shares func(now time.Time, p runnerd.Priority) *RefusedError) {
 	g.shares = shares
+}
+
+// SharedRate takes a rate slot at now from a log shared by several
+// processes (RateLimiter.TryStartOn under the ledger's lock) or says when to
+// try again. An error (the ledger is unreachable) means no slot: the call is
+// not sent.
+type SharedRate func(ctx context.Context, now time.Time) (retry time.Time, ok bool, err error)
+
+// SetShared makes the gate spend a budget shared with other processes:
+// before each admission sync brings the window up to the shared ledger's
+// counts, and rate slots come from shared instead of the gate's own limiter.
+// The ledger still decides the last call of the window (store.Call.Limit);
+// the window is what the gate plans with. Set it before the gate is used.
+func (g *Gate) SetShared(sync func(now time.Time), shared SharedRate) {
+	g.sync, g.shared = sync, shared
 }
 
 // NewGate returns a gate over w, r and cl. r and cl may be nil (no rate limit,
@@ -164,6 +181,9 @@ func (g *Gate) admit(ctx context.Context, a Ask) (now time.Time, probe bool, err
 		return now, false, err
 	}
 	now = g.clock.Now()
+	if g.sync != nil {
+		g.sync(now)
+	}
 	limit := g.limitFor(a)
 	if g.shares != nil && !a.Recovery && a.Priority < runnerd.PriorityHigh {
 		if r := g.shares(now, a.Priority); r != nil {
@@ -232,7 +252,16 @@ func (g *Gate) Pace(ctx context.Context) (time.Time, error) {
 func (g *Gate) pace(ctx context.Context, now time.Time) (time.Time, error) {
 	start := now
 	for {
-		retry, ok := g.rate.TryStart(start)
+		var retry time.Time
+		var ok bool
+		if g.shared != nil {
+			var err error
+			if retry, ok, err = g.shared(ctx, start); err != nil {
+				return start, err
+			}
+		} else {
+			retry, ok = g.rate.TryStart(start)
+		}
 		if ok {
 			return retry, nil
 		}

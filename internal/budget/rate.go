@@ -189,3 +189,36 @@ func (r *RateLimiter) Seed(starts []time.Time) {
 		r.record(t, t)
 	}
 }
+
+// RateState is a RateLimiter's log kept outside the process: in the shared
+// ledger, when several runnerd spend one account's rate (a PostgreSQL store,
+// issue 21). Starts are oldest first.
+type RateState struct {
+	LastSched, LastStart time.Time
+	Starts               []time.Time
+}
+
+// TryStartOn is TryStart against st instead of the limiter's own log, with
+// the limiter's rate and margin: the caller holds st's lock (a row lock in
+// the ledger) and writes st back when ok. Every process sharing st so keeps
+// the one limit together.
+func (r *RateLimiter) TryStartOn(st *RateState, now time.Time) (retry time.Time, ok bool) {
+	if r.n == 0 {
+		return now, true
+	}
+	r.mu.Lock()
+	t := &RateLimiter{n: r.n, base: r.base, window: r.window, spacing: r.spacing,
+		lastSched: st.LastSched, lastStart: st.LastStart}
+	r.mu.Unlock()
+	starts := st.Starts
+	if len(starts) > t.n {
+		starts = starts[len(starts)-t.n:]
+	}
+	t.log = append([]time.Time(nil), starts...) // full: the oldest at next = 0
+	retry, ok = t.TryStart(now)
+	if ok {
+		st.LastSched, st.LastStart = t.lastSched, t.lastStart
+		st.Starts = append(append([]time.Time(nil), t.log[t.next:]...), t.log[:t.next]...)
+	}
+	return retry, ok
+}

@@ -266,3 +266,18 @@ func (w *Window) snapshot(from, to int64) []int {
 	}
 	return out
 }
+
+// Merge raises each hour's count to the ledger's, hours (the hourly rollup
+// of a ledger other processes write too: a shared PostgreSQL store). An hour
+// this process counts more in — calls admitted and not yet recorded — keeps
+// its own count. Held calls stay held.
+func (w *Window) Merge(hours []HourCount) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, hc := range hours {
+		h := hourOf(hc.Hour)
+		if d := hc.Calls - w.shown(h); d > 0 {
+			w.addLocked(h, d)
+		}
+	}
+}

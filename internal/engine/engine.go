@@ -246,6 +246,7 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		Duration:  e.duration,
 	})
 	e.gate.SetShares(e.shares)
+	e.shareBudget()
 	jobs, err := e.buildJobs(cfg)
 	if err != nil {
 		return nil, ConfigError{err}

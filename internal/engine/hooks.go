@@ -23,9 +23,10 @@ func (h *callHooks) Begin(ctx context.Context, c *atomapi.Call) error {
 	id, err := h.e.db.BeginCall(ctx, store.Call{
 		RunID: c.RunID, Job: c.Job, RequestID: c.RequestID, Operation: c.Operation, Method: c.Method,
 		Path: c.Path, Safe: c.Safe, Recovery: c.Recovery, Attempt: c.Attempt, StartedAt: c.StartedAt,
+		Limit: h.e.callLimit(c.Recovery),
 	})
 	if err != nil {
-		return err
+		return windowRefusal(err, h.e.now())
 	}
 	c.LedgerID = id
 	if c.RunID != 0 {

@@ -75,11 +75,33 @@ func Get(tb testing.TB) *Server {
 	return shared
 }
 
-// NewDatabase creates an empty database for tb, dropped when tb ends, and
-// returns its URL.
+// Start starts a server of tb's own, stopped when tb ends: for a package
+// whose TestMain is not Main's (or a test that stops the server itself).
+// Skips or fails as Get does.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := start()
+	if err != nil {
+		if Required() {
+			tb.Fatalf("pgtest: RUNNERD_REQUIRE_POSTGRES=1 and PostgreSQL did not start: %v", err)
+		}
+		tb.Skipf("pgtest: no PostgreSQL here (%v); RUNNERD_REQUIRE_POSTGRES=1 makes this a failure", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// NewDatabase creates an empty database for tb on the test binary's server
+// (Get), dropped when tb ends, and returns its URL.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	s := Get(tb)
+	return Get(tb).NewDatabase(tb)
+}
+
+// NewDatabase creates an empty database for tb on s, dropped when tb ends,
+// and returns its URL.
+func (s *Server) NewDatabase(tb testing.TB) string {
+	tb.Helper()
 	name := fmt.Sprintf("t%d_%d", os.Getpid(), dbs.Add(1))
 	if err := s.Exec("CREATE DATABASE " + name); err != nil {
 		tb.Fatalf("pgtest: %v", err)

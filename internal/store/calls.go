@@ -54,6 +54,16 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 	if c.StartedAt.IsZero() {
 		c.StartedAt = tx.now
 	}
+	if tx.db.pg && c.Limit > 0 {
+		// A shared ledger: the window check and the insert are one step for
+		// every instance (the lock is held to the commit).
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, int64(pgBudgetLock)); err != nil {
+			return 0, err
+		}
+		if err := checkWindow(ctx, tx, c.StartedAt, c.Limit); err != nil {
+			return 0, err
+		}
+	}
 	if c.RunID != 0 {
 		res, err := tx.exec(ctx, qBumpRunCalls, c.RunID)
 		if err != nil {

@@ -27,6 +27,11 @@ type Call struct {
 	Bytes      int64
 	Error      string // capped excerpt
 	PlatformID string // e.g. the ExecutionRequest requestId
+	// Limit, given to BeginCall on a shared (PostgreSQL) ledger, is the
+	// window's cap for this call: BeginCall refuses with ErrWindowFull when
+	// the account's calls, every instance's, would exceed it. 0: no check
+	// (SQLite's single runnerd checks in its own gate).
+	Limit int
 }
 
 // JobState is what is persisted per job between restarts.
