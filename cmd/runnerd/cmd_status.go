@@ -9,6 +9,7 @@ import (
 	"runnerd/internal/control"
 	"runnerd/internal/engine"
 	"runnerd/internal/report"
+	"runnerd/internal/store"
 )
 
 // cmdStatus answers what an operator asks first: is the daemon up, what is
@@ -42,7 +43,11 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	sock := socketPath(e.getenv, cfg.Store.Path)
 	_, up, _ := control.Call(ctx, sock, control.Request{Op: "ping"})
 	b := st.Budget.Window.Status(now)
-	j := report.Status{Daemon: "not running", Socket: sock, Config: cfg.File, DB: cfg.Store.Path,
+	dbName := cfg.Store.Path
+	if cfg.Store.URL != "" {
+		dbName = store.RedactURL(cfg.Store.URL)
+	}
+	j := report.Status{Daemon: "not running", Socket: sock, Config: cfg.File, DB: dbName,
 		DailyLimit: b.DailyLimit, Reserve: b.Reserve, Used: b.Used, Remaining: b.Remaining,
 		InFlight: len(st.InFlight), Deferred: len(st.Deferred), Unknown: len(st.Unknown), Failed24h: len(st.Failed),
 		Undelivered: st.Undelivered, Next: []report.NextRun{}, At: report.RFC3339(now)}
@@ -55,6 +60,13 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 	}
 	for _, n := range st.Next {
 		j.Next = append(j.Next, report.NextRun{Job: n.Job, Time: report.RFC3339(n.At), Estimate: n.Cost})
+	}
+	for _, in := range st.Instances {
+		j.Instances = append(j.Instances, report.Instance{Name: in.Name, Host: in.Host, PID: in.PID, State: in.State,
+			HeartbeatAt: report.RFC3339(in.HeartbeatAt), Leases: in.Leases, Calls24h: in.Calls, Share: in.Share})
+	}
+	for _, l := range st.Leases {
+		j.Leases = append(j.Leases, report.Lease{Job: l.Job, Instance: l.Instance, ExpiresAt: report.RFC3339(l.ExpiresAt)})
 	}
 	if c.json {
 		if err := jsonLines(e.stdout, j); err != nil {
@@ -71,6 +83,17 @@ func cmdStatus(ctx context.Context, e *env, args []string) error {
 			next[i] = fmt.Sprintf("%s at %s (≈%d calls)", n.Job, shortTime(n.At), n.Cost)
 		}
 		fmt.Fprintf(w, "next:   %s\n", dash(strings.Join(next, "; ")))
+		if len(st.Instances) > 0 {
+			fmt.Fprintf(w, "ledger: %s, shared by %d instance(s)\n", j.DB, len(st.Instances))
+			for _, in := range st.Instances {
+				fmt.Fprintf(w, "instance: %s\n", engine.InstanceText(in, now))
+			}
+			held := make([]string, len(st.Leases))
+			for i, l := range st.Leases {
+				held[i] = l.Job + " → " + l.Instance
+			}
+			fmt.Fprintf(w, "leases: %s\n", dash(strings.Join(held, ", ")))
+		}
 		for _, p := range j.Problems {
 			fmt.Fprintf(w, "problem: %s\n", p)
 		}

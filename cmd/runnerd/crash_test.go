@@ -34,10 +34,12 @@ var (
 )
 
 // envFailpoint arms a failpoint in a runnerd started by the crash suite:
-// RUNNERD_FAILPOINT=name[:count] kills the process (SIGKILL, as kill -9) at
-// the count-th hit (default 1) of the named failpoint. It is read here, in a
-// _test.go file, so only the test binary acting as runnerd honours it; a
-// runnerd built with `go build` ignores the variable.
+// RUNNERD_FAILPOINT=name[:count][@file] kills the process (SIGKILL, as kill
+// -9) at the count-th hit (default 1) of the named failpoint; with @file,
+// only hits while file exists count (a test arms a running process by
+// creating it), and name * means the one the file names. It is read here, in a _test.go file, so only the test binary
+// acting as runnerd honours it; a runnerd built with `go build` ignores the
+// variable.
 const envFailpoint = "RUNNERD_FAILPOINT"
 
 func init() {
@@ -45,19 +47,35 @@ func init() {
 	if v == "" {
 		return
 	}
+	v, armFile, _ := strings.Cut(v, "@")
 	name, n, _ := strings.Cut(v, ":")
 	count := int64(1)
 	if n != "" {
 		c, err := strconv.ParseInt(n, 10, 64)
 		if err != nil || c < 1 {
-			fmt.Fprintf(os.Stderr, "%s=%q: want name[:count]\n", envFailpoint, v)
+			fmt.Fprintf(os.Stderr, "%s=%q: want name[:count][@file]\n", envFailpoint, v)
 			os.Exit(2)
 		}
 		count = c
 	}
 	var hits atomic.Int64
 	atomapi.SetFailpoint(func(at string) {
-		if at == name && hits.Add(1) == count {
+		if armFile != "" {
+			b, err := os.ReadFile(armFile)
+			if err != nil {
+				return
+			}
+			if name == "*" { // the file names the failpoint
+				if at != strings.TrimSpace(string(b)) {
+					return
+				}
+			} else if at != name {
+				return
+			}
+		} else if at != name {
+			return
+		}
+		if hits.Add(1) == count {
 			fmt.Fprintf(os.Stderr, "failpoint %s: kill -9\n", at)
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // never returns: the signal is on its way
@@ -166,8 +184,15 @@ type child struct {
 
 func (r *crashRig) start(extraEnv ...string) *child {
 	r.t.Helper()
-	cmd := exec.Command("runnerd", "serve", "-config", r.config)
-	cmd.Dir = r.dir
+	return r.startConfig(r.config, extraEnv...)
+}
+
+// startConfig is start with the configuration file config (its directory
+// the process's working directory).
+func (r *crashRig) startConfig(config string, extraEnv ...string) *child {
+	r.t.Helper()
+	cmd := exec.Command("runnerd", "serve", "-config", config)
+	cmd.Dir = filepath.Dir(config)
 	cmd.Env = append(append([]string(nil), r.env...), extraEnv...)
 	pr, pw, err := os.Pipe()
 	if err != nil {

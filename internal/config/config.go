@@ -129,7 +129,14 @@ type Store struct {
 	// Instance names this runnerd among those sharing URL (default: the host
 	// name): what status shows and what a job's lease is held by.
 	Instance string `toml:"instance,omitempty"`
+	// Lease is how long a job's lease on a shared ledger lasts without a
+	// heartbeat (renewed every third of it): the longest a job goes without
+	// an owner after its instance dies. Default DefaultLease.
+	Lease Duration `toml:"lease,omitempty"`
 }
+
+// DefaultLease is [store] lease's default.
+const DefaultLease = 15 * time.Second
 
 // Log configures logging.
 type Log struct {

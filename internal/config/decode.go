@@ -509,6 +509,14 @@ func (p *parser) decodeStoreURL(t *table, s *Store) {
 	if s.Credential != "" && (strings.ContainsAny(s.Credential, "/\x00") || s.Credential == "." || s.Credential == "..") {
 		t.errf("credential", "%q is not a credential name; give the name used in LoadCredential=, without a directory", s.Credential)
 	}
+	if t.duration("lease", &s.Lease) {
+		switch {
+		case s.URL == "":
+			t.errf("lease", "is for a PostgreSQL ledger; set url too, or remove lease")
+		case s.Lease.Duration < time.Second || s.Lease.Duration > 10*time.Minute:
+			t.errf("lease", "%s: want 1s to 10m (a job goes without an owner this long after its instance dies)", s.Lease)
+		}
+	}
 	if t.str("instance", &s.Instance) {
 		switch {
 		case s.URL == "":
@@ -564,11 +572,14 @@ func (p *parser) decodeConfig(root *table, c *Config) {
 			st.errf("path", "must not be empty; omit it for the default ($STATE_DIRECTORY/runnerd.db, else ./runnerd.db)")
 		}
 		p.decodeStoreURL(st, &c.Store)
-		st.unknown([]string{"path", "url", "password_file", "password_env", "credential", "instance"},
+		st.unknown([]string{"path", "url", "password_file", "password_env", "credential", "instance", "lease"},
 			map[string]string{"password": secretHint})
 	}
 	if c.Store.Path == "" {
 		c.Store.Path = p.defaultStorePath()
+	}
+	if c.Store.URL != "" && c.Store.Lease.Duration == 0 {
+		c.Store.Lease.Duration = DefaultLease
 	}
 
 	// [log]

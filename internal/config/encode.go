@@ -33,6 +33,9 @@ func (c *Config) Encode(w io.Writer) error {
 	putNonEmpty(st, "password_env", c.Store.PasswordEnv)
 	putNonEmpty(st, "credential", c.Store.Credential)
 	putNonEmpty(st, "instance", c.Store.Instance)
+	if c.Store.URL != "" {
+		st["lease"] = c.Store.Lease
+	}
 	root["store"] = st
 	root["log"] = map[string]any{"level": c.Log.Level, "format": c.Log.Format}
 	if c.HTTP.Listen != "" || c.HTTP.PublicURL != "" {

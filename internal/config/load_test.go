@@ -155,7 +155,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	keys = append(keys, "id", "url", "user", "password_file", "password_env", "credential", "ca_file",
 		"daily_limit", "reserve", "rate", "retention", "path", "level", "format", "listen", "public_url",
 		"events", "jobs", "min_priority", "secret_file", "remind", "thresholds", "command",
-		"property", "operator", "arguments", "instance", "[defaults]", "[http]", "[log]", "[store]", "[[notify]]")
+		"property", "operator", "arguments", "instance", "lease", "[defaults]", "[http]", "[log]", "[store]", "[[notify]]")
 	for _, k := range keys {
 		if !strings.Contains(text, k) {
 			t.Errorf("jobs.example.toml does not mention %q", k)

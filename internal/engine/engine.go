@@ -95,6 +95,7 @@ type Engine struct {
 
 	lock       *SpenderLock
 	db         *store.DB
+	leases     *leases // a shared ledger's leases; nil on SQLite
 	window     *budget.Window
 	limiter    *budget.RateLimiter
 	classifier *budget.Classifier
@@ -244,9 +245,13 @@ func Open(ctx context.Context, o Options) (_ *Engine, err error) {
 		OnRun:     e.onRun,
 		Spent:     e.spentBy,
 		Duration:  e.duration,
+		Owns:      e.owns,
 	})
 	e.gate.SetShares(e.shares)
 	e.shareBudget()
+	if err := e.initLeases(); err != nil {
+		return nil, err
+	}
 	jobs, err := e.buildJobs(cfg)
 	if err != nil {
 		return nil, ConfigError{err}
@@ -277,6 +282,7 @@ func OpenStore(ctx context.Context, cfg *config.Config, opts store.Options) (*st
 			return nil, ConfigError{fmt.Errorf("%s: %w", cfg.File, err)}
 		}
 		opts.Password = pw.Reveal()
+		opts.Instance = instanceName(cfg.Store.Instance)
 	}
 	db, err := store.Open(ctx, loc, opts)
 	if err != nil {
@@ -396,6 +402,15 @@ func (e *Engine) Start(runCtx context.Context) error {
 	if !e.started.CompareAndSwap(false, true) {
 		return scheduler.ErrStarted
 	}
+	if e.leases != nil {
+		// The jobs this instance runs are those it holds a lease on when
+		// the scheduler starts, and those it takes over later.
+		if _, err := e.heartbeat(runCtx, e.jobNames()); err != nil {
+			e.started.Store(false)
+			return fmt.Errorf("the shared ledger: %w", err)
+		}
+		e.goBG(e.leaseLoop)
+	}
 	// What an interrupted release paused is resumed before anything runs.
 	var oerr error
 	if n, err := e.ResumeObligations(runCtx); err != nil {
@@ -499,6 +514,9 @@ func (e *Engine) Close() error {
 		e.wg.Wait()
 		e.conns.Wait()
 		e.stopNotifier()
+		if e.db != nil {
+			e.releaseLeases()
+		}
 		if e.beforeDBClose != nil {
 			e.beforeDBClose()
 		}
@@ -635,6 +653,12 @@ func (e *Engine) RunNow(ctx context.Context, job string, from, to time.Time) (ru
 	if _, err := e.Job(job); err != nil {
 		return runnerd.Run{}, err
 	}
+	// On a shared ledger the run needs the job's lease.
+	done, err := e.holdForRun(ctx, job)
+	if err != nil {
+		return runnerd.Run{}, err
+	}
+	defer done()
 	// Before anything else of the job: what an interrupted run of it paused
 	// is resumed (`runnerd run` after a crash, without a daemon).
 	if _, err := e.resumeObligations(ctx, job); err != nil {

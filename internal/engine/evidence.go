@@ -57,7 +57,9 @@ func (e *Engine) sweepEvidence(ctx context.Context) {
 		return
 	}
 	for _, r := range runs {
-		e.queueEvidence(r)
+		if e.owns(r.Job) {
+			e.queueEvidence(r)
+		}
 	}
 }
 

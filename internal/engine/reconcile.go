@@ -29,7 +29,11 @@ func (e *Engine) reconciler() *reconcile.Reconciler {
 func (e *Engine) NewReconciler() *reconcile.Reconciler { return e.reconciler() }
 
 // reconcileTarget is what a job did, for reconciliation.
+// A job another instance runs (a shared ledger) is its to reconcile: none.
 func (e *Engine) reconcileTarget(job string) (reconcile.Target, bool) {
+	if !e.owns(job) {
+		return reconcile.Target{}, false
+	}
 	j, err := e.Job(job)
 	if err != nil {
 		return reconcile.Target{}, false

@@ -236,6 +236,9 @@ func (e *Engine) resumeObligations(ctx context.Context, job string) (done int, e
 	}
 	var failed []string
 	for _, o := range obs {
+		if !e.owns(o.Job) {
+			continue // another instance's (a shared ledger): it resumes them
+		}
 		octx := atomapi.WithCallInfo(ctx, atomapi.CallInfo{RunID: o.RunID, Job: o.Job, Priority: runnerd.PriorityHigh, Recovery: true})
 		if err := kinds.Resume(octx, e.client, e.db, o); err != nil {
 			failed = append(failed, fmt.Sprintf("%s %s on %s (run %d): %v", o.Kind, o.ProcessID, o.Container, o.RunID, err))

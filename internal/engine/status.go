@@ -26,9 +26,31 @@ type Status struct {
 	Undelivered int
 	// Owed are the resumes releases still owe (a pause a crash or a failed
 	// resume left): the next start carries them out first.
-	Owed     []store.Obligation
-	NoLedger bool // no database yet at [store] path
-	path     string
+	Owed []store.Obligation
+	// Instances are the runnerd sharing a PostgreSQL ledger, with their
+	// leases and calls; Leases who runs each job (none on SQLite).
+	Instances []InstanceView
+	Leases    []store.Lease
+	NoLedger  bool // no database yet at [store] path
+	path      string
+	lease     time.Duration
+}
+
+// InstanceView is one runnerd on a shared ledger as status shows it.
+type InstanceView struct {
+	store.Instance
+	// State is "running" (heartbeat within the lease), "stopped" (a clean
+	// stop) or "silent" (no heartbeat for longer than a lease: killed, cut
+	// off, or its host is down; its jobs go to another instance).
+	State string
+	// Share is its calls' part of the window's (0–1).
+	Share float64
+}
+
+// InstanceText is one line of `runnerd status` about in.
+func InstanceText(in InstanceView, now time.Time) string {
+	return fmt.Sprintf("%s (host %s, pid %d): %s, heartbeat %s ago, %d job lease(s), %d call(s) in 24 h (%.0f%% of the window's)",
+		in.Name, in.Host, in.PID, in.State, now.Sub(in.HeartbeatAt).Round(time.Second), in.Leases, in.Calls, 100*in.Share)
 }
 
 // Problems are what needs a person, one line each with the command that says
@@ -50,6 +72,12 @@ func (st *Status) Problems(daemonUp bool, sock string) []string {
 	for _, o := range st.Owed {
 		ps = append(ps, "owes a resume: "+ObligationText(o)+fmt.Sprintf(" (run %d)", o.RunID)+
 			"; the next start of the daemon (or runnerd run "+o.Job+") carries it out first")
+	}
+	for _, in := range st.Instances {
+		if in.State == "silent" && in.Leases > 0 {
+			ps = append(ps, fmt.Sprintf("instance %s holds %d lease(s) but has not been heard from since %s: another instance takes its jobs once they run out",
+				in.Name, in.Leases, in.HeartbeatAt.Format(time.RFC3339)))
+		}
 	}
 	if st.Undelivered > 0 {
 		ps = append(ps, fmt.Sprintf("%d notification(s) not delivered in the last 24 h (runnerd notify-test -deliveries -failed)", st.Undelivered))
@@ -84,7 +112,7 @@ func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Budget: *v, NoLedger: db == nil, path: cfg.Store.Path}
+	st := &Status{Budget: *v, NoLedger: db == nil, path: cfg.Store.Path, lease: cfg.Store.Lease.Duration}
 	costs, err := JobCosts(ctx, cfg, db, nil, now, 1, 0)
 	if err != nil {
 		return nil, err
@@ -124,7 +152,49 @@ func LoadStatus(ctx context.Context, cfg *config.Config, db *store.DB, now time.
 	if st.Owed, err = db.OpenObligations(ctx, ""); err != nil {
 		return nil, fmt.Errorf("status: %w", err)
 	}
+	if st.Instances, st.Leases, err = LoadInstances(ctx, db, cfg, now); err != nil {
+		return nil, fmt.Errorf("status: %w", err)
+	}
 	return st, nil
+}
+
+// LoadInstances reads the instances sharing db (a PostgreSQL ledger), with
+// their state and share of the window; nothing on SQLite.
+func LoadInstances(ctx context.Context, db *store.DB, cfg *config.Config, now time.Time) ([]InstanceView, []store.Lease, error) {
+	if db == nil || !db.IsPostgres() {
+		return nil, nil, nil
+	}
+	ins, err := db.Instances(ctx, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	leases, err := db.Leases(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	total := 0
+	for _, in := range ins {
+		total += in.Calls
+	}
+	lease := cfg.Store.Lease.Duration
+	if lease <= 0 {
+		lease = config.DefaultLease
+	}
+	out := make([]InstanceView, len(ins))
+	for i, in := range ins {
+		v := InstanceView{Instance: in, State: "running"}
+		switch {
+		case !in.StoppedAt.IsZero():
+			v.State = "stopped"
+		case now.Sub(in.HeartbeatAt) > lease:
+			v.State = "silent"
+		}
+		if total > 0 {
+			v.Share = float64(in.Calls) / float64(total)
+		}
+		out[i] = v
+	}
+	return out, leases, nil
 }
 
 // Undelivered counts the notifications that finished failed or dropped since.

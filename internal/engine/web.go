@@ -63,6 +63,13 @@ func (e *Engine) Budget(now time.Time) web.BudgetStatus {
 	for _, x := range e.oversubscribed(now) {
 		b.Oversubscribed = append(b.Oversubscribed, x.String())
 	}
+	if ins, _, err := LoadInstances(context.Background(), e.db, e.Config(), now); err != nil {
+		e.log.Warn("status page: the instances sharing the ledger cannot be read", "err", err)
+	} else {
+		for _, in := range ins {
+			b.Instances = append(b.Instances, InstanceText(in, now))
+		}
+	}
 	if owed, err := e.db.OpenObligations(context.Background(), ""); err != nil {
 		e.log.Warn("status page: the open resume obligations cannot be read", "err", err)
 	} else {

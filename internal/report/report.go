@@ -234,10 +234,33 @@ type Status struct {
 	Undelivered int    `json:"undelivered_24h"`
 	// Owed are the resumes releases still owe (an addition): "schedules of
 	// P on A (job J, run N)", "listener L on A (job J, run N)".
-	Owed     []string  `json:"owed,omitempty"`
-	Next     []NextRun `json:"next"`
-	Problems []string  `json:"problems"`
-	At       string    `json:"at"`
+	Owed []string `json:"owed,omitempty"`
+	// Instances and Leases: the runnerd sharing a PostgreSQL ledger and who
+	// runs each job (an addition; absent on SQLite).
+	Instances []Instance `json:"instances,omitempty"`
+	Leases    []Lease    `json:"leases,omitempty"`
+	Next      []NextRun  `json:"next"`
+	Problems  []string   `json:"problems"`
+	At        string     `json:"at"`
+}
+
+// Instance is one runnerd on a shared ledger (Status.Instances).
+type Instance struct {
+	Name        string  `json:"name"`
+	Host        string  `json:"host"`
+	PID         int     `json:"pid"`
+	State       string  `json:"state"` // running | stopped | silent
+	HeartbeatAt string  `json:"heartbeat_at"`
+	Leases      int     `json:"leases"`
+	Calls24h    int     `json:"calls_24h"`
+	Share       float64 `json:"share"` // of the window's calls, 0–1
+}
+
+// Lease is who runs a job until when (Status.Leases).
+type Lease struct {
+	Job       string `json:"job"`
+	Instance  string `json:"instance"`
+	ExpiresAt string `json:"expires_at"`
 }
 
 // NextRun is one of Status's next fires.

@@ -14,7 +14,7 @@ import (
 // resume picks up the runs the last process left planned (waiting for jitter
 // or a queue) or deferred (waiting for the budget): each goes on where it was,
 // if its catch-up window is still open.
-func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
+func (s *Scheduler) resume(ctx context.Context, now time.Time, only func(job string) bool) error {
 	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StatePlanned, runnerd.StateDeferred}})
 	if err != nil {
 		return fmt.Errorf("pick up runs left planned or deferred: %w", err)
@@ -26,6 +26,9 @@ func (s *Scheduler) resume(ctx context.Context, now time.Time) error {
 		return int(a.ID - b.ID)
 	})
 	for _, r := range runs {
+		if !only(r.Job) {
+			continue // another instance's (a shared ledger)
+		}
 		j, rt, ok := s.lookup(r.Job)
 		if !ok || !j.Enabled {
 			s.end(ctx, r, runnerd.StateSkipped, "the job is no longer configured, or is disabled")
@@ -71,7 +74,7 @@ type BatchStore interface {
 // written in one transaction after every job is handled, before any caught-up
 // run starts; a crash in between leaves runs planned, which the next start
 // resumes, and slots whose runs exist, which it does not create twice.
-func (s *Scheduler) catchUp(ctx context.Context, now time.Time) error {
+func (s *Scheduler) catchUp(ctx context.Context, now time.Time, only func(job string) bool) error {
 	var errs []error
 	bs, batch := s.store.(BatchStore)
 	var states map[string]store.JobState
@@ -104,7 +107,7 @@ func (s *Scheduler) catchUp(ctx context.Context, now time.Time) error {
 	var starts []func()
 	for _, e := range s.snapshot() {
 		j := e.job
-		if !j.Enabled {
+		if !j.Enabled || !only(j.Name) {
 			continue
 		}
 		var st store.JobState

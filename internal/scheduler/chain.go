@@ -215,11 +215,11 @@ const chainPickup = time.Hour
 // the step has run before, and it has no run
 // for that slot, it is created and run (its share was reserved with the
 // chain's first step). Start calls it after resume, before cron.
-func (s *Scheduler) resumeChains(ctx context.Context, now time.Time) error {
+func (s *Scheduler) resumeChains(ctx context.Context, now time.Time, only func(job string) bool) error {
 	var errs []error
 	for _, e := range s.snapshot() {
 		j := e.job
-		if j.After == "" || !j.Enabled {
+		if j.After == "" || !j.Enabled || !only(j.Name) {
 			continue
 		}
 		prev, err := s.store.ListRuns(ctx, store.RunFilter{Job: j.After, Limit: 1})

@@ -26,13 +26,16 @@ type CallLister interface {
 // unknown, for reconciliation by lookup: it is never re-fired blindly. Any
 // other run made no call that could have started work, so it is planned again
 // and resume carries it on under the catch-up rules.
-func (s *Scheduler) recoverInterrupted(ctx context.Context) error {
+func (s *Scheduler) recoverInterrupted(ctx context.Context, only func(job string) bool) error {
 	runs, err := s.store.ListRuns(ctx, store.RunFilter{States: []runnerd.RunState{runnerd.StateAdmitted, runnerd.StateRunning}})
 	if err != nil {
 		return fmt.Errorf("recover runs left admitted or running: %w", err)
 	}
 	cl, _ := s.store.(CallLister)
 	for _, r := range runs {
+		if !only(r.Job) {
+			continue // another instance's (a shared ledger)
+		}
 		var why string
 		if cl == nil {
 			why = "runnerd stopped mid-run and the ledger's calls cannot be read here"

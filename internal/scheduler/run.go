@@ -58,6 +58,10 @@ func (s *Scheduler) fire(e *entry) {
 // fireSlot handles one scheduled slot: unless the job is paused or the slot
 // already has a run, it creates the run and carries it to its outcome.
 func (s *Scheduler) fireSlot(j Job, rt *jobRT, nominal time.Time) {
+	if !s.owns(j.Name) {
+		s.log.Debug("slot passed: another instance holds the job's lease", "job", j.Name, "nominal", nominal)
+		return
+	}
 	ctx := storeCtx
 	st, err := s.store.JobState(ctx, j.Name)
 	if err != nil {

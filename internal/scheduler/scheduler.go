@@ -140,6 +140,11 @@ type Options struct {
 	// engine's estimate); the planner spreads a run's calls over those hours.
 	// nil: every run's calls in its start hour.
 	Duration func(job string) time.Duration
+	// Owns, if set, says whether this scheduler runs job now: on a ledger
+	// shared by several runnerd, the job's lease is this instance's. A job
+	// it does not own is not fired, caught up or recovered here (its owner
+	// does that); Adopt takes over the jobs it comes to own. nil: every job.
+	Owns func(job string) bool
 }
 
 // DefaultRetryBackoff is 30s·2^attempt, capped at 10 minutes.
@@ -189,6 +194,7 @@ type Scheduler struct {
 	arrived map[int64]*arrival // every arrived, unfinished run (see LookAhead)
 	spent   func(runID int64) int
 	dur     func(job string) time.Duration
+	ownsFn  func(job string) bool
 }
 
 // entry is one configured job and its place in cron.
@@ -230,6 +236,7 @@ func New(o Options) *Scheduler {
 		onRun:      o.OnRun,
 		spent:      o.Spent,
 		dur:        o.Duration,
+		ownsFn:     o.Owns,
 		arrived:    map[int64]*arrival{},
 		entries:    map[string]*entry{},
 		rts:        map[string]*jobRT{},
@@ -483,7 +490,8 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	now := s.now()
 	// Runs the last process left mid-flight first: unknown, or planned again
 	// (and then resumed with the others).
-	err := errors.Join(s.recoverInterrupted(ctx), s.resume(ctx, now), s.resumeChains(ctx, now), s.catchUp(ctx, now))
+	err := errors.Join(s.recoverInterrupted(ctx, s.owns), s.resume(ctx, now, s.owns), s.resumeChains(ctx, now, s.owns),
+		s.catchUp(ctx, now, s.owns))
 	s.cron.Start()
 	// cron computes its first fires from the time its goroutine starts;
 	// Entries waits until it has. The slots that fell in between — after the
@@ -516,6 +524,34 @@ func (s *Scheduler) fireGap(from, to time.Time) {
 			s.track(func() { s.fireSlot(j, rt, slot) })
 		}
 	}
+}
+
+// owns reports whether this scheduler runs job (Options.Owns).
+func (s *Scheduler) owns(job string) bool { return s.ownsFn == nil || s.ownsFn(job) }
+
+// Adopt takes over jobs this scheduler has just come to own (another
+// instance on a shared ledger stopped renewing their leases): as Start does
+// for its own jobs, it marks their runs left admitted or running as unknown
+// or planned (their owner died mid-run: reconciliation looks them up), picks
+// up their planned and deferred runs, their chains' next steps, and catches
+// up on the slots their owner missed, within each job's catch-up window. A
+// scheduler not started yet adopts nothing (Start does all of it).
+func (s *Scheduler) Adopt(ctx context.Context, jobs []string) error {
+	s.mu.Lock()
+	started, stopping := s.started, s.stopping
+	s.mu.Unlock()
+	if !started || stopping || len(jobs) == 0 {
+		return nil
+	}
+	set := make(map[string]bool, len(jobs))
+	for _, j := range jobs {
+		set[j] = true
+	}
+	only := func(job string) bool { return set[job] && s.owns(job) }
+	now := s.now()
+	s.log.Info("adopting jobs another instance held", "jobs", jobs)
+	return errors.Join(s.recoverInterrupted(ctx, only), s.resume(ctx, now, only), s.resumeChains(ctx, now, only),
+		s.catchUp(ctx, now, only))
 }
 
 // Stop stops new dispatch — no more fires, no new attempts, no waiting run is

@@ -64,6 +64,11 @@ func beginCall(ctx context.Context, tx *tx, c Call) (int64, error) {
 			return 0, err
 		}
 	}
+	if tx.db.pg && c.Instance != "" && c.Job != "" {
+		if err := checkLease(ctx, tx, c.Job, c.Instance); err != nil {
+			return 0, err
+		}
+	}
 	if c.RunID != 0 {
 		res, err := tx.exec(ctx, qBumpRunCalls, c.RunID)
 		if err != nil {

@@ -84,6 +84,9 @@ type Options struct {
 	// Password is a PostgreSQL ledger's password, given to the driver apart
 	// from the URL so that no URL string holds it.
 	Password string
+	// Instance names the runnerd on a PostgreSQL ledger: its sessions'
+	// application_name, which the calls it begins are recorded with.
+	Instance string
 }
 
 // DaemonMarkerKey is the meta row a store opened with Options.Daemon holds

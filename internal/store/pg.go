@@ -63,6 +63,9 @@ func OpenPostgres(ctx context.Context, loc string, opts Options) (*DB, error) {
 	if opts.Password != "" {
 		cc.Password = opts.Password
 	}
+	if opts.Instance != "" {
+		cc.RuntimeParams["application_name"] = opts.Instance
+	}
 	conns := stdlib.OpenDB(*cc)
 	conns.SetMaxOpenConns(8)
 	conns.SetMaxIdleConns(8)

@@ -32,6 +32,10 @@ type Call struct {
 	// the account's calls, every instance's, would exceed it. 0: no check
 	// (SQLite's single runnerd checks in its own gate).
 	Limit int
+	// Instance, given to BeginCall on a shared ledger, is the calling
+	// runnerd's name: a call for Job is recorded only if Instance holds the
+	// job's lease (ErrLeaseLost otherwise). "": no check.
+	Instance string
 }
 
 // JobState is what is persisted per job between restarts.

@@ -735,3 +735,20 @@ func TestOwedCard(t *testing.T) {
 		t.Errorf("owed card = %q; want the paused schedule and its run", card)
 	}
 }
+
+// TestInstanceCards: on a shared ledger, each instance has its line.
+func TestInstanceCards(t *testing.T) {
+	src := newFakeSource()
+	srv := serve(t, src, nil)
+	if _, page := get(t, srv, "/"); strings.Contains(page, "card-instance-") {
+		t.Errorf("no shared ledger, yet the page shows an instance")
+	}
+	src.mu.Lock()
+	src.budget.Instances = []string{"a (host h1, pid 10): running, heartbeat 1s ago, 2 job lease(s), 30 call(s) in 24 h (75% of the window's)",
+		"b (host h2, pid 11): silent, heartbeat 40s ago, 0 job lease(s), 10 call(s) in 24 h (25% of the window's)"}
+	src.mu.Unlock()
+	_, page := get(t, srv, "/")
+	if card := doc(t, page, "card-instance-1"); !strings.Contains(card, "b (host h2, pid 11): silent") {
+		t.Errorf("instance card = %q; want b's line", card)
+	}
+}

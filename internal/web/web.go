@@ -87,6 +87,9 @@ type BudgetStatus struct {
 	// Owed lists the resumes releases still owe the platform (a schedule or
 	// listener a release paused and an interruption left paused), until done.
 	Owed []string `json:"owed,omitempty"`
+	// Instances are the runnerd sharing a PostgreSQL ledger, one line each
+	// with its state, leases and share of the window (none on SQLite).
+	Instances []string `json:"instances,omitempty"`
 }
 
 // Forecast is the next 24 hours from Start (the current hour), as the plan
