@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -9,12 +10,14 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/pgtest"
+	"runnerd/internal/store"
 )
 
 // sharedInstance is the configuration of one runnerd on a shared ledger:
@@ -175,5 +178,99 @@ func TestSharedLedgerCap(t *testing.T) {
 	}
 	if failed == 0 {
 		t.Errorf("every run finished on a cap of %d for ~48 calls: the cap was not reached?", limit)
+	}
+}
+
+// sharedHigh is an instance holding a high-priority execute job due within
+// the day (%[1]s the simulator, %[2]s the ledger, %[3]s its directory).
+const sharedHigh = `
+[account]
+id = "sim-account"
+url = %[1]q
+user = "runnerd@sim"
+password_env = "RUNNERD_PASSWORD"
+
+[budget]
+daily_limit = 20
+reserve = 0
+rate = 5
+
+[store]
+path = "%[3]s/runnerd.db"
+url = %[2]q
+instance = "hi"
+lease = "2s"
+
+[[job]]
+name = "nightly"
+kind = "execute"
+priority = "high"
+schedule = "@daily"
+process_id = "proc-orders"
+atom_id = "atom-prod"
+`
+
+// TestSharedLedgerPriorities: the high-priority runs of one instance keep
+// their share against another instance's low-priority work: instance "hi"
+// has a high-priority execute due within the day (7 calls by the default
+// estimate), instance "i1" runs a low-priority export that wants ~30 calls
+// on an allowance of 20. The export stops at 13 calls, deferred to keep the
+// other instance's share.
+func TestSharedLedgerPriorities(t *testing.T) {
+	if _, err := exec.LookPath("runnerd"); err != nil {
+		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
+	}
+	pg := pgtest.Start(t)
+	ledger := pg.NewDatabase(t)
+	sim := atomsim.New(atomsim.Options{Rate: 5, DailyLimit: 20, AuditLogs: 1500, AuditDays: 30, ExecutionRecords: -1, Events: -1})
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	url := srv.URL + "/api/rest/v1"
+	r := &crashRig{t: t, sim: sim, dir: t.TempDir(), url: url}
+	r.env = append(os.Environ(), "RUNNERD_PASSWORD=sim-password")
+	hiDir, loDir := filepath.Join(r.dir, "hi"), filepath.Join(r.dir, "i1")
+	for _, d := range []string{hiDir, loDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hiCfg := filepath.Join(hiDir, "jobs.toml")
+	if err := os.WriteFile(hiCfg, fmt.Appendf(nil, sharedHigh, url, ledger, hiDir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loCfg := filepath.Join(loDir, "jobs.toml")
+	lo := fmt.Sprintf(sharedInstance, url, 20, ledger, "i1", loDir) + "priority = \"low\"\n"
+	if err := os.WriteFile(loCfg, []byte(lo), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hi := r.startConfig(hiCfg)
+	defer hi.kill9()
+	db, err := store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err == nil {
+			if d, derr := db.OthersDemand(context.Background(), "test", time.Minute); derr == nil && strings.Contains(d["hi"], "nightly") {
+				break
+			}
+		} else {
+			db, err = store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance hi did not publish its look-ahead: %v", err)
+		}
+	}
+	defer db.Close()
+	run := exec.Command("runnerd", "run", "-config", loCfg, "audit-i1")
+	run.Dir, run.Env = loDir, r.env
+	out, _ := run.CombinedOutput()
+	calls := len(sim.Requests())
+	t.Logf("low-priority export beside a high-priority run on another instance: %d calls of 20\n%s", calls, out)
+	if calls > 13 {
+		t.Errorf("the export made %d calls; want at most 13 (20 less the other instance's high-priority 7)", calls)
+	}
+	if calls < 5 {
+		t.Errorf("the export made %d calls: it should have spent what the high-priority run leaves", calls)
+	}
+	if !strings.Contains(string(out), "higher-priority") {
+		t.Errorf("the export's refusal does not say it keeps a higher-priority share:\n%s", out)
 	}
 }

@@ -93,7 +93,7 @@ func (e *Engine) forget(id int64) {
 // that can never fit (an estimate above the cap holds no share: it would
 // block everything below it for nothing).
 func (e *Engine) lookAhead(now time.Time) []budget.Candidate {
-	all := e.sched.LookAhead(now, 24*time.Hour)
+	all := e.sharedLookAhead(e.sched.LookAhead(now, 24*time.Hour))
 	capacity := e.limits.Cap()
 	out := all[:0]
 	for _, c := range all {
@@ -132,6 +132,7 @@ type plannerAdapter struct{ e *Engine }
 
 func (p plannerAdapter) Admit(now time.Time, c budget.Candidate, upcoming []budget.Candidate) budget.Decision {
 	capacity := p.e.limits.Cap()
+	upcoming = p.e.sharedLookAhead(upcoming)
 	kept := make([]budget.Candidate, 0, len(upcoming))
 	for _, u := range upcoming {
 		if u.Estimate <= capacity {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"runnerd/internal/budget"
 	"runnerd/internal/config"
 	"runnerd/internal/store"
 )
@@ -33,6 +34,7 @@ type leases struct {
 	held     map[string]bool
 	down     bool // the last heartbeat failed: the ledger did not answer
 	failedAt time.Time
+	others   []budget.Candidate // the other instances' published look-aheads
 }
 
 // instanceName is [store] instance, or the host name.
@@ -123,6 +125,13 @@ func (e *Engine) jobNames() []string {
 func (e *Engine) heartbeat(ctx context.Context, want []string) (gained []string, err error) {
 	l := e.leases
 	held, err := e.db.Heartbeat(ctx, l.instance, want, l.lease)
+	if err == nil {
+		defer func() {
+			if derr := e.shareDemand(ctx); derr != nil {
+				e.log.Warn("budget: the instances' look-aheads could not be shared", "err", derr)
+			}
+		}()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err != nil {

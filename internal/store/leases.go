@@ -194,3 +194,39 @@ func (db *DB) Instances(ctx context.Context, now time.Time) ([]Instance, error) 
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, rows.Err()
 }
+
+// PublishDemand replaces instance's published look-ahead with runs (a JSON
+// list the engine writes and reads; see migrations/postgres/0010).
+func (db *DB) PublishDemand(ctx context.Context, instance, runs string) error {
+	if !db.pg {
+		return nil
+	}
+	if _, err := db.writer.ExecContext(ctx, `INSERT INTO demand (instance, runs, updated_at) VALUES (?1, ?2, `+qServerMS+`)
+		ON CONFLICT (instance) DO UPDATE SET runs = ?2, updated_at = excluded.updated_at`, instance, runs); err != nil {
+		return fmt.Errorf("store: publish demand: %w", err)
+	}
+	return nil
+}
+
+// OthersDemand returns the look-aheads the other instances published within
+// fresh (by the server's clock), by instance.
+func (db *DB) OthersDemand(ctx context.Context, instance string, fresh time.Duration) (map[string]string, error) {
+	if !db.pg {
+		return nil, nil
+	}
+	rows, err := db.reader.QueryContext(ctx, `SELECT instance, runs FROM demand WHERE instance <> ? AND updated_at > `+qServerMS+` - ?`,
+		instance, fresh.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("store: others' demand: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var in, runs string
+		if err := rows.Scan(&in, &runs); err != nil {
+			return nil, fmt.Errorf("store: others' demand: %w", err)
+		}
+		out[in] = runs
+	}
+	return out, rows.Err()
+}
