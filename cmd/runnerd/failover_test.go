@@ -243,3 +243,85 @@ func TestFailover(t *testing.T) {
 		t.Errorf("a takeover took %s; want within the lease (2s) and a heartbeat", worst)
 	}
 }
+
+// TestLedgerLossFailsClosed: while the shared ledger does not answer, a
+// runnerd starts no new call (nothing can be recorded before it is sent)
+// and says so; once the database is back, it goes on.
+func TestLedgerLossFailsClosed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	if _, err := exec.LookPath("runnerd"); err != nil {
+		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
+	}
+	pg := pgtest.Start(t)
+	ledger := pg.NewDatabase(t)
+	r := &crashRig{t: t, sim: atomsim.New(atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1,
+		ExecDuration: 200 * time.Millisecond, RecordDelay: 50 * time.Millisecond}), dir: t.TempDir()}
+	srv := httptest.NewServer(r.sim)
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/api/rest/v1"
+	r.env = append(os.Environ(), "RUNNERD_PASSWORD=sim-password")
+	cfg := filepath.Join(r.dir, "jobs.toml")
+	conf := fmt.Sprintf(failoverConfig, r.url, ledger, "a", r.dir)
+	conf = conf[:strings.Index(conf, "[[job]]")] + `[[job]]
+name = "often"
+kind = "execute"
+schedule = "@every 1s"
+overlap = "skip"
+process_id = "proc-orders"
+atom_id = "atom-test"
+`
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := r.startConfig(cfg)
+	defer c.kill9()
+	requests := func() int { return len(r.sim.Requests()) }
+	deadline := time.Now().Add(30 * time.Second)
+	for requests() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatal("runnerd made no calls")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := pg.StopKeep(); err != nil {
+		t.Fatal(err)
+	}
+	// What was in flight may finish; after that nothing new goes.
+	time.Sleep(1500 * time.Millisecond)
+	during := requests()
+	time.Sleep(4 * time.Second)
+	if n := requests() - during; n != 0 {
+		t.Errorf("%d requests sent while the ledger did not answer; want none", n)
+	}
+	r.mu.Lock()
+	logs := r.logs.String()
+	r.mu.Unlock()
+	if !strings.Contains(logs, "no new call is started until it does") {
+		t.Errorf("the daemon did not say that the ledger is gone")
+	}
+	select {
+	case <-c.done:
+		t.Fatalf("runnerd exited while the ledger was away: %v", c.err)
+	default:
+	}
+	if err := pg.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	back := requests()
+	deadline = time.Now().Add(30 * time.Second)
+	for requests() < back+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("runnerd did not resume its calls after the ledger came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r.mu.Lock()
+	logs = r.logs.String()
+	r.mu.Unlock()
+	if !strings.Contains(logs, "the shared ledger answers again") {
+		t.Errorf("the daemon did not say that the ledger is back")
+	}
+	c.stop(t)
+}

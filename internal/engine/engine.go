@@ -702,13 +702,18 @@ func (e *Engine) StatusLine() string {
 	if next != "" {
 		s += fmt.Sprintf("; next %s at %s", next, nextAt.UTC().Format(time.RFC3339))
 	}
+	if e.ledgerDown() {
+		s = "the shared ledger does not answer: no calls are started; " + s
+	}
 	return s
 }
 
 // Healthy: the store answers and the scheduler has not stopped. An exhausted
-// budget is not ill health.
+// budget is not ill health, and neither is a shared (PostgreSQL) ledger out
+// of reach: the daemon then starts no call and waits for it (a restart by
+// the watchdog would not bring it back sooner), saying so in its status.
 func (e *Engine) Healthy(ctx context.Context) error {
-	if err := e.db.Ping(ctx); err != nil {
+	if err := e.db.Ping(ctx); err != nil && !e.db.IsPostgres() {
 		return err
 	}
 	if e.stopped.Load() {

@@ -111,6 +111,17 @@ func (e *Engine) owns(job string) bool {
 	return e.leases.held[job]
 }
 
+// ledgerDown reports whether the last heartbeat found the shared ledger out
+// of reach.
+func (e *Engine) ledgerDown() bool {
+	if e.leases == nil {
+		return false
+	}
+	e.leases.mu.Lock()
+	defer e.leases.mu.Unlock()
+	return e.leases.down
+}
+
 // jobNames are the configured jobs: what a daemon wants to hold.
 func (e *Engine) jobNames() []string {
 	want := make([]string, 0, len(e.cfg.Jobs))
