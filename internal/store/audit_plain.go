@@ -20,13 +20,44 @@ import "strings"
 func auditPlain(raw []byte) bool {
 	s := jscan{b: raw}
 	s.ws()
+	var seen uint16
+	ok := s.object(func(key []byte) bool {
+		bit := auditFieldBit(key)
+		if bit != 0 {
+			if seen&bit != 0 {
+				return false
+			}
+			seen |= bit
+		}
+		switch {
+		case bit == fieldDocumentID:
+			v, _, ok := s.str()
+			return ok && len(v) > 0
+		case bit == fieldDate:
+			v, esc, ok := s.str()
+			return ok && !esc && plainRFC3339(v)
+		case bit == fieldProperties:
+			return s.properties()
+		case bit != 0:
+			return s.strOrNull()
+		default:
+			return s.skip(0)
+		}
+	})
+	s.ws()
+	return ok && s.i == len(s.b) && seen&(fieldDocumentID|fieldDate) == fieldDocumentID|fieldDate
+}
+
+// object reads an object whose keys have no escapes, handing each value to
+// field (positioned at it); false when the object is not that or field says
+// so.
+func (s *jscan) object(field func(key []byte) bool) bool {
 	if !s.eat('{') {
 		return false
 	}
-	var seen uint16
 	s.ws()
 	if s.eat('}') {
-		return false // no documentId
+		return true
 	}
 	for {
 		s.ws()
@@ -39,47 +70,17 @@ func auditPlain(raw []byte) bool {
 			return false
 		}
 		s.ws()
-		bit := auditFieldBit(key)
-		if bit != 0 {
-			if seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-		}
-		switch {
-		case bit == fieldDocumentID:
-			v, _, ok := s.str()
-			if !ok || len(v) == 0 {
-				return false
-			}
-		case bit == fieldDate:
-			v, esc, ok := s.str()
-			if !ok || esc || !plainRFC3339(v) {
-				return false
-			}
-		case bit == fieldProperties:
-			if !s.properties() {
-				return false
-			}
-		case bit != 0:
-			if !s.strOrNull() {
-				return false
-			}
-		default:
-			if !s.skip(0) {
-				return false
-			}
+		if !field(key) {
+			return false
 		}
 		s.ws()
 		if s.eat('}') {
-			break
+			return true
 		}
 		if !s.eat(',') {
 			return false
 		}
 	}
-	s.ws()
-	return s.i == len(s.b) && seen&(fieldDocumentID|fieldDate) == fieldDocumentID|fieldDate
 }
 
 // The record's fields qCheckAudit looks at, as bits of a set.
@@ -125,40 +126,15 @@ func (s *jscan) properties() bool {
 	}
 	for {
 		s.ws()
-		if !s.eat('{') {
-			return false
-		}
-		s.ws()
-		if !s.eat('}') {
-			for {
-				s.ws()
-				key, esc, ok := s.str()
-				if !ok || esc {
-					return false
-				}
-				s.ws()
-				if !s.eat(':') {
-					return false
-				}
-				s.ws()
-				switch string(key) {
-				case "name", "value", "previousValue", "previousvalue":
-					if !s.strOrNull() {
-						return false
-					}
-				default:
-					if !s.skip(0) {
-						return false
-					}
-				}
-				s.ws()
-				if s.eat('}') {
-					break
-				}
-				if !s.eat(',') {
-					return false
-				}
+		if !s.object(func(key []byte) bool {
+			switch string(key) {
+			case "name", "value", "previousValue", "previousvalue":
+				return s.strOrNull()
+			default:
+				return s.skip(0)
 			}
+		}) {
+			return false
 		}
 		s.ws()
 		if s.eat(']') {
