@@ -55,6 +55,36 @@ to_environment = "env-prod"
 on_unknown = "refire"
 `
 
+// newSharedRig is a crash rig whose runnerd share a PostgreSQL ledger of
+// their own server: the simulator on 127.0.0.1 (simOpts), the server, the
+// ledger's URL; env is added to every runnerd's environment. The runnerd's
+// logs are shown when the test fails.
+func newSharedRig(t *testing.T, simOpts atomsim.Options, env ...string) (*crashRig, *pgtest.Server, string) {
+	t.Helper()
+	if _, err := exec.LookPath("runnerd"); err != nil {
+		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
+	}
+	pg := pgtest.Start(t)
+	ledger := pg.NewDatabase(t)
+	r := &crashRig{t: t, sim: atomsim.New(simOpts), dir: t.TempDir()}
+	srv := httptest.NewServer(r.sim)
+	t.Cleanup(srv.Close)
+	r.url = srv.URL + "/api/rest/v1"
+	r.env = append(append(os.Environ(), "RUNNERD_PASSWORD=sim-password"), env...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			logs := r.logs.String()
+			if len(logs) > 30000 {
+				logs = "…" + logs[len(logs)-30000:]
+			}
+			t.Logf("runnerd logs (tail):\n%s", logs)
+		}
+	})
+	return r, pg, ledger
+}
+
 // TestFailover: two runnerd share a PostgreSQL ledger, one holding the lease
 // of a high-priority deploy job. It is killed (SIGKILL, at the failpoint
 // after the deploy request was written, or after its answer came: the
@@ -69,29 +99,8 @@ func TestFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	if _, err := exec.LookPath("runnerd"); err != nil {
-		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
-	}
-	pg := pgtest.Start(t)
-	ledger := pg.NewDatabase(t)
-	r := &crashRig{t: t, sim: atomsim.New(atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1}),
-		dir: t.TempDir()}
-	srv := httptest.NewServer(r.sim)
-	t.Cleanup(srv.Close)
-	r.url = srv.URL + "/api/rest/v1"
-	r.env = append(os.Environ(), "RUNNERD_PASSWORD=sim-password",
+	r, _, ledger := newSharedRig(t, atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1},
 		"RUNNERD_RECONCILE_GRACE=1s", "RUNNERD_RECONCILE_EVERY=200ms", "RUNNERD_RECONCILE_SKEW=1s")
-	t.Cleanup(func() {
-		if t.Failed() {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			logs := r.logs.String()
-			if len(logs) > 30000 {
-				logs = "…" + logs[len(logs)-30000:]
-			}
-			t.Logf("runnerd logs (tail):\n%s", logs)
-		}
-	})
 	cfgs := map[string]string{}
 	for _, name := range []string{"a", "b"} {
 		d := filepath.Join(r.dir, name)
@@ -251,17 +260,8 @@ func TestLedgerLossFailsClosed(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	if _, err := exec.LookPath("runnerd"); err != nil {
-		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
-	}
-	pg := pgtest.Start(t)
-	ledger := pg.NewDatabase(t)
-	r := &crashRig{t: t, sim: atomsim.New(atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1,
-		ExecDuration: 200 * time.Millisecond, RecordDelay: 50 * time.Millisecond}), dir: t.TempDir()}
-	srv := httptest.NewServer(r.sim)
-	t.Cleanup(srv.Close)
-	r.url = srv.URL + "/api/rest/v1"
-	r.env = append(os.Environ(), "RUNNERD_PASSWORD=sim-password")
+	r, pg, ledger := newSharedRig(t, atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1,
+		ExecDuration: 200 * time.Millisecond, RecordDelay: 50 * time.Millisecond})
 	cfg := filepath.Join(r.dir, "jobs.toml")
 	conf := fmt.Sprintf(failoverConfig, r.url, ledger, "a", r.dir)
 	conf = conf[:strings.Index(conf, "[[job]]")] + `[[job]]

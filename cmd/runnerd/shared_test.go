@@ -217,17 +217,8 @@ atom_id = "atom-prod"
 // on an allowance of 20. The export stops at 13 calls, deferred to keep the
 // other instance's share.
 func TestSharedLedgerPriorities(t *testing.T) {
-	if _, err := exec.LookPath("runnerd"); err != nil {
-		t.Skip("runnerd is not on PATH (run through go test, which sets it up in TestMain)")
-	}
-	pg := pgtest.Start(t)
-	ledger := pg.NewDatabase(t)
-	sim := atomsim.New(atomsim.Options{Rate: 5, DailyLimit: 20, AuditLogs: 1500, AuditDays: 30, ExecutionRecords: -1, Events: -1})
-	srv := httptest.NewServer(sim)
-	t.Cleanup(srv.Close)
-	url := srv.URL + "/api/rest/v1"
-	r := &crashRig{t: t, sim: sim, dir: t.TempDir(), url: url}
-	r.env = append(os.Environ(), "RUNNERD_PASSWORD=sim-password")
+	r, _, ledger := newSharedRig(t, atomsim.Options{Rate: 5, DailyLimit: 20, AuditLogs: 1500, AuditDays: 30, ExecutionRecords: -1, Events: -1})
+	sim, url := r.sim, r.url
 	hiDir, loDir := filepath.Join(r.dir, "hi"), filepath.Join(r.dir, "i1")
 	for _, d := range []string{hiDir, loDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
