@@ -118,8 +118,16 @@ func loadConfig(e *env, path string) (*config.Config, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if testConfigHook != nil {
+		testConfigHook(cfg)
+	}
 	return cfg, nil
 }
+
+// testConfigHook is set only by the test binary acting as runnerd (see
+// pgscript_test.go): the end-to-end scripts run again with every
+// configuration's ledger moved to a PostgreSQL database. nil in runnerd.
+var testConfigHook func(*config.Config)
 
 // openStore opens the configured database. Refusals (a corrupt file, a schema
 // newer than this binary) are configuration errors: exit 2.

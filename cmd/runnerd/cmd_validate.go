@@ -19,7 +19,16 @@ func readLedger(ctx context.Context, cfg *config.Config) (*store.DB, error) {
 	if _, err := os.Stat(cfg.Store.Path); err != nil && cfg.Store.URL == "" {
 		return nil, nil
 	}
-	return openStore(ctx, cfg, store.Options{ReadOnly: true})
+	db, err := openStore(ctx, cfg, store.Options{ReadOnly: true})
+	if err != nil || cfg.Store.URL == "" {
+		return db, err
+	}
+	// A PostgreSQL database no daemon has migrated yet holds no ledger.
+	if v, _, err := db.SchemaVersion(ctx); err != nil || v == 0 {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 func cmdValidate(ctx context.Context, e *env, args []string) error {

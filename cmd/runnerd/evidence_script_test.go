@@ -130,7 +130,7 @@ func cmdScriptWaitEvidence(ts *testscript.TestScript, neg bool, args []string) {
 	deadline := time.Now().Add(timeout)
 	last := "none"
 	for time.Now().Before(deadline) {
-		db, err := store.Open(context.Background(), path, store.Options{ReadOnly: true})
+		db, err := scriptStore(ts, path, store.Options{ReadOnly: true})
 		if err == nil {
 			es, _ := db.RunEvidence(context.Background(), id)
 			db.Close()

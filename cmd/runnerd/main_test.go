@@ -28,7 +28,7 @@ var update = flag.Bool("update", false, "update testscript golden output in test
 // TestMain makes the test binary act as runnerd when testscript execs it, so
 // end-to-end scripts run the real command in its own process.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(runThenStop{m}, map[string]func(){
 		"runnerd": func() { os.Exit(mainExit()) },
 	})
 }
@@ -48,9 +48,22 @@ func TestScript(t *testing.T) {
 				}
 			}
 			e.Setenv("RUNNERD_PASSWORD", "sim-password")
+			if scriptsOnPostgres() {
+				u, err := scriptDatabase(e)
+				if err != nil {
+					return err
+				}
+				e.Setenv(envScriptLedger, u)
+			}
 			example, err := filepath.Abs(filepath.Join("..", "..", "jobs.example.toml"))
 			e.Setenv("EXAMPLE", example)
 			return err
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "pg" {
+				return scriptsOnPostgres(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"sim":         cmdScriptSim,
@@ -157,7 +170,7 @@ func cmdScriptLedgerMatch(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: ledgermatch DB")
 	}
-	db, err := store.Open(context.Background(), ts.MkAbs(args[0]), store.Options{})
+	db, err := scriptStore(ts, args[0], store.Options{})
 	ts.Check(err)
 	defer db.Close()
 	calls, err := db.ListCalls(context.Background(), store.CallFilter{Status: -1})
@@ -202,8 +215,8 @@ func cmdScriptWaitRun(ts *testscript.TestScript, neg bool, args []string) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for time.Now().Before(deadline) {
-		if _, err := os.Stat(path); err == nil {
-			db, err := store.Open(context.Background(), path, store.Options{NoMigrate: true})
+		if _, err := os.Stat(path); err == nil || scriptLedger(ts) != "" {
+			db, err := scriptStore(ts, args[0], store.Options{NoMigrate: true})
 			if err == nil {
 				runs, _ := db.ListRuns(context.Background(), store.RunFilter{Job: args[1], Limit: 1})
 				db.Close()
@@ -288,7 +301,13 @@ func cmdScriptSQLExec(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: sqlexec DB SQL")
 	}
-	db, err := sql.Open("sqlite3", ts.MkAbs(args[0]))
+	var db *sql.DB
+	var err error
+	if u := scriptLedger(ts); u != "" {
+		db, err = sql.Open("pgx", u)
+	} else {
+		db, err = sql.Open("sqlite3", ts.MkAbs(args[0]))
+	}
 	ts.Check(err)
 	defer db.Close()
 	_, err = db.Exec(args[1])

@@ -87,7 +87,7 @@ func cmdScriptRunsDisjoint(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: runsdisjoint DB")
 	}
-	db, err := store.Open(context.Background(), ts.MkAbs(args[0]), store.Options{NoMigrate: true})
+	db, err := scriptStore(ts, args[0], store.Options{NoMigrate: true})
 	ts.Check(err)
 	defer db.Close()
 	runs, err := db.ListRuns(context.Background(), store.RunFilter{})

@@ -76,7 +76,7 @@ func cmdScriptLedgerOps(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: ledgerops DB")
 	}
-	db, err := store.Open(context.Background(), ts.MkAbs(args[0]), store.Options{ReadOnly: true})
+	db, err := scriptStore(ts, args[0], store.Options{ReadOnly: true})
 	ts.Check(err)
 	defer db.Close()
 	calls, err := db.ListCalls(context.Background(), store.CallFilter{Status: -1})

@@ -26,8 +26,13 @@ type demandRun struct {
 	DurationMS int64  `json:"duration_ms,omitempty"`
 }
 
-// ownLookAhead is the look-ahead of the jobs this instance holds.
+// ownLookAhead is the look-ahead of the jobs this instance holds. An engine
+// that has not taken part yet (no heartbeat: a command reading the ledger,
+// plan's foresight) counts every job of its configuration, as on SQLite.
 func (e *Engine) ownLookAhead(all []budget.Candidate) []budget.Candidate {
+	if !e.leasesActive() {
+		return all
+	}
 	out := make([]budget.Candidate, 0, len(all))
 	for _, c := range all {
 		if e.owns(c.Job) {
@@ -90,7 +95,7 @@ func (e *Engine) shareDemand(ctx context.Context) error {
 // instance holds and the other instances' published runs; all itself on
 // SQLite.
 func (e *Engine) sharedLookAhead(all []budget.Candidate) []budget.Candidate {
-	if e.leases == nil {
+	if !e.leasesActive() {
 		return all
 	}
 	own := e.ownLookAhead(all)

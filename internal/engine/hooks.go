@@ -23,7 +23,7 @@ func (h *callHooks) Begin(ctx context.Context, c *atomapi.Call) error {
 	id, err := h.e.db.BeginCall(ctx, store.Call{
 		RunID: c.RunID, Job: c.Job, RequestID: c.RequestID, Operation: c.Operation, Method: c.Method,
 		Path: c.Path, Safe: c.Safe, Recovery: c.Recovery, Attempt: c.Attempt, StartedAt: c.StartedAt,
-		Limit: h.e.callLimit(c.Recovery), Instance: h.e.Instance(),
+		Limit: h.e.callLimit(c.Recovery), Instance: h.e.callInstance(),
 	})
 	if err != nil {
 		return windowRefusal(err, h.e.now())

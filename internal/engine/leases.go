@@ -35,6 +35,7 @@ type leases struct {
 	down     bool // the last heartbeat failed: the ledger did not answer
 	failedAt time.Time
 	others   []budget.Candidate // the other instances' published look-aheads
+	active   bool               // a heartbeat has succeeded: this engine holds (or held) leases
 }
 
 // instanceName is [store] instance, or the host name.
@@ -111,6 +112,17 @@ func (e *Engine) owns(job string) bool {
 	return e.leases.held[job]
 }
 
+// leasesActive reports whether this engine takes part in a shared ledger's
+// leases (a heartbeat has succeeded).
+func (e *Engine) leasesActive() bool {
+	if e.leases == nil {
+		return false
+	}
+	e.leases.mu.Lock()
+	defer e.leases.mu.Unlock()
+	return e.leases.active
+}
+
 // ledgerDown reports whether the last heartbeat found the shared ledger out
 // of reach.
 func (e *Engine) ledgerDown() bool {
@@ -153,6 +165,7 @@ func (e *Engine) heartbeat(ctx context.Context, want []string) (gained []string,
 		l.down, l.failedAt = true, e.now()
 		return nil, err
 	}
+	l.active = true
 	if l.down {
 		e.log.Info("ledger: the shared ledger answers again", "down_for", e.now().Sub(l.failedAt).Round(time.Millisecond))
 		l.down = false
@@ -218,11 +231,9 @@ func (e *Engine) holdForRun(ctx context.Context, job string) (func(), error) {
 	if e.leases == nil {
 		return func() {}, nil
 	}
-	// A daemon wants every job; a one-shot run (no daemon) only this one.
-	want := []string{job}
-	if e.started.Load() {
-		want = e.jobNames()
-	}
+	// Every configured job whose lease is free: the run's chain may go on
+	// to the next steps, and a job another instance holds stays its own.
+	want := e.jobNames()
 	if !e.owns(job) {
 		if _, err := e.heartbeat(ctx, want); err != nil {
 			return nil, fmt.Errorf("job %q: the shared ledger does not answer: %w", job, err)

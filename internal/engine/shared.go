@@ -72,6 +72,17 @@ func (e *Engine) callLimit(recovery bool) int {
 	return e.limits.Cap()
 }
 
+// callInstance is the instance name BeginCall fences a call with: this
+// engine's, once it takes part in the leases (a daemon, or runnerd run
+// holding its job's lease); "" for a command's one-off lookups (release
+// -dry-run, logs), which run no job and so hold none.
+func (e *Engine) callInstance() string {
+	if !e.leasesActive() {
+		return ""
+	}
+	return e.leases.instance.Name
+}
+
 // windowRefusal turns BeginCall's ErrWindowFull into the gate's refusal, so
 // that a run defers (until the next hour, when a bucket may fall out) instead
 // of failing.

@@ -75,6 +75,14 @@ func Get(tb testing.TB) *Server {
 	return shared
 }
 
+// Shared returns the test binary's server, starting it at the first call,
+// for callers without a testing.TB (testscript's Setup); the caller stops
+// it (Stop) when its tests end, as Main does.
+func Shared() (*Server, error) {
+	once.Do(func() { shared, errOnce = start() })
+	return shared, errOnce
+}
+
 // Start starts a server of tb's own, stopped when tb ends: for a package
 // whose TestMain is not Main's (or a test that stops the server itself).
 // Skips or fails as Get does.
