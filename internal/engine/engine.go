@@ -96,6 +96,7 @@ type Engine struct {
 	lock       *SpenderLock
 	db         *store.DB
 	leases     *leases // a shared ledger's leases; nil on SQLite
+	renewOnce  sync.Once
 	window     *budget.Window
 	limiter    *budget.RateLimiter
 	classifier *budget.Classifier
@@ -654,11 +655,9 @@ func (e *Engine) RunNow(ctx context.Context, job string, from, to time.Time) (ru
 		return runnerd.Run{}, err
 	}
 	// On a shared ledger the run needs the job's lease.
-	done, err := e.holdForRun(ctx, job)
-	if err != nil {
+	if err := e.holdForRun(ctx, job); err != nil {
 		return runnerd.Run{}, err
 	}
-	defer done()
 	// Before anything else of the job: what an interrupted run of it paused
 	// is resumed (`runnerd run` after a crash, without a daemon).
 	if _, err := e.resumeObligations(ctx, job); err != nil {

@@ -225,18 +225,18 @@ func (e *Engine) releaseLeases() {
 }
 
 // holdForRun makes sure this instance holds job's lease for a run started
-// by hand (runnerd run) and keeps it renewed until the returned func is
-// called. An error names the instance that holds it.
-func (e *Engine) holdForRun(ctx context.Context, job string) (func(), error) {
+// by hand (runnerd run), and that it stays renewed. An error names the
+// instance that holds it.
+func (e *Engine) holdForRun(ctx context.Context, job string) error {
 	if e.leases == nil {
-		return func() {}, nil
+		return nil
 	}
 	// Every configured job whose lease is free: the run's chain may go on
 	// to the next steps, and a job another instance holds stays its own.
 	want := e.jobNames()
 	if !e.owns(job) {
 		if _, err := e.heartbeat(ctx, want); err != nil {
-			return nil, fmt.Errorf("job %q: the shared ledger does not answer: %w", job, err)
+			return fmt.Errorf("job %q: the shared ledger does not answer: %w", job, err)
 		}
 	}
 	if !e.owns(job) {
@@ -248,25 +248,26 @@ func (e *Engine) holdForRun(ctx context.Context, job string) (func(), error) {
 				}
 			}
 		}
-		return nil, fmt.Errorf("job %q is run by %s; run it there, or wait for its lease to run out", job, holder)
+		return fmt.Errorf("job %q is run by %s; run it there, or wait for its lease to run out", job, holder)
 	}
-	if e.started.Load() {
-		return func() {}, nil // the lease loop renews it
+	if !e.started.Load() {
+		// A one-shot run (no daemon): its leases are renewed until the
+		// engine closes, not only while the run runs — what follows it
+		// (the failed run's evidence) is the job's too. Close gives them up.
+		e.renewOnce.Do(func() {
+			e.goBG(func(ctx context.Context) {
+				t := time.NewTicker(e.leases.every)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+						e.heartbeat(ctx, want)
+					}
+				}
+			})
+		})
 	}
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(e.leases.every)
-		defer t.Stop()
-		for {
-			select {
-			case <-rctx.Done():
-				return
-			case <-t.C:
-				e.heartbeat(rctx, want)
-			}
-		}
-	}()
-	return func() { cancel(); <-done }, nil
+	return nil
 }
