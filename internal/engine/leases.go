@@ -136,8 +136,9 @@ func (e *Engine) ledgerDown() bool {
 
 // jobNames are the configured jobs: what a daemon wants to hold.
 func (e *Engine) jobNames() []string {
-	want := make([]string, 0, len(e.cfg.Jobs))
-	for _, j := range e.cfg.Jobs {
+	jobs := e.Config().Jobs // a reload replaces the configuration
+	want := make([]string, 0, len(jobs))
+	for _, j := range jobs {
 		want = append(want, j.Name)
 	}
 	return want
