@@ -15,6 +15,7 @@ import (
 	"runnerd/internal/config"
 	"runnerd/internal/control"
 	"runnerd/internal/logging"
+	"runnerd/internal/engine"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/sdnotify"
 )
@@ -101,6 +102,10 @@ func (d *daemon) serve(ctx context.Context, e *env, configPath string, notifier 
 	if err := d.Start(runCtx); err != nil {
 		if errors.Is(err, scheduler.ErrStarted) || errors.Is(err, scheduler.ErrStopped) {
 			return err
+		}
+		var ns *engine.NotStartedError
+		if errors.As(err, &ns) {
+			return configErr(ns.Err)
 		}
 		// Start reports per-job problems of recovery and catch-up after cron
 		// is running and some runs may be under way: returning now would cut

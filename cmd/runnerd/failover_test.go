@@ -325,3 +325,52 @@ atom_id = "atom-test"
 	}
 	c.stop(t)
 }
+
+// TestInstanceNameInUse: a second runnerd started under the name of one
+// that runs (its own directory, the same [store] instance) is refused with
+// a message naming the other, and does not take its jobs; after a clean
+// stop of the first the name is free.
+func TestInstanceNameInUse(t *testing.T) {
+	r, _, ledger := newSharedRig(t, atomsim.Options{Rate: 40, DailyLimit: -1, AuditLogs: -1, ExecutionRecords: -1, Events: -1})
+	var cfgs []string
+	for _, d := range []string{"one", "two"} {
+		dir := filepath.Join(r.dir, d)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		cfg := filepath.Join(dir, "jobs.toml")
+		if err := os.WriteFile(cfg, fmt.Appendf(nil, failoverConfig, r.url, ledger, "same", dir), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfgs = append(cfgs, cfg)
+	}
+	first := r.startConfig(cfgs[0])
+	defer first.kill9()
+	db, err := store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if err == nil {
+			if ls, _ := db.Leases(context.Background()); len(ls) == 1 {
+				break
+			}
+		} else {
+			db, err = store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the first runnerd took no lease: %v", err)
+		}
+	}
+	defer db.Close()
+	cmd := exec.Command("runnerd", "serve", "-config", cfgs[1])
+	cmd.Dir, cmd.Env = filepath.Dir(cfgs[1]), r.env
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `instance name "same" is in use by pid`) {
+		t.Fatalf("a second runnerd under the same name: %v\n%s", err, out)
+	}
+	first.stop(t)
+	cmd = exec.Command("runnerd", "run", "-config", cfgs[1], "promote")
+	cmd.Dir, cmd.Env = filepath.Dir(cfgs[1]), r.env
+	r.newSourcePackage(0)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("after the first stopped, its name is free: %v\n%s", err, out)
+	}
+}

@@ -406,9 +406,13 @@ func (e *Engine) Start(runCtx context.Context) error {
 	if e.leases != nil {
 		// The jobs this instance runs are those it holds a lease on when
 		// the scheduler starts, and those it takes over later.
+		if err := e.checkInstanceName(runCtx); err != nil {
+			e.started.Store(false)
+			return &NotStartedError{ConfigError{err}}
+		}
 		if _, err := e.heartbeat(runCtx, e.jobNames()); err != nil {
 			e.started.Store(false)
-			return fmt.Errorf("the shared ledger: %w", err)
+			return &NotStartedError{fmt.Errorf("the shared ledger: %w", err)}
 		}
 		e.goBG(e.leaseLoop)
 	}
@@ -431,6 +435,13 @@ func (e *Engine) Start(runCtx context.Context) error {
 	})
 	return err
 }
+
+// NotStartedError is Start's error when nothing was started (not the
+// scheduler either): the caller should not serve on. Err says why.
+type NotStartedError struct{ Err error }
+
+func (e *NotStartedError) Error() string { return e.Err.Error() }
+func (e *NotStartedError) Unwrap() error { return e.Err }
 
 // goBG runs f on a goroutine that Close cancels and waits for.
 func (e *Engine) goBG(f func(ctx context.Context)) {

@@ -2,10 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -110,6 +112,35 @@ func (e *Engine) owns(job string) bool {
 	e.leases.mu.Lock()
 	defer e.leases.mu.Unlock()
 	return e.leases.held[job]
+}
+
+// checkInstanceName refuses to take part under a name another live runnerd
+// uses: two processes with one name would both hold its leases and both
+// run its jobs. The name's row is another's if it is not stopped, its
+// heartbeat is younger than a lease, and it is another host's or, on this
+// host, another process that is still alive (a process killed and started
+// again takes its name back at once).
+func (e *Engine) checkInstanceName(ctx context.Context) error {
+	l := e.leases
+	in, now, found, err := e.db.LookupInstance(ctx, l.instance.Name)
+	if err != nil || !found || !in.StoppedAt.IsZero() || now.Sub(in.HeartbeatAt) >= l.lease {
+		return err
+	}
+	if in.Host == l.instance.Host && (in.PID == l.instance.PID || !processAlive(in.PID)) {
+		return nil
+	}
+	return fmt.Errorf("instance name %q is in use by pid %d on host %s (heard from %s ago): "+
+		"give each runnerd sharing the ledger its own [store] instance", l.instance.Name, in.PID, in.Host,
+		now.Sub(in.HeartbeatAt).Round(time.Millisecond))
+}
+
+// processAlive reports whether a process with pid runs on this host.
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // leasesActive reports whether this engine takes part in a shared ledger's
@@ -235,6 +266,11 @@ func (e *Engine) holdForRun(ctx context.Context, job string) error {
 	// Every configured job whose lease is free: the run's chain may go on
 	// to the next steps, and a job another instance holds stays its own.
 	want := e.jobNames()
+	if !e.leasesActive() {
+		if err := e.checkInstanceName(ctx); err != nil {
+			return err
+		}
+	}
 	if !e.owns(job) {
 		if _, err := e.heartbeat(ctx, want); err != nil {
 			return fmt.Errorf("job %q: the shared ledger does not answer: %w", job, err)

@@ -230,3 +230,30 @@ func (db *DB) OthersDemand(ctx context.Context, instance string, fresh time.Dura
 	}
 	return out, rows.Err()
 }
+
+// LookupInstance returns the row of instance name, whether there is one,
+// and the server's clock now (to judge how fresh its heartbeat is).
+func (db *DB) LookupInstance(ctx context.Context, name string) (in Instance, now time.Time, found bool, err error) {
+	if !db.pg {
+		return in, now, false, nil
+	}
+	var s, h, n int64
+	var stopped sql.NullInt64
+	err = db.reader.QueryRowContext(ctx, `SELECT i.name, i.host, i.pid, i.started_at, i.heartbeat_at, i.stopped_at, `+qServerMS+`
+		FROM instances i WHERE i.name = ?`, name).Scan(&in.Name, &in.Host, &in.PID, &s, &h, &stopped, &n)
+	if errors.Is(err, sql.ErrNoRows) {
+		var now int64
+		if err := db.reader.QueryRowContext(ctx, `SELECT `+qServerMS).Scan(&now); err != nil {
+			return in, time.Time{}, false, fmt.Errorf("store: instance %q: %w", name, err)
+		}
+		return in, time.UnixMilli(now).UTC(), false, nil
+	}
+	if err != nil {
+		return in, now, false, fmt.Errorf("store: instance %q: %w", name, err)
+	}
+	in.StartedAt, in.HeartbeatAt = time.UnixMilli(s).UTC(), time.UnixMilli(h).UTC()
+	if stopped.Valid {
+		in.StoppedAt = time.UnixMilli(stopped.Int64).UTC()
+	}
+	return in, time.UnixMilli(n).UTC(), true, nil
+}
