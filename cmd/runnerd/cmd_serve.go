@@ -14,8 +14,8 @@ import (
 
 	"runnerd/internal/config"
 	"runnerd/internal/control"
-	"runnerd/internal/logging"
 	"runnerd/internal/engine"
+	"runnerd/internal/logging"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/sdnotify"
 )
