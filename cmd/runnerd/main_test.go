@@ -59,12 +59,7 @@ func TestScript(t *testing.T) {
 			e.Setenv("EXAMPLE", example)
 			return err
 		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "pg" {
-				return scriptsOnPostgres(), nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"sim":         cmdScriptSim,
 			"simcount":    cmdScriptSimCount,

@@ -279,6 +279,7 @@ func TestCanaryScripts(t *testing.T) {
 		testscript.RunT(canaryT{T: t, mu: &mu, logs: logs}, testscript.Params{
 			Files:               files,
 			RequireExplicitExec: true,
+			Condition:           scriptCondition, // the scripts' own [pg]; this rerun is SQLite's
 			Setup: func(e *testscript.Env) error {
 				e.Setenv("RUNNERD_PASSWORD", canary)
 				example, err := filepath.Abs(filepath.Join("..", "..", "jobs.example.toml"))

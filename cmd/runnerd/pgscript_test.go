@@ -38,6 +38,15 @@ func init() {
 	}
 }
 
+// scriptCondition answers the scripts' own conditions: [pg] while they run
+// against PostgreSQL.
+func scriptCondition(cond string) (bool, error) {
+	if cond == "pg" {
+		return scriptsOnPostgres(), nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
 // scriptsOnPostgres reports whether TestScript runs the scripts against the
 // PostgreSQL ledger.
 func scriptsOnPostgres() bool { return os.Getenv("RUNNERD_TEST_STORE") == "postgres" }
