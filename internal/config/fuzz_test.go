@@ -17,6 +17,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add([]byte(b.src))
 	}
 	f.Add([]byte(base + execJob))
+	f.Add([]byte(base + "[store]\nurl = \"postgres://runnerd@db.example.com/runnerd\"\npassword_env = \"PW\"\ninstance = \"a\"\nlease = \"5s\"\n" + execJob))
 	opts := LoadOptions{Getenv: env("STATE_DIRECTORY", "/var/lib/runnerd")}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 1<<16 {
