@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"runnerd"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -125,7 +126,7 @@ func finishedRun(t *testing.T, db *store.DB, job, kind string, nominal time.Time
 // is estimated to take 3 h (the median), which the planner spreads its calls
 // over; with no timed runs it takes none (all in the start hour).
 func TestEstimateCarriesDuration(t *testing.T) {
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
+	db, err := ledger.Open(t, filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

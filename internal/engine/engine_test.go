@@ -18,6 +18,7 @@ import (
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/config"
+	"runnerd/internal/pgtest"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/store"
 )
@@ -455,7 +456,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("RUNNERD_ENGINE_LOG") != "" {
 		dumpLog = true
 	}
-	os.Exit(m.Run())
+	pgtest.Main(m)
 }
 
 var dumpLog bool

@@ -22,6 +22,7 @@ import (
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/budget"
 	"runnerd/internal/evidence"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -52,7 +53,7 @@ func newRig(t *testing.T, mod ...func(*evidence.Options)) *rig {
 	r.sim.SetNow(t0)
 	r.srv = httptest.NewServer(r.sim)
 	t.Cleanup(r.srv.Close)
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{Now: r.sim.Now})
+	db, err := ledger.Open(t, filepath.Join(t.TempDir(), "runnerd.db"), store.Options{Now: r.sim.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
 	"runnerd/internal/budget"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -50,7 +51,7 @@ func newSimRig(t *testing.T, recordDelay, execDuration time.Duration) *simRig {
 		}
 		return c
 	}
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{Now: sim.Now})
+	db, err := ledger.Open(t, filepath.Join(t.TempDir(), "runnerd.db"), store.Options{Now: sim.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/budget"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -849,10 +850,11 @@ func TestCronRecoversAndLogsThroughSlog(t *testing.T) {
 	})
 }
 
-// The scheduler over the real SQLite store: a run's life as history shows it.
+// The scheduler over the real store (SQLite, or PostgreSQL in .ci/run's
+// second pass): a run's life as history shows it.
 func TestRunNowWithSQLiteStore(t *testing.T) {
 	ctx := t.Context()
-	db, err := store.Open(ctx, t.TempDir()+"/runnerd.db", store.Options{})
+	db, err := ledger.Open(t, t.TempDir()+"/runnerd.db", store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -41,7 +42,7 @@ func TestStartTransactionsConstant(t *testing.T) {
 	}
 	first := now.Truncate(time.Second)
 	for _, start := range []string{"empty ledger", "restart"} {
-		db, err := store.Open(ctx, path, store.Options{Now: func() time.Time { return now }})
+		db, err := ledger.Open(t, path, store.Options{Now: func() time.Time { return now }})
 		if err != nil {
 			t.Fatal(err)
 		}

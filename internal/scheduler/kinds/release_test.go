@@ -9,6 +9,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/store"
 )
 
@@ -18,7 +19,7 @@ import (
 // cancel — and closes the obligations.
 func TestReleaseResumesWhenStopped(t *testing.T) {
 	env := newSimEnv(t, atomsim.Options{ListenerDelay: -1, ListenerStatusDelay: -1})
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
+	db, err := ledger.Open(t, filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

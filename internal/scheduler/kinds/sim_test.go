@@ -27,6 +27,7 @@ import (
 	"runnerd"
 	"runnerd/internal/atomapi"
 	"runnerd/internal/atomapi/atomsim"
+	"runnerd/internal/pgtest/ledger"
 	"runnerd/internal/scheduler"
 	"runnerd/internal/store"
 )
@@ -434,7 +435,7 @@ func BenchmarkExport100k(b *testing.B) {
 // them before the window's file is in place and its watermark moves.
 func TestSimExportAuditBatches(t *testing.T) {
 	e := newSimEnv(t, atomsim.Options{Events: -1, ExecutionRecords: -1, AuditLogs: 2500, AuditDays: 5})
-	db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
+	db, err := ledger.Open(t, filepath.Join(t.TempDir(), "runnerd.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
