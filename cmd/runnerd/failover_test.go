@@ -346,20 +346,10 @@ func TestInstanceNameInUse(t *testing.T) {
 	}
 	first := r.startConfig(cfgs[0])
 	defer first.kill9()
-	db, err := store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err == nil {
-			if ls, _ := db.Leases(context.Background()); len(ls) == 1 {
-				break
-			}
-		} else {
-			db, err = store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first runnerd took no lease: %v", err)
-		}
-	}
-	defer db.Close()
+	waitLedger(t, ledger, "the first runnerd takes the lease", func(db *store.DB) bool {
+		ls, _ := db.Leases(context.Background())
+		return len(ls) == 1
+	})
 	cmd := exec.Command("runnerd", "serve", "-config", cfgs[1])
 	cmd.Dir, cmd.Env = filepath.Dir(cfgs[1]), r.env
 	out, err := cmd.CombinedOutput()

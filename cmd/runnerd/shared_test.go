@@ -103,6 +103,27 @@ func sharedRun(t *testing.T, instances, limit int) ([]atomsim.Request, []error, 
 	return sim.Requests(), errs, out
 }
 
+// waitLedger waits up to 30 s until ok holds of the PostgreSQL ledger at url
+// (which a runnerd starting meanwhile creates and migrates).
+func waitLedger(t *testing.T, url, what string, ok func(*store.DB) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		db, err := store.Open(context.Background(), url, store.Options{NoMigrate: true})
+		if err == nil {
+			done := ok(db)
+			db.Close()
+			if done {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 30s (%v)", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // maxInAnySecond is the most requests that arrived within one second of
 // each other.
 func maxInAnySecond(reqs []atomsim.Request) int {
@@ -236,20 +257,10 @@ func TestSharedLedgerPriorities(t *testing.T) {
 	}
 	hi := r.startConfig(hiCfg)
 	defer hi.kill9()
-	db, err := store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if err == nil {
-			if d, derr := db.OthersDemand(context.Background(), "test", time.Minute); derr == nil && strings.Contains(d["hi"], "nightly") {
-				break
-			}
-		} else {
-			db, err = store.Open(context.Background(), ledger, store.Options{NoMigrate: true})
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("instance hi did not publish its look-ahead: %v", err)
-		}
-	}
-	defer db.Close()
+	waitLedger(t, ledger, "instance hi publishes its look-ahead", func(db *store.DB) bool {
+		d, err := db.OthersDemand(context.Background(), "test", time.Minute)
+		return err == nil && strings.Contains(d["hi"], "nightly")
+	})
 	run := exec.Command("runnerd", "run", "-config", loCfg, "audit-i1")
 	run.Dir, run.Env = loDir, r.env
 	out, _ := run.CombinedOutput()

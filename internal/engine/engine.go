@@ -712,7 +712,7 @@ func (e *Engine) StatusLine() string {
 	if next != "" {
 		s += fmt.Sprintf("; next %s at %s", next, nextAt.UTC().Format(time.RFC3339))
 	}
-	if e.ledgerDown() {
+	if _, down := e.leaseState(); down {
 		s = "the shared ledger does not answer: no calls are started; " + s
 	}
 	return s

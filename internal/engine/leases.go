@@ -143,27 +143,19 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// leasesActive reports whether this engine takes part in a shared ledger's
-// leases (a heartbeat has succeeded).
-func (e *Engine) leasesActive() bool {
+// leaseState reports whether this engine takes part in a shared ledger's
+// leases (a heartbeat has succeeded) and whether the last heartbeat found
+// the ledger out of reach; false, false on SQLite.
+func (e *Engine) leaseState() (active, down bool) {
 	if e.leases == nil {
-		return false
+		return false, false
 	}
 	e.leases.mu.Lock()
 	defer e.leases.mu.Unlock()
-	return e.leases.active
+	return e.leases.active, e.leases.down
 }
 
-// ledgerDown reports whether the last heartbeat found the shared ledger out
-// of reach.
-func (e *Engine) ledgerDown() bool {
-	if e.leases == nil {
-		return false
-	}
-	e.leases.mu.Lock()
-	defer e.leases.mu.Unlock()
-	return e.leases.down
-}
+func (e *Engine) leasesActive() bool { active, _ := e.leaseState(); return active }
 
 // jobNames are the configured jobs: what a daemon wants to hold.
 func (e *Engine) jobNames() []string {
